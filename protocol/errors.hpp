@@ -1,0 +1,28 @@
+// errors.hpp — the stable error codes of the wire protocol (PROTOCOL.md §5).
+//
+// The names are part of the protocol: clients match on them. Never rename one; add new
+// codes at the end.
+#pragma once
+
+#include <optional>
+#include <string_view>
+
+namespace cairn::proto {
+
+enum class ErrorCode {
+  frame_too_large,      // length prefix > max_frame; connection closed
+  malformed,            // not one msgpack map, missing op/id, bad length 0; see PROTOCOL.md
+  invalid_field,        // event or argument failed validation; names field and rule
+  unsupported_version,  // hello asked for a protocol version we do not speak
+  unknown_op,           // op string not known
+  storage_failed,       // the write failed; the event is NOT stored/acked
+  shutting_down,        // daemon is draining; retry against the next instance
+  overloaded,           // too many requests in flight on this connection
+  permission_denied,    // peer uid not allowed to use this op
+  internal,             // a daemon bug; the request did not take effect
+};
+
+std::string_view error_code_name(ErrorCode code);
+std::optional<ErrorCode> error_code_from_name(std::string_view name);
+
+}  // namespace cairn::proto

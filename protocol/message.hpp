@@ -1,0 +1,194 @@
+// message.hpp — requests and replies (PROTOCOL.md §2, §5, §6).
+//
+// Glossary:
+//   Decoded      one unpacked msgpack payload; owns the zone its objects live in.
+//   Request      op + id + the borrowed request map (valid while its Decoded lives).
+//   *_reply      encoders that append one whole frame (header + map) to a std::string.
+// Nothing here does I/O; the daemon and libcairn both link it.
+#pragma once
+
+#include <msgpack.h>
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "errors.hpp"
+#include "event.hpp"
+#include "result.hpp"
+
+namespace cairn::proto {
+
+inline constexpr uint32_t kProtocolVersion = 1;
+
+enum class Op { hello, append, flush, query, stats, verify, ping };
+std::string_view op_name(Op op);
+std::optional<Op> op_from_name(std::string_view s);
+
+// Owns one unpacked payload. Movable, not copyable.
+class Decoded {
+ public:
+  Decoded();
+  ~Decoded();
+  Decoded(Decoded&& other) noexcept;
+  Decoded& operator=(Decoded&& other) noexcept;
+  Decoded(const Decoded&) = delete;
+  Decoded& operator=(const Decoded&) = delete;
+
+  const msgpack_object& root() const { return unpacked_.data; }
+
+  // Unpacks exactly one msgpack object filling all of `bytes`. Before handing bytes to
+  // msgpack-c it walks them once (msgpack_prescan) so that a 10-byte frame cannot
+  // claim a 4-billion-entry array and make the unpacker allocate for it.
+  static Result<Decoded, std::string> parse(std::span<const uint8_t> bytes, uint32_t max_depth);
+
+ private:
+  msgpack_unpacked unpacked_;
+};
+
+// Structural check of msgpack bytes without allocating: one complete object that ends
+// exactly at bytes.size(), element counts no larger than the bytes left, nesting no
+// deeper than max_depth. Returns an explanation on failure.
+std::optional<std::string> msgpack_prescan(std::span<const uint8_t> bytes, uint32_t max_depth);
+
+// Looks up a string key in a msgpack map; nullptr if absent or obj is not a map.
+const msgpack_object* map_get(const msgpack_object& map, std::string_view key);
+
+struct Request {
+  Op op = Op::ping;
+  uint64_t id = 0;
+  const msgpack_object* map = nullptr;  // borrowed from the Decoded
+};
+
+struct RequestError {
+  ErrorCode code;  // malformed, unknown_op, invalid_field
+  uint64_t id;     // 0 when the id itself could not be read
+  std::string field;
+  std::string message;
+};
+
+// Reads op and id from a decoded request map.
+Result<Request, RequestError> request_from(const Decoded& decoded);
+
+struct Hello {
+  uint32_t version = kProtocolVersion;
+  std::string client;  // may be empty
+};
+Result<Hello, Violation> hello_from(const Request& req);
+
+// Query arguments (PROTOCOL.md §6.4). Newest first; `after` is an exclusive seq cursor.
+struct QuerySpec {
+  std::optional<std::string> type;
+  std::optional<std::string> actor;
+  std::optional<int64_t> since;    // received >= since (ns)
+  std::optional<int64_t> until;    // received < until (ns)
+  std::optional<uint8_t> severity; // severity <= this (this severe or worse)
+  uint32_t limit = 100;            // 1..kMaxQueryLimit
+  std::optional<uint64_t> after;   // only seq < after
+};
+inline constexpr uint32_t kMaxQueryLimit = 1000;
+Result<QuerySpec, Violation> query_from(const Request& req, const Limits& limits);
+
+using Hash = std::array<uint8_t, 32>;
+
+struct StoredEvent {
+  uint64_t seq = 0;
+  Hash hash{};
+  std::string body;  // canonical msgpack map
+};
+
+struct QueryPage {
+  std::vector<StoredEvent> events;
+  std::optional<uint64_t> next;  // pass as `after` for the next page; absent at the end
+};
+
+struct Stats {
+  uint64_t events = 0;                                     // rows in the store
+  std::vector<std::pair<std::string, uint64_t>> by_type;   // rows per type, most first
+  uint64_t head_seq = 0;
+  uint64_t queue_depth = 0;   // events accepted, not yet committed
+  uint64_t queue_bytes = 0;
+  uint64_t commits = 0;       // since start
+  uint64_t events_committed = 0;
+  double events_per_commit = 0;
+  uint64_t fsync_p50_us = 0;  // commit (write + fsync) latency, recent window
+  uint64_t fsync_p99_us = 0;
+  uint64_t fsync_max_us = 0;
+  uint64_t storage_errors = 0;
+  uint64_t db_bytes = 0;      // main file + WAL
+  uint64_t connections = 0;
+  std::string flush_mode;
+  uint64_t uptime_s = 0;
+};
+
+struct VerifyReport {
+  bool valid = true;
+  uint64_t checked = 0;
+  uint64_t head_seq = 0;
+  Hash head_hash{};
+  std::optional<uint64_t> break_seq;  // first seq that does not verify
+  std::string reason;                 // why, when !valid
+};
+
+// ---- replies (daemon side). Each appends one whole frame to `out`. ----
+struct HelloInfo {
+  std::string server;      // "cairnd 0.1.0"
+  std::string flush_mode;  // immediate | batched | hybrid
+  Limits limits;
+  uint32_t max_inflight = 0;
+};
+void encode_error(std::string& out, uint64_t id, ErrorCode code, std::string_view message,
+                  std::string_view field = {}, std::string_view rule = {});
+void encode_hello_reply(std::string& out, uint64_t id, const HelloInfo& info);
+void encode_ack(std::string& out, uint64_t id, uint64_t seq, bool durable, bool duplicate);
+void encode_flush_reply(std::string& out, uint64_t id, uint64_t durable_seq);
+void encode_query_reply(std::string& out, uint64_t id, const QueryPage& page);
+void encode_stats_reply(std::string& out, uint64_t id, const Stats& stats);
+void encode_verify_reply(std::string& out, uint64_t id, const VerifyReport& report);
+void encode_pong(std::string& out, uint64_t id);
+
+// ---- requests (client side). Each appends one whole frame to `out`. ----
+// A client event: borrowed views; `fields` is already-encoded msgpack (a map) or empty.
+struct EventView {
+  std::string_view type;
+  std::optional<uint8_t> severity;
+  std::optional<std::string_view> actor, action, target, message;
+  std::optional<Outcome> outcome;
+  std::optional<int64_t> time;
+  std::string_view fields;  // raw msgpack map bytes, spliced in as-is
+  bool sync = false;
+  std::string_view idem;    // raw bytes, empty = none
+};
+void encode_hello(std::string& out, uint64_t id, uint32_t version, std::string_view client);
+void encode_append(std::string& out, uint64_t id, const EventView& event);
+void encode_simple(std::string& out, uint64_t id, Op op);  // flush, stats, verify, ping
+void encode_query(std::string& out, uint64_t id, const QuerySpec& spec);
+
+// ---- reply decoding (client side). ----
+struct Reply {
+  uint64_t id = 0;
+  bool ok = false;
+  std::optional<ErrorCode> error;  // set when !ok (nullopt if the code is unknown to us)
+  std::string error_name;          // the code as sent
+  std::string message, field, rule;
+  const msgpack_object* map = nullptr;  // the whole reply map, borrowed
+};
+Result<Reply, std::string> reply_from(const Decoded& decoded);
+
+struct Ack {
+  uint64_t seq = 0;
+  bool durable = false;
+  bool duplicate = false;
+};
+Result<Ack, std::string> ack_from(const Reply& reply);
+Result<QueryPage, std::string> query_page_from(const Reply& reply);
+Result<Stats, std::string> stats_from(const Reply& reply);
+Result<VerifyReport, std::string> verify_from(const Reply& reply);
+Result<HelloInfo, std::string> hello_info_from(const Reply& reply);
+
+}  // namespace cairn::proto
