@@ -1,1 +1,255 @@
-// placeholder: being written
+#include "config.hpp"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string_view>
+
+#include "cairn_config.h"
+
+namespace cairn::daemon {
+
+const char* flush_mode_name(FlushMode m) {
+  switch (m) {
+    case FlushMode::immediate: return "immediate";
+    case FlushMode::batched: return "batched";
+    case FlushMode::hybrid: return "hybrid";
+  }
+  return "?";
+}
+
+const char* const kUsage =
+    "Usage: cairnd [OPTIONS]\n"
+    "Tamper-evident audit-log daemon: validates events from local clients, appends them\n"
+    "to SQLite, links them into a SHA-256 hash chain and acks them once durable.\n"
+    "\n"
+    "Every option can also be set in the --config file as `name = value` (one per line,\n"
+    "# comments); options on the command line win over the file.\n"
+    "\n"
+    "  --config FILE              read settings from FILE first\n"
+    "  --socket PATH              Unix socket to listen on [/run/cairn/cairn.sock]\n"
+    "                             (ignored when systemd passes a socket)\n"
+    "  --socket-mode OCTAL        permissions of a socket we create [0660]\n"
+    "  --db PATH                  SQLite database [/var/lib/cairn/cairn.db]\n"
+    "  --flush-mode MODE          immediate | batched | hybrid [immediate]\n"
+    "                               immediate: every ack follows the fsync covering it\n"
+    "                               batched:   ack on acceptance (durable:false); commit\n"
+    "                                          every --batch-size events or\n"
+    "                                          --batch-interval-ms, whichever is first\n"
+    "                               hybrid:    batched, but critical events commit at\n"
+    "                                          once with everything before them\n"
+    "  --batch-size N             events per batched commit [1000]\n"
+    "  --batch-interval-ms MS     longest an accepted event waits for commit [100]\n"
+    "  --critical-types A,B,...   event types that are critical in hybrid mode\n"
+    "                             [AuthFailure,TokenRevoked,PolicyViolation,\n"
+    "                              SealVerificationFailed,PathTraversalAttempt,\n"
+    "                              InvalidTokenUsed,SuspiciousActivity,IntegrityViolation,\n"
+    "                              MalformedModelRejected,ResourceLimitViolation]\n"
+    "                             severity crit/alert/emerg and sync:true are always critical\n"
+    "  --max-frame BYTES          largest request frame [65536]\n"
+    "  --max-string BYTES         longest string value in an event [1024]\n"
+    "  --max-inflight N           requests in flight per connection before we stop\n"
+    "                             reading from it [4096]\n"
+    "  --queue-max-events N       events queued for the writer before all connections\n"
+    "                             are paused (backpressure) [16384]\n"
+    "  --queue-max-bytes BYTES    bytes queued for the writer, likewise [16777216]\n"
+    "  --max-connections N        connections in total [1024]\n"
+    "  --max-connections-per-uid N  connections per peer uid [256]\n"
+    "  --query-threads N          threads answering query/stats/verify [2]\n"
+    "  --query-uids UID,...       uids allowed to query besides root and cairnd's own\n"
+    "  --query-gids GID,...       gids allowed to query\n"
+    "  --shutdown-linger-ms MS    on SIGTERM, after all is durable, how long to wait for\n"
+    "                             clients to read their acks [5000]\n"
+    "  --verbose                  debug logging\n"
+    "  --help, --version\n"
+    "\n"
+    "Signals: SIGTERM/SIGINT stop accepting, commit and fsync everything accepted, send\n"
+    "every ack, close, exit 0. A second signal does not skip the flush.\n";
+
+namespace {
+
+Result<uint64_t, std::string> parse_uint(const std::string& key, const std::string& v,
+                                         uint64_t lo, uint64_t hi, int base = 10) {
+  errno = 0;
+  char* end = nullptr;
+  unsigned long long n = std::strtoull(v.c_str(), &end, base);
+  if (v.empty() || v[0] == '-' || errno != 0 || end == nullptr || *end != '\0')
+    return Err{key + ": '" + v + "' is not a number"};
+  if (n < lo || n > hi)
+    return Err{key + ": " + v + " is out of range " + std::to_string(lo) + ".." +
+               std::to_string(hi)};
+  return static_cast<uint64_t>(n);
+}
+
+std::vector<std::string> split_list(const std::string& v) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= v.size()) {
+    size_t comma = v.find(',', start);
+    if (comma == std::string::npos) comma = v.size();
+    std::string item = v.substr(start, comma - start);
+    while (!item.empty() && item.front() == ' ') item.erase(item.begin());
+    while (!item.empty() && item.back() == ' ') item.pop_back();
+    if (!item.empty()) out.push_back(item);
+    start = comma + 1;
+  }
+  return out;
+}
+
+std::string trim(std::string_view s) {
+  size_t a = s.find_first_not_of(" \t\r");
+  if (a == std::string_view::npos) return {};
+  size_t b = s.find_last_not_of(" \t\r");
+  return std::string(s.substr(a, b - a + 1));
+}
+
+Result<Ok, std::string> load_file(Config& c, const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Err{"--config: cannot read " + path};
+  std::string line;
+  int lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    std::string t = trim(line);
+    if (t.empty() || t[0] == '#') continue;
+    size_t eq = t.find('=');
+    if (eq == std::string::npos)
+      return Err{path + ":" + std::to_string(lineno) + ": expected `name = value`"};
+    std::string key = trim(std::string_view(t).substr(0, eq));
+    std::string value = trim(std::string_view(t).substr(eq + 1));
+    if (value.size() >= 2 && value.front() == '"' && value.back() == '"')
+      value = value.substr(1, value.size() - 2);
+    if (key == "config") return Err{path + ":" + std::to_string(lineno) + ": config cannot nest"};
+    auto r = config_set(c, key, value);
+    if (!r) return Err{path + ":" + std::to_string(lineno) + ": " + r.error()};
+  }
+  return Ok{};
+}
+
+bool is_flag_only(std::string_view key) { return key == "verbose"; }
+
+}  // namespace
+
+Result<Ok, std::string> config_set(Config& c, const std::string& key, const std::string& v) {
+  auto num = [&](uint64_t lo, uint64_t hi, auto& field) -> Result<Ok, std::string> {
+    auto r = parse_uint(key, v, lo, hi);
+    if (!r) return Err{r.error()};
+    field = static_cast<std::remove_reference_t<decltype(field)>>(r.value());
+    return Ok{};
+  };
+  if (key == "socket") {
+    if (v.empty()) return Err{std::string("socket: empty path")};
+    c.socket_path = v;
+  } else if (key == "socket-mode") {
+    auto r = parse_uint(key, v, 0, 0777, 8);
+    if (!r) return Err{r.error()};
+    c.socket_mode = static_cast<uint32_t>(r.value());
+  } else if (key == "db") {
+    if (v.empty()) return Err{std::string("db: empty path")};
+    c.db_path = v;
+  } else if (key == "flush-mode") {
+    if (v == "immediate") c.flush_mode = FlushMode::immediate;
+    else if (v == "batched") c.flush_mode = FlushMode::batched;
+    else if (v == "hybrid") c.flush_mode = FlushMode::hybrid;
+    else return Err{"flush-mode: '" + v + "' is not immediate, batched or hybrid"};
+  } else if (key == "batch-size") {
+    return num(1, 10'000'000, c.batch_size);
+  } else if (key == "batch-interval-ms") {
+    return num(1, 3'600'000, c.batch_interval_ms);
+  } else if (key == "critical-types") {
+    c.critical_types = split_list(v);
+    for (const auto& t : c.critical_types) {
+      auto bad = proto::check_text(t, 64, false);
+      if (bad || t.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                     "0123456789_.:-") != std::string::npos)
+        return Err{"critical-types: '" + t + "' is not a valid event type"};
+    }
+  } else if (key == "max-frame") {
+    return num(1024, 16u << 20, c.limits.max_frame);
+  } else if (key == "max-string") {
+    return num(16, 1u << 20, c.limits.max_string);
+  } else if (key == "max-inflight") {
+    return num(1, 1'000'000, c.max_inflight);
+  } else if (key == "queue-max-events") {
+    return num(1, 100'000'000, c.queue_max_events);
+  } else if (key == "queue-max-bytes") {
+    return num(65536, 1ull << 40, c.queue_max_bytes);
+  } else if (key == "max-connections") {
+    return num(1, 1'000'000, c.max_connections);
+  } else if (key == "max-connections-per-uid") {
+    return num(1, 1'000'000, c.max_connections_per_uid);
+  } else if (key == "query-threads") {
+    return num(1, 64, c.query_threads);
+  } else if (key == "query-uids" || key == "query-gids") {
+    for (const auto& s : split_list(v)) {
+      auto r = parse_uint(key, s, 0, 0xfffffffeu);
+      if (!r) return Err{r.error()};
+      if (key == "query-uids") c.query_uids.push_back(static_cast<uid_t>(r.value()));
+      else c.query_gids.push_back(static_cast<gid_t>(r.value()));
+    }
+  } else if (key == "shutdown-linger-ms") {
+    return num(0, 600'000, c.shutdown_linger_ms);
+  } else if (key == "verbose") {
+    c.verbose = (v.empty() || v == "true" || v == "1" || v == "yes");
+  } else {
+    return Err{"unknown option '" + key + "' (see cairnd --help)"};
+  }
+  return Ok{};
+}
+
+Result<ParsedArgs, std::string> parse_args(int argc, char** argv) {
+  ParsedArgs out;
+  // Pass 1: help/version/config, so the file is applied before the flags.
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::fputs(kUsage, stdout);
+      out.outcome = ParseOutcome::exit_ok;
+      return out;
+    }
+    if (a == "--version") {
+      std::printf("cairnd %s\n", CAIRN_VERSION);
+      out.outcome = ParseOutcome::exit_ok;
+      return out;
+    }
+  }
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a == "--config" || a.starts_with("--config=")) {
+      std::string path;
+      if (a == "--config") {
+        if (i + 1 >= argc) return Err{std::string("--config needs a value")};
+        path = argv[i + 1];
+      } else {
+        path = std::string(a.substr(9));
+      }
+      auto r = load_file(out.config, path);
+      if (!r) return Err{r.error()};
+    }
+  }
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (!a.starts_with("--")) return Err{"unexpected argument '" + std::string(a) + "'"};
+    std::string key(a.substr(2));
+    std::string value;
+    size_t eq = key.find('=');
+    if (eq != std::string::npos) {
+      value = key.substr(eq + 1);
+      key = key.substr(0, eq);
+    } else if (is_flag_only(key)) {
+      value = "true";
+    } else {
+      if (i + 1 >= argc) return Err{"--" + key + " needs a value"};
+      value = argv[++i];
+    }
+    if (key == "config") continue;
+    auto r = config_set(out.config, key, value);
+    if (!r) return Err{"--" + r.error()};
+  }
+  if (out.config.critical_types.empty())
+    for (auto t : proto::kDefaultCriticalTypes) out.config.critical_types.emplace_back(t);
+  return out;
+}
+
+}  // namespace cairn::daemon

@@ -1,1 +1,170 @@
-// placeholder: being written
+#include "daemon.hpp"
+
+#include <csignal>
+
+#include "log.hpp"
+#include "session.hpp"
+
+namespace cairn::daemon {
+
+Daemon::Daemon(Config config) : config_(std::move(config)) {}
+
+Daemon::~Daemon() {
+  if (loop_ready_) {
+    // Close whatever is left (only on an early start-up failure) and drain the loop.
+    uv_walk(&loop_, [](uv_handle_t* h, void*) noexcept {
+      if (!uv_is_closing(h)) uv_close(h, nullptr);
+    }, nullptr);
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    uv_loop_close(&loop_);
+  }
+}
+
+std::string Daemon::status_line() const {
+  WriterFigures f = writer_->figures();
+  return "seq " + std::to_string(f.head_seq) + ", queue " + std::to_string(f.queue_depth) +
+         ", connections " + std::to_string(server_ ? server_->sessions() : 0) + ", commits " +
+         std::to_string(f.commits) + ", storage errors " + std::to_string(f.storage_errors);
+}
+
+int Daemon::run() {
+  auto store = store::Store::open(config_.db_path, store::OpenMode::writer);
+  if (!store) {
+    log_msg(LogLevel::err, "cannot open database %s: %s", config_.db_path.c_str(),
+            store.error().message.c_str());
+    return 1;
+  }
+  log_msg(LogLevel::info, "database %s open; chain head seq %llu; flush mode %s",
+          config_.db_path.c_str(), static_cast<unsigned long long>(store.value()->head_seq()),
+          flush_mode_name(config_.flush_mode));
+
+  int rc = uv_loop_init(&loop_);
+  if (rc < 0) {
+    log_msg(LogLevel::err, "uv_loop_init: %s", uv_strerror(rc));
+    return 1;
+  }
+  loop_ready_ = true;
+
+  writer_ = std::make_unique<Writer>(
+      &loop_, std::move(store.value()), config_,
+      [this](std::vector<WriteResult>& results) {
+        for (auto& r : results) r.session->complete_write(r);
+        if (server_) server_->writer_progress();
+      },
+      [this](bool fatal) { on_writer_stopped(fatal); });
+  reader_ = std::make_unique<Reader>(&loop_, config_.db_path, config_.query_threads,
+                                     [](std::vector<ReadResult>& results) {
+                                       for (auto& r : results) r.session->complete_read(r);
+                                     });
+  Server::Hooks hooks;
+  hooks.all_drained = [this] { on_all_drained(); };
+  hooks.all_closed = [this] { on_all_closed(); };
+  server_ = std::make_unique<Server>(&loop_, config_, *writer_, *reader_, std::move(hooks));
+
+  if ((rc = writer_->start()) < 0 || (rc = reader_->start()) < 0) {
+    log_msg(LogLevel::err, "cannot start worker threads: %s", uv_strerror(rc));
+    return 1;
+  }
+
+  uv_signal_init(&loop_, &sigterm_);
+  uv_signal_init(&loop_, &sigint_);
+  sigterm_.data = sigint_.data = this;
+  uv_signal_start(&sigterm_, &Daemon::on_signal, SIGTERM);
+  uv_signal_start(&sigint_, &Daemon::on_signal, SIGINT);
+  uv_timer_init(&loop_, &deadline_);
+  deadline_.data = this;
+
+  ActivatedSocket act = activated_socket();
+  auto listening = act.error.empty() ? server_->listen(act.fd)
+                                     : Result<Ok, std::string>(Err{act.error});
+  if (!listening) {
+    log_msg(LogLevel::err, "%s", listening.error().c_str());
+    exit_code_ = 1;
+    // The normal shutdown path closes the database cleanly before we exit.
+    begin_shutdown("start-up failure");
+  } else {
+    log_msg(LogLevel::notice, "listening on %s",
+            act.fd >= 0 ? "the socket systemd passed" : config_.socket_path.c_str());
+    notifier_ = std::make_unique<Notifier>(
+        &loop_, [this] { return status_line(); },
+        [this](int64_t limit_ns) { return !writer_->stuck(limit_ns); });
+    notifier_->ready();
+  }
+
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  log_msg(LogLevel::notice, "exiting with status %d", exit_code_);
+  return exit_code_;
+}
+
+void Daemon::on_signal(uv_signal_t* h, int signum) noexcept {
+  auto* self = static_cast<Daemon*>(h->data);
+  if (self->stopping_) {
+    log_msg(LogLevel::notice, "%s again: still flushing; the flush is never skipped",
+            strsignal(signum));
+    return;
+  }
+  self->begin_shutdown(strsignal(signum));
+}
+
+void Daemon::begin_shutdown(const char* why) {
+  stopping_ = true;
+  log_msg(LogLevel::notice, "%s: stop accepting, drain, commit, ack, close", why);
+  if (notifier_) notifier_->stopping();
+  // A peer that sent half a frame must not hold the shutdown forever.
+  if (config_.shutdown_linger_ms > 0)
+    uv_timer_start(&deadline_, &Daemon::on_deadline, config_.shutdown_linger_ms, 0);
+  server_->begin_shutdown();
+}
+
+void Daemon::on_deadline(uv_timer_t* t) noexcept {
+  auto* self = static_cast<Daemon*>(t->data);
+  if (!self->writer_stopped_) {
+    log_msg(LogLevel::warning, "drain deadline passed; partial frames are dropped unanswered");
+    self->server_->force_drained();
+  } else {
+    log_msg(LogLevel::warning, "clients did not read their acks in time; closing them");
+    self->server_->close_all_now();
+  }
+}
+
+void Daemon::on_all_drained() {
+  log_msg(LogLevel::info, "all connections drained; final commit");
+  writer_->stop();
+}
+
+void Daemon::on_writer_stopped(bool fatal) {
+  writer_stopped_ = true;
+  if (fatal) {
+    exit_code_ = 1;
+    if (!stopping_) {
+      // The store could not be reopened after a storage error: let systemd restart us.
+      begin_shutdown("storage failure");
+      // The writer is gone, so nothing will drain into it; skip straight to closing.
+    }
+  }
+  reader_->stop();
+  log_msg(LogLevel::info, "final commit done; sending remaining replies");
+  uv_timer_stop(&deadline_);
+  if (config_.shutdown_linger_ms > 0)
+    uv_timer_start(&deadline_, &Daemon::on_deadline, config_.shutdown_linger_ms, 0);
+  server_->close_all_after_flush();
+}
+
+void Daemon::on_all_closed() {
+  if (!writer_stopped_) return;
+  finish();
+}
+
+void Daemon::finish() {
+  if (finished_) return;
+  finished_ = true;
+  uv_timer_stop(&deadline_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&deadline_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
+  if (notifier_) notifier_->close();
+  writer_->close();
+  // The loop ends by itself once these close callbacks have run.
+}
+
+}  // namespace cairn::daemon

@@ -1,1 +1,369 @@
-// placeholder: being written
+#include "writer.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+
+#include "log.hpp"
+
+namespace cairn::daemon {
+
+int64_t monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+int64_t realtime_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+namespace {
+constexpr size_t kLatencyWindow = 1024;
+
+WriteResult result_for(const WriteRequest& req) {
+  WriteResult res;
+  res.session = req.session;
+  res.slot = req.slot;
+  res.id = req.id;
+  res.barrier = req.kind == WriteRequest::Kind::barrier;
+  return res;
+}
+
+WriteResult failure_for(const WriteRequest& req) {
+  WriteResult res = result_for(req);
+  res.error = proto::ErrorCode::storage_failed;
+  return res;
+}
+}  // namespace
+
+Writer::Writer(uv_loop_t* loop, std::unique_ptr<store::Store> store, const Config& config,
+               CompleteFn on_complete, StoppedFn on_stopped)
+    : loop_(loop),
+      store_(std::move(store)),
+      db_path_(config.db_path),
+      policy_(config),
+      max_events_(config.queue_max_events),
+      max_bytes_(config.queue_max_bytes),
+      on_complete_(std::move(on_complete)),
+      on_stopped_(std::move(on_stopped)) {
+  commit_us_.reserve(kLatencyWindow);
+  head_seq_ = store_->head_seq();
+}
+
+Writer::~Writer() {
+  if (thread_.joinable()) {
+    // Only reached on an abnormal teardown; the normal path joins in on_async.
+    {
+      std::lock_guard lk(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+}
+
+int Writer::start() {
+  int rc = mailbox_.init(loop_, [this](std::vector<WriteResult>& r) { on_results(r); });
+  if (rc < 0) return rc;
+  thread_ = std::thread([this] { run(); });
+  return 0;
+}
+
+void Writer::close() { mailbox_.close(); }
+
+void Writer::submit(std::vector<WriteRequest>& batch) {
+  if (batch.empty()) return;
+  if (stopped_.load()) {
+    // The worker has exited (fatal storage error): answer through the mailbox, never
+    // re-entrantly, so the caller's loop over its input is not disturbed.
+    std::vector<WriteResult> failed;
+    for (auto& req : batch) failed.push_back(failure_for(req));
+    batch.clear();
+    mailbox_.post(failed);
+    return;
+  }
+  uint64_t bytes = 0;
+  for (const auto& r : batch) bytes += r.cost();
+  queued_events_ += batch.size();
+  queued_bytes_ += bytes;
+  bool was_empty;
+  {
+    std::lock_guard lk(mu_);
+    was_empty = queue_.empty();
+    if (was_empty) {
+      queue_.swap(batch);
+    } else {
+      queue_.insert(queue_.end(), std::make_move_iterator(batch.begin()),
+                    std::make_move_iterator(batch.end()));
+    }
+  }
+  batch.clear();
+  // A non-empty queue means the worker has been woken already and not yet taken it.
+  if (was_empty) cv_.notify_one();
+}
+
+void Writer::stop() {
+  {
+    std::lock_guard lk(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_one();
+}
+
+bool Writer::over_limit() const {
+  return queued_events_.load() >= max_events_ || queued_bytes_.load() >= max_bytes_;
+}
+
+bool Writer::below_resume() const {
+  return queued_events_.load() <= max_events_ / 2 && queued_bytes_.load() <= max_bytes_ / 2;
+}
+
+WriterFigures Writer::figures() const {
+  WriterFigures f;
+  f.queue_depth = queued_events_.load() + open_atomic_.load();
+  f.queue_bytes = queued_bytes_.load();
+  f.commits = commits_.load();
+  f.events_committed = events_committed_.load();
+  f.storage_errors = storage_errors_.load();
+  f.lost_nondurable = lost_nondurable_.load();
+  f.head_seq = head_seq_.load();
+  std::vector<uint32_t> lat;
+  {
+    std::lock_guard lk(lat_mu_);
+    lat = commit_us_;
+    f.commit_max_us = commit_max_us_;
+  }
+  if (!lat.empty()) {
+    std::sort(lat.begin(), lat.end());
+    f.commit_p50_us = lat[lat.size() / 2];
+    f.commit_p99_us = lat[std::min(lat.size() - 1, lat.size() * 99 / 100)];
+  }
+  return f;
+}
+
+bool Writer::stuck(int64_t limit_ns) const {
+  int64_t since = busy_since_ns_.load();
+  return since != 0 && monotonic_ns() - since > limit_ns;
+}
+
+void Writer::on_results(std::vector<WriteResult>& results) {
+  if (!results.empty()) on_complete_(results);
+  if (stopped_.load() && thread_.joinable()) {
+    thread_.join();
+    // Results the worker posted after this wake-up's swap, then requests queued after the worker gave up (fatal storage error) get an answer too.
+    std::vector<WriteRequest> left;
+    {
+      std::lock_guard lk(mu_);
+      left.swap(queue_);
+    }
+    std::vector<WriteResult> failed;
+    mailbox_.take(failed);
+    for (auto& req : left) failed.push_back(failure_for(req));
+    queued_events_ = 0;
+    queued_bytes_ = 0;
+    if (!failed.empty()) on_complete_(failed);
+    on_stopped_(fatal_);
+  }
+}
+
+void Writer::run() {
+  std::vector<WriteRequest> group;
+  for (;;) {
+    bool stopping;
+    {
+      std::unique_lock lk(mu_);
+      for (;;) {
+        if (!queue_.empty() || stopping_) break;
+        if (open_ > 0) {
+          // Batched/hybrid: the open transaction must be committed by its deadline even
+          // if nothing else arrives.
+          auto deadline_ns = policy_.commit_deadline(oldest_ns_);
+          auto wait_ns = deadline_ns - monotonic_ns();
+          if (wait_ns <= 0) break;
+          cv_.wait_for(lk, std::chrono::nanoseconds(wait_ns));
+        } else {
+          cv_.wait(lk);
+        }
+      }
+      group.swap(queue_);
+      stopping = stopping_;
+    }
+    process(group);
+    group.clear();
+    // Shutdown: everything accepted is in `group` or earlier groups; commit it.
+    if (stopping && open_ > 0) commit_open();
+    mailbox_.post(ready_);
+    if (stopping) {
+      bool empty;
+      {
+        std::lock_guard lk(mu_);
+        empty = queue_.empty();
+      }
+      if (!empty) continue;
+      break;
+    }
+  }
+  bool fatal = failed_;
+  if (store_ && !failed_) {
+    busy_since_ns_ = monotonic_ns();
+    auto ck = store_->checkpoint();
+    busy_since_ns_ = 0;
+    if (!ck) log_msg(LogLevel::warning, "final checkpoint failed: %s", ck.error().message.c_str());
+  }
+  store_.reset();  // closes the database
+  fatal_ = fatal;
+  stopped_ = true;
+  mailbox_.wake();
+}
+
+void Writer::process(std::vector<WriteRequest>& group) {
+  bool durable_waiter = !waiting_.empty();
+  uint64_t released_bytes = 0;
+  for (auto& req : group) {
+    released_bytes += req.cost();
+    WriteResult res = result_for(req);
+    if (failed_) {
+      res.error = proto::ErrorCode::storage_failed;
+      ready_.push_back(res);
+      continue;
+    }
+    if (req.kind == WriteRequest::Kind::barrier) {
+      res.ok = true;
+      waiting_.push_back(res);
+      durable_waiter = true;
+      continue;
+    }
+    if (!store_->in_transaction()) {
+      busy_since_ns_ = monotonic_ns();
+      auto b = store_->begin();
+      busy_since_ns_ = 0;
+      if (!b) {
+        fail_open(b.error(), "begin");
+        res.error = proto::ErrorCode::storage_failed;
+        ready_.push_back(res);
+        durable_waiter = !waiting_.empty();
+        continue;
+      }
+    }
+    busy_since_ns_ = monotonic_ns();
+    auto r = store_->append(req.event, req.trusted, req.body);
+    busy_since_ns_ = 0;
+    if (!r) {
+      fail_open(r.error(), "append");
+      res.error = proto::ErrorCode::storage_failed;
+      ready_.push_back(res);
+      durable_waiter = !waiting_.empty();
+      continue;
+    }
+    res.ok = true;
+    res.seq = r.value().seq;
+    res.duplicate = r.value().duplicate;
+    if (!res.duplicate) {
+      if (open_ == 0) oldest_ns_ = monotonic_ns();
+      ++open_;
+    }
+    if (policy_.waits_for_commit(req.critical)) {
+      waiting_.push_back(res);
+      durable_waiter = true;
+    } else {
+      if (!res.duplicate) ++open_nondurable_;
+      ready_.push_back(res);
+    }
+  }
+  queued_events_ -= group.size();
+  queued_bytes_ -= released_bytes;
+  open_atomic_ = open_;
+  // Acks that do not wait for durability go out before we spend time in fsync.
+  mailbox_.post(ready_);
+  if (policy_.must_commit(open_, durable_waiter, oldest_ns_, monotonic_ns())) commit_open();
+}
+
+void Writer::commit_open() {
+  if (store_ && store_->in_transaction()) {
+    int64_t t0 = monotonic_ns();
+    busy_since_ns_ = t0;
+    auto c = store_->commit();
+    int64_t t1 = monotonic_ns();
+    busy_since_ns_ = 0;
+    if (!c) {
+      fail_open(c.error(), "commit");
+      return;
+    }
+    uint64_t us = static_cast<uint64_t>((t1 - t0) / 1000);
+    {
+      std::lock_guard lk(lat_mu_);
+      if (commit_us_.size() < kLatencyWindow) {
+        commit_us_.push_back(static_cast<uint32_t>(std::min<uint64_t>(us, UINT32_MAX)));
+      } else {
+        commit_us_[commit_us_next_] = static_cast<uint32_t>(std::min<uint64_t>(us, UINT32_MAX));
+        commit_us_next_ = (commit_us_next_ + 1) % kLatencyWindow;
+      }
+      commit_max_us_ = std::max(commit_max_us_, us);
+    }
+    commits_ += 1;
+    events_committed_ += open_;
+    head_seq_ = store_->head_seq();
+  }
+  uint64_t durable_seq = store_ ? store_->head_seq() : 0;
+  for (auto& w : waiting_) {
+    if (w.ok) {
+      w.durable = true;
+      if (w.barrier) w.seq = durable_seq;
+    }
+    ready_.push_back(w);
+  }
+  waiting_.clear();
+  open_ = 0;
+  open_nondurable_ = 0;
+  open_atomic_ = 0;
+  mailbox_.post(ready_);
+}
+
+// Everything in the open transaction is gone: fail whoever still waits, count what was
+// already acked durable:false, and reopen the database from the file.
+void Writer::fail_open(const store::StoreError& err, const char* what) {
+  storage_errors_ += 1;
+  if (store_ && store_->in_transaction()) store_->rollback();
+  for (auto& w : waiting_) {
+    w.ok = false;
+    w.error = proto::ErrorCode::storage_failed;
+    w.durable = false;
+    ready_.push_back(w);
+  }
+  log_msg(LogLevel::err,
+          "storage %s failed: %s; %zu waiting request(s) failed with storage_failed, "
+          "%llu event(s) acked durable:false were lost",
+          what, err.message.c_str(), waiting_.size(),
+          static_cast<unsigned long long>(open_nondurable_));
+  lost_nondurable_ += open_nondurable_;
+  waiting_.clear();
+  open_ = 0;
+  open_nondurable_ = 0;
+  open_atomic_ = 0;
+  reopen_store();
+}
+
+// After a failed write we do not trust this connection's view (its page cache may hold
+// pages the kernel failed to persist). Close it and read the head back from the file.
+void Writer::reopen_store() {
+  store_.reset();
+  auto s = store::Store::open(db_path_, store::OpenMode::writer);
+  if (!s) {
+    log_msg(LogLevel::err, "cannot reopen %s after a storage error: %s; refusing writes",
+            db_path_.c_str(), s.error().message.c_str());
+    failed_ = true;
+    // Make the loop shut the daemon down so systemd can restart it.
+    std::lock_guard lk(mu_);
+    stopping_ = true;
+    return;
+  }
+  store_ = std::move(s.value());
+  head_seq_ = store_->head_seq();
+  log_msg(LogLevel::notice, "reopened %s; chain head is seq %llu", db_path_.c_str(),
+          static_cast<unsigned long long>(store_->head_seq()));
+}
+
+}  // namespace cairn::daemon

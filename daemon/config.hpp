@@ -1,0 +1,59 @@
+// config.hpp — cairnd's settings: defaults, config file, command-line flags.
+//
+// Every option is both a flag (`--name value`) and a config-file key (`name = value`).
+// The file is read first; flags given on the command line override it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../protocol/event.hpp"
+#include "../protocol/result.hpp"
+
+namespace cairn::daemon {
+
+enum class FlushMode { immediate, batched, hybrid };
+const char* flush_mode_name(FlushMode m);
+
+struct Config {
+  std::string socket_path = "/run/cairn/cairn.sock";
+  uint32_t socket_mode = 0660;
+  std::string db_path = "/var/lib/cairn/cairn.db";
+  FlushMode flush_mode = FlushMode::immediate;
+  uint32_t batch_size = 1000;         // batched/hybrid: commit when this many are open
+  uint32_t batch_interval_ms = 100;   // batched/hybrid: ... or when the oldest is this old
+  std::vector<std::string> critical_types;  // hybrid: these types commit at once
+  proto::Limits limits;
+  uint32_t max_inflight = 4096;       // requests in flight per connection
+  uint64_t queue_max_events = 16384;  // accepted, not yet handled by the writer
+  uint64_t queue_max_bytes = 16u << 20;
+  uint32_t max_connections = 1024;
+  uint32_t max_connections_per_uid = 256;
+  uint32_t query_threads = 2;
+  std::vector<uid_t> query_uids;      // may query/verify/stats besides root and our euid
+  std::vector<gid_t> query_gids;
+  uint32_t shutdown_linger_ms = 5000; // after everything is durable, wait this long for
+                                      // slow clients to read their acks before closing
+  bool verbose = false;
+};
+
+enum class ParseOutcome { run, exit_ok };
+
+struct ParsedArgs {
+  Config config;
+  ParseOutcome outcome = ParseOutcome::run;
+};
+
+// Parses argv (and the --config file it names). Returns a message on any error; prints
+// --help / --version itself and returns exit_ok for them.
+Result<ParsedArgs, std::string> parse_args(int argc, char** argv);
+
+// Applies one `key = value` setting (shared by flags and the config file).
+Result<Ok, std::string> config_set(Config& c, const std::string& key, const std::string& value);
+
+extern const char* const kUsage;
+
+}  // namespace cairn::daemon

@@ -1,0 +1,63 @@
+// daemon.hpp — cairnd as a whole: start-up, the loop, and flush-then-close shutdown.
+//
+// Start-up: open the store (loads and checks the chain head) -> start the writer and
+// query threads -> listen -> READY=1. Nothing is acked before the store is open.
+//
+// Shutdown (SIGTERM/SIGINT), driven by completions, never by sleeps:
+//   1. STOPPING=1; close the listener; each session takes its budget (bytes already
+//      received) and keeps serving frames inside it; later frames get shutting_down.
+//   2. all sessions drained -> writer.stop(): commit + fsync everything accepted,
+//      post the final acks, checkpoint, close the database.
+//   3. writer stopped -> readers stop -> sessions close once their replies are written
+//      (or after --shutdown-linger-ms for clients that do not read) -> loop ends, exit 0.
+// A second signal is logged and otherwise ignored: it never skips the flush.
+#pragma once
+
+#include <uv.h>
+
+#include <memory>
+
+#include "config.hpp"
+#include "notify.hpp"
+#include "reader.hpp"
+#include "server.hpp"
+#include "writer.hpp"
+
+namespace cairn::daemon {
+
+class Daemon {
+ public:
+  explicit Daemon(Config config);
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  // Runs until shutdown; returns the process exit code.
+  int run();
+
+ private:
+  static void on_signal(uv_signal_t* h, int signum) noexcept;
+  static void on_deadline(uv_timer_t* t) noexcept;
+  void begin_shutdown(const char* why);
+  void on_all_drained();
+  void on_writer_stopped(bool fatal);
+  void on_all_closed();
+  void finish();
+  std::string status_line() const;
+
+  Config config_;
+  uv_loop_t loop_{};
+  bool loop_ready_ = false;
+  std::unique_ptr<Writer> writer_;
+  std::unique_ptr<Reader> reader_;
+  std::unique_ptr<Server> server_;
+  std::unique_ptr<Notifier> notifier_;
+  uv_signal_t sigterm_{}, sigint_{};
+  uv_timer_t deadline_{};
+  bool stopping_ = false;
+  bool writer_stopped_ = false;
+  bool finished_ = false;
+  int exit_code_ = 0;
+};
+
+}  // namespace cairn::daemon

@@ -1,0 +1,92 @@
+// server.hpp — the listening socket and the set of live sessions.
+//
+// The Server accepts connections (from a socket it binds or one systemd passed), caps
+// them in total and per uid, keeps every Session on an intrusive list, and is the
+// sessions' window onto the rest of the daemon: config, writer, readers, shutdown state.
+#pragma once
+
+#include <sys/types.h>
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <unordered_map>
+
+#include "../protocol/message.hpp"
+#include "config.hpp"
+#include "reader.hpp"
+#include "writer.hpp"
+
+namespace cairn::daemon {
+
+class Session;
+
+class Server {
+ public:
+  struct Hooks {
+    std::function<void()> all_drained;  // shutdown: every session has read its budget
+    std::function<void()> all_closed;   // shutdown: no session left
+  };
+
+  Server(uv_loop_t* loop, const Config& config, Writer& writer, Reader& reader, Hooks hooks);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Listens on a socket systemd passed (fd >= 0) or binds config.socket_path. On
+  // failure returns a message; nothing is left listening.
+  Result<Ok, std::string> listen(int activated_fd);
+
+  // Shutdown sequence (loop thread): stop accepting and unlink our socket file; each
+  // session computes its budget; when all are drained, hooks.all_drained runs.
+  void begin_shutdown();
+  // After the writer's final commit: close every session once its replies are written.
+  void close_all_after_flush();
+  // Drain deadline passed: stop waiting for budgets that are not arriving.
+  void force_drained();
+  void close_all_now();
+  bool shutting_down() const { return shutting_down_; }
+
+  // Writer backpressure: sessions that stopped reading wait here.
+  void wait_for_writer(Session* s);
+  void writer_progress();
+
+  // For sessions.
+  uv_loop_t* loop() const { return loop_; }
+  const Config& config() const { return config_; }
+  Writer& writer() { return writer_; }
+  Reader& reader() { return reader_; }
+  const proto::HelloInfo& hello_info() const { return hello_; }
+  void fill_stats(proto::Stats& stats) const;
+  bool may_query(uid_t uid, gid_t gid) const;
+  void session_drained(Session* s);
+  void session_closed(Session* s);
+  size_t sessions() const { return count_; }
+
+ private:
+  static void on_connection(uv_stream_t* listener, int status) noexcept;
+  void check_drained();
+
+  uv_loop_t* loop_;
+  const Config& config_;
+  Writer& writer_;
+  Reader& reader_;
+  Hooks hooks_;
+  proto::HelloInfo hello_;
+  uv_pipe_t listener_{};
+  bool listening_ = false;
+  bool own_socket_file_ = false;  // we bound it, so we unlink it
+  bool shutting_down_ = false;
+  bool drained_fired_ = false;
+  bool closing_all_ = false;
+  int64_t started_ns_ = 0;
+
+  Session* head_ = nullptr;  // intrusive list of live sessions
+  size_t count_ = 0;
+  size_t undrained_ = 0;
+  std::unordered_map<uid_t, uint32_t> per_uid_;
+  std::vector<Session*> waiting_writer_;
+};
+
+}  // namespace cairn::daemon

@@ -1,0 +1,157 @@
+// writer.hpp — the group-commit thread: the only code that writes to the store.
+//
+// Glossary:
+//   WriteRequest  an append (validated event + its canonical body) or a flush barrier,
+//                 tagged with the session and the reply slot it answers.
+//   WriteResult   what goes back to the loop: seq/durable/duplicate, or an error.
+//   group         everything the thread found queued when it woke; immediate mode
+//                 commits once per group, so N concurrent writers share one fsync.
+//
+// Threads: submit(), stop() and the figures are called on the libuv loop thread; the
+// worker thread owns the Store. Results travel back through a mutex-guarded vector and
+// one uv_async_t, so the loop wakes at most once per group, not once per event.
+//
+// Durability: a result with durable=true is only produced after Store::commit()
+// returned success for the transaction holding that event. A failed commit fails every
+// event of the transaction with storage_failed and reopens the database from the file
+// (it is never retried as if the fsync had worked).
+#pragma once
+
+#include <uv.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../protocol/errors.hpp"
+#include "../protocol/event.hpp"
+#include "flush_policy.hpp"
+#include "mailbox.hpp"
+#include "store/store.hpp"
+
+namespace cairn::daemon {
+
+class Session;
+
+struct WriteRequest {
+  enum class Kind : uint8_t { append, barrier };
+  Kind kind = Kind::append;
+  bool critical = false;
+  Session* session = nullptr;  // borrowed: a session outlives its requests in flight
+  uint64_t slot = 0;
+  uint64_t id = 0;             // the client's request id, echoed in the reply
+  proto::Event event;
+  proto::Trusted trusted;
+  std::string body;
+
+  size_t cost() const { return sizeof(*this) + body.size() + event.fields.size() + 128; }
+};
+
+struct WriteResult {
+  Session* session = nullptr;
+  uint64_t slot = 0;
+  uint64_t id = 0;
+  bool barrier = false;
+  bool ok = false;
+  proto::ErrorCode error = proto::ErrorCode::internal;
+  uint64_t seq = 0;          // append: the event's seq; barrier: newest durable seq
+  bool durable = false;
+  bool duplicate = false;
+};
+
+struct WriterFigures {
+  uint64_t queue_depth = 0;  // accepted and not yet committed
+  uint64_t queue_bytes = 0;
+  uint64_t commits = 0;
+  uint64_t events_committed = 0;
+  uint64_t storage_errors = 0;
+  uint64_t lost_nondurable = 0;  // acked durable:false, then their commit failed
+  uint64_t head_seq = 0;
+  uint64_t commit_p50_us = 0, commit_p99_us = 0, commit_max_us = 0;
+};
+
+class Writer {
+ public:
+  using CompleteFn = std::function<void(std::vector<WriteResult>&)>;
+  using StoppedFn = std::function<void(bool fatal)>;
+
+  Writer(uv_loop_t* loop, std::unique_ptr<store::Store> store, const Config& config,
+         CompleteFn on_complete, StoppedFn on_stopped);
+  ~Writer();
+  Writer(const Writer&) = delete;
+  Writer& operator=(const Writer&) = delete;
+
+  // Starts the thread. Returns a negative libuv error if the async handle failed.
+  int start();
+  // Queues a group of requests (moved out of `batch`). Never blocks on I/O.
+  void submit(std::vector<WriteRequest>& batch);
+  // Asks the thread to commit everything queued, checkpoint, close the store and exit;
+  // on_stopped runs on the loop afterwards. Submitting after stop() is a bug.
+  void stop();
+  // Closes the async handle; call once on_stopped has run.
+  void close();
+
+  bool over_limit() const;      // backpressure: pause reading from sockets
+  bool below_resume() const;    // ... resume when the queue has drained to this
+  WriterFigures figures() const;
+  const FlushPolicy& policy() const { return policy_; }
+  // Watchdog: true if one store operation has been running longer than `limit_ns`.
+  bool stuck(int64_t limit_ns) const;
+
+ private:
+  void run();
+  void process(std::vector<WriteRequest>& group);
+  void commit_open();
+  void fail_open(const store::StoreError& err, const char* what);
+  void reopen_store();
+  void on_results(std::vector<WriteResult>& results);
+
+  uv_loop_t* loop_;
+  Mailbox<WriteResult> mailbox_;
+  std::unique_ptr<store::Store> store_;  // worker thread only, after start()
+  std::string db_path_;
+  FlushPolicy policy_;
+  uint64_t max_events_, max_bytes_;
+  CompleteFn on_complete_;
+  StoppedFn on_stopped_;
+  std::thread thread_;
+
+  // Loop -> worker.
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<WriteRequest> queue_;
+  bool stopping_ = false;
+
+  // Worker -> loop: results go through mailbox_; these say the worker has exited.
+  std::atomic<bool> stopped_{false};
+  bool fatal_ = false;  // written before stopped_ is set
+
+  // Worker-only transaction state.
+  uint64_t open_ = 0;             // appends in the open transaction
+  uint64_t open_nondurable_ = 0;  // ... of which were already acked durable:false
+  int64_t oldest_ns_ = 0;
+  std::vector<WriteResult> waiting_;  // results released by the next commit
+  std::vector<WriteResult> ready_;    // results to post now
+  bool failed_ = false;               // store could not be reopened: refuse everything
+
+  // Figures (written by the worker or submit, read anywhere).
+  std::atomic<uint64_t> queued_events_{0}, queued_bytes_{0}, open_atomic_{0};
+  std::atomic<uint64_t> commits_{0}, events_committed_{0}, storage_errors_{0};
+  std::atomic<uint64_t> lost_nondurable_{0}, head_seq_{0};
+  std::atomic<int64_t> busy_since_ns_{0};
+  mutable std::mutex lat_mu_;
+  std::vector<uint32_t> commit_us_;  // ring of recent commit latencies
+  size_t commit_us_next_ = 0;
+  uint64_t commit_max_us_ = 0;
+};
+
+int64_t monotonic_ns();
+int64_t realtime_ns();
+
+}  // namespace cairn::daemon
