@@ -1,0 +1,405 @@
+// Integration tests of the core vertical slice: the real cairnd, real libcairn, real
+// SQLite file. Verdicts come from the database file, read after the daemon is gone.
+#include <cairn/cairn.h>
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "harness.hpp"
+#include "raw_client.hpp"
+
+using namespace cairn::test;
+
+namespace {
+
+std::string idem_for(int thread, int i) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "t%03d-e%08d", thread, i);  // 14 bytes
+  return buf;
+}
+
+cairn* open_client(const std::string& sock, int reconnect_ms = 0, unsigned window = 64) {
+  cairn_options o;
+  cairn_options_init(&o);
+  o.client_name = "itest";
+  o.reconnect_timeout_ms = reconnect_ms;
+  o.max_inflight = window;
+  cairn* c = nullptr;
+  int rc = cairn_open(&c, sock.c_str(), &o);
+  cr_assert_eq(rc, 0, "cairn_open(%s): %s", sock.c_str(), cairn_strerror(rc));
+  return c;
+}
+
+cairn_event make_event(const char* type, const std::string& idem, const char* actor = "alice") {
+  cairn_event e{};
+  e.type = type;
+  e.severity = -1;
+  e.actor = actor;
+  e.action = "login";
+  e.outcome = "success";
+  e.idem = idem.data();
+  e.idem_len = idem.size();
+  return e;
+}
+
+struct Acked {
+  uint64_t seq;
+  bool durable;
+};
+
+// Streams `per_thread` events from each of `threads` clients; returns every ack seen.
+// Stops a thread at its first error (the daemon was killed).
+struct Streamer {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<std::string, Acked> acked;  // idem -> ack
+  std::atomic<uint64_t> count{0};
+  std::vector<std::thread> threads;
+
+  void run(const std::string& sock, int nthreads, int per_thread, const char* type,
+           int reconnect_ms = 0) {
+    for (int t = 0; t < nthreads; ++t) {
+      threads.emplace_back([=, this] {
+        cairn* c = open_client(sock, reconnect_ms);
+        std::map<uint64_t, std::string> by_ticket;
+        auto collect = [&]() -> bool {
+          uint64_t ticket = 0;
+          cairn_ack ack{};
+          int rc = cairn_next_ack(c, &ticket, &ack);
+          if (rc != 0) return false;
+          std::lock_guard lk(mu);
+          acked[by_ticket[ticket]] = Acked{ack.seq, ack.durable != 0};
+          by_ticket.erase(ticket);
+          ++count;
+          cv.notify_all();
+          return true;
+        };
+        bool alive = true;
+        for (int i = 0; i < per_thread && alive; ++i) {
+          std::string idem = idem_for(t, i);
+          cairn_event e = make_event(type, idem);
+          uint64_t ticket = 0;
+          if (cairn_append_async(c, &e, &ticket) != 0) break;
+          by_ticket[ticket] = idem;
+          // Keep a window of 32 in flight, collecting in order.
+          while (by_ticket.size() > 32 && alive) alive = collect();
+        }
+        while (alive && !by_ticket.empty()) alive = collect();
+        cairn_close(c);
+      });
+    }
+  }
+  bool wait_count(uint64_t n, int timeout_ms) {
+    std::unique_lock lk(mu);
+    return cv.wait_for(lk, std::chrono::milliseconds(timeout_ms), [&] { return count >= n; });
+  }
+  void join() {
+    for (auto& t : threads) t.join();
+    threads.clear();
+  }
+};
+
+// Every acked-durable event is in the file exactly once with its acked seq.
+void expect_acked_present(const std::string& db, const std::map<std::string, Acked>& acked,
+                          bool durable_only) {
+  auto rows = read_rows(db);
+  std::map<std::string, uint64_t> by_idem;
+  for (const auto& r : rows) {
+    cr_assert(by_idem.find(r.idem) == by_idem.end(), "idem %s stored twice", r.idem.c_str());
+    by_idem[r.idem] = r.seq;
+  }
+  for (const auto& [idem, a] : acked) {
+    if (durable_only && !a.durable) continue;
+    auto it = by_idem.find(idem);
+    cr_assert(it != by_idem.end(), "acked event %s (seq %llu) is missing after the crash",
+              idem.c_str(), static_cast<unsigned long long>(a.seq));
+    cr_assert_eq(it->second, a.seq, "event %s acked as seq %llu but stored as %llu", idem.c_str(),
+                 static_cast<unsigned long long>(a.seq),
+                 static_cast<unsigned long long>(it->second));
+  }
+}
+
+}  // namespace
+
+TestSuite(core, .timeout = 120);
+
+Test(core, send_then_query_shows_event_with_senders_pid_and_uid) {
+  TestDaemon d;
+  cr_assert(d.start());
+  cairn* c = open_client(d.socket());
+  std::string idem = "query-test-0001";
+  cairn_event e = make_event("UserLogin", idem, "bob");
+  cairn_ack ack{};
+  int rc = cairn_append(c, &e, &ack);
+  cr_assert_eq(rc, 0, "append: %s", cairn_strerror(rc));
+  cr_assert_eq(ack.seq, 1u);
+  cr_assert(ack.durable, "immediate mode must ack durable");
+  cairn_close(c);
+
+  std::string out;
+  int code = run_capture({cli_path(), "query", "--socket", d.socket(), "-o", "json"}, out);
+  cr_assert_eq(code, 0, "cairn query exited %d: %s", code, out.c_str());
+  cr_assert(out.find("\"seq\":1") != std::string::npos, "no seq 1 in: %s", out.c_str());
+  cr_assert(out.find("\"type\":\"UserLogin\"") != std::string::npos, "no type in: %s", out.c_str());
+  std::string pid = "\"pid\":" + std::to_string(getpid());
+  std::string uid = "\"uid\":" + std::to_string(getuid());
+  cr_assert(out.find(pid) != std::string::npos, "expected %s in: %s", pid.c_str(), out.c_str());
+  cr_assert(out.find(uid) != std::string::npos, "expected %s in: %s", uid.c_str(), out.c_str());
+  cr_assert_eq(exit_code(d.stop(SIGTERM)), 0);
+}
+
+Test(core, immediate_mode_sigkill_mid_stream_loses_no_acked_event) {
+  TestDaemon d;
+  cr_assert(d.start());
+  Streamer s;
+  s.run(d.socket(), 10, 1000, "DataAccess");
+  cr_assert(s.wait_count(2500, 60'000), "daemon acked only %llu events",
+            static_cast<unsigned long long>(s.count.load()));
+  d.kill9();
+  s.join();
+  cr_assert_geq(s.count.load(), 2500u);
+  for (const auto& [idem, a] : s.acked) cr_assert(a.durable, "immediate ack not durable: %s", idem.c_str());
+  expect_acked_present(d.db(), s.acked, true);
+  std::string problem = check_database(d.db());
+  cr_assert(problem.empty(), "database after SIGKILL: %s", problem.c_str());
+  // And the daemon restarts on it, continuing the chain.
+  cr_assert(d.start());
+  cairn* c = open_client(d.socket());
+  std::string idem = "after-restart-01";
+  cairn_event e = make_event("DataAccess", idem);
+  cairn_ack ack{};
+  cr_assert_eq(cairn_append(c, &e, &ack), 0);
+  cairn_close(c);
+  cr_assert_eq(exit_code(d.stop(SIGTERM)), 0);
+  auto rows = read_rows(d.db());
+  cr_assert_eq(ack.seq, rows.size(), "seq after restart %llu, rows %zu",
+               static_cast<unsigned long long>(ack.seq), rows.size());
+  problem = check_database(d.db());
+  cr_assert(problem.empty(), "%s", problem.c_str());
+}
+
+Test(core, batched_mode_sigterm_commits_all_accepted_events) {
+  TestDaemon d;
+  cr_assert(d.start({.args = {"--flush-mode", "batched", "--batch-size", "1000000",
+                              "--batch-interval-ms", "60000"}}));
+  Streamer s;
+  s.run(d.socket(), 4, 2500, "DataAccess");
+  s.join();
+  cr_assert_eq(s.count.load(), 10000u);
+  size_t nondurable = 0;
+  for (const auto& [idem, a] : s.acked) nondurable += a.durable ? 0 : 1;
+  cr_assert_eq(nondurable, 10000u, "batched acks must say durable:false until committed");
+  cr_assert_eq(exit_code(d.stop(SIGTERM)), 0);
+  auto rows = read_rows(d.db());
+  cr_assert_eq(rows.size(), 10000u, "after SIGTERM %zu of 10000 accepted events are stored",
+               rows.size());
+  expect_acked_present(d.db(), s.acked, false);
+  std::string problem = check_database(d.db());
+  cr_assert(problem.empty(), "%s", problem.c_str());
+}
+
+Test(core, hybrid_mode_critical_ack_is_durable_across_sigkill) {
+  TestDaemon d;
+  cr_assert(d.start({.args = {"--flush-mode", "hybrid", "--batch-size", "1000000",
+                              "--batch-interval-ms", "60000"}}));
+  cairn* c = open_client(d.socket());
+  std::vector<std::string> keys;
+  for (int i = 0; i < 50; ++i) {
+    keys.push_back(idem_for(0, i));
+    cairn_event e = make_event("DataAccess", keys.back());
+    cairn_ack ack{};
+    cr_assert_eq(cairn_append(c, &e, &ack), 0);
+    cr_assert(!ack.durable, "routine event in hybrid mode acked durable");
+  }
+  std::string crit = "critical-event-1";
+  cairn_event e = make_event("AuthFailure", crit);
+  e.outcome = "failure";
+  cairn_ack ack{};
+  cr_assert_eq(cairn_append(c, &e, &ack), 0);
+  cr_assert(ack.durable, "critical event must be acked durable");
+  d.kill9();
+  cairn_close(c);
+  auto rows = read_rows(d.db());
+  cr_assert_eq(rows.size(), 51u, "critical commit must include the 50 events before it");
+  cr_assert_eq(rows.back().type, "AuthFailure");
+  cr_assert_eq(rows.back().seq, ack.seq);
+}
+
+Test(core, restart_continues_the_chain) {
+  TestDaemon d;
+  for (int run = 0; run < 2; ++run) {
+    cr_assert(d.start());
+    cairn* c = open_client(d.socket());
+    for (int i = 0; i < 100; ++i) {
+      std::string idem = idem_for(run, i);
+      cairn_event e = make_event("Config.Change", idem);
+      cairn_ack ack{};
+      cr_assert_eq(cairn_append(c, &e, &ack), 0);
+      cr_assert_eq(ack.seq, static_cast<uint64_t>(run * 100 + i + 1));
+    }
+    cairn_close(c);
+    cr_assert_eq(exit_code(d.stop(SIGTERM)), 0);
+  }
+  std::string problem = check_database(d.db());
+  cr_assert(problem.empty(), "%s", problem.c_str());
+  std::string out;
+  int code = run_capture({cli_path(), "verify", "--db", d.db()}, out);
+  cr_assert_eq(code, 0, "cairn verify --db: %s", out.c_str());
+  cr_assert(out.find("200") != std::string::npos, "verify output: %s", out.c_str());
+}
+
+namespace {
+
+struct Expect {
+  const char* name;
+  std::string bytes;
+  const char* error;
+  const char* field;  // nullptr: don't care
+  const char* rule;
+  bool closes;
+};
+
+std::string frame_of(const std::string& payload) {
+  std::string f;
+  cairn::proto::frame_append(f, {reinterpret_cast<const uint8_t*>(payload.data()), payload.size()});
+  return f;
+}
+
+// Builds a msgpack map payload from raw pieces: fixmap header + entries.
+std::string fixmap(int n, const std::string& entries) {
+  return std::string(1, static_cast<char>(0x80 | n)) + entries;
+}
+std::string mstr(const std::string& s) {
+  return std::string(1, static_cast<char>(0xa0 | s.size())) + s;  // < 32 bytes only
+}
+std::string req_append(const std::string& event_map) {
+  return frame_of(fixmap(3, mstr("op") + mstr("append") + mstr("id") + "\x07" + mstr("event") + event_map));
+}
+
+}  // namespace
+
+Test(core, malformed_input_gets_named_errors_and_other_clients_continue) {
+  TestDaemon d;
+  cr_assert(d.start());
+  cairn* good = open_client(d.socket());
+  std::vector<Expect> cases = {
+      {"not msgpack", frame_of("\xc1\xc1\xc1"), "malformed", nullptr, nullptr, false},
+      {"not a map", frame_of("\x93\x01\x02\x03"), "malformed", nullptr, nullptr, false},
+      {"missing op", frame_of(fixmap(1, mstr("id") + "\x01")), "malformed", nullptr, nullptr, false},
+      {"unknown op", frame_of(fixmap(2, mstr("op") + mstr("explode") + mstr("id") + "\x02")),
+       "unknown_op", nullptr, nullptr, false},
+      {"bad version", frame_of(fixmap(3, mstr("op") + mstr("hello") + mstr("id") + "\x03" +
+                                             mstr("version") + "\x09")),
+       "unsupported_version", nullptr, nullptr, false},
+      {"missing type", req_append(fixmap(1, mstr("actor") + mstr("x"))), "invalid_field", "type",
+       "required", false},
+      {"bad type pattern", req_append(fixmap(1, mstr("type") + mstr("has space"))),
+       "invalid_field", "type", "pattern", false},
+      {"escape in actor", req_append(fixmap(2, mstr("type") + mstr("T") + mstr("actor") + mstr("a\x1b[31m"))),
+       "invalid_field", "actor", "control_char", false},
+      {"newline in target", req_append(fixmap(2, mstr("type") + mstr("T") + mstr("target") + mstr("a\nb"))),
+       "invalid_field", "target", "control_char", false},
+      {"bidi override", req_append(fixmap(2, mstr("type") + mstr("T") + mstr("actor") + mstr("ab\xe2\x80\xae"))),
+       "invalid_field", "actor", "bidi", false},
+      {"bom", req_append(fixmap(2, mstr("type") + mstr("T") + mstr("actor") + mstr("\xef\xbb\xbf" "a"))),
+       "invalid_field", "actor", "bom", false},
+      {"invalid utf8", req_append(fixmap(2, mstr("type") + mstr("T") + mstr("actor") + mstr("\xc3\x28"))),
+       "invalid_field", "actor", "utf8", false},
+      {"wrong type", req_append(fixmap(2, mstr("type") + mstr("T") + mstr("actor") + "\x05")),
+       "invalid_field", "actor", "type", false},
+      {"unknown key", req_append(fixmap(2, mstr("type") + mstr("T") + mstr("colour") + mstr("red"))),
+       "invalid_field", "colour", "unknown_key", false},
+      {"trusted pid", req_append(fixmap(2, mstr("type") + mstr("T") + mstr("pid") + "\x01")),
+       "invalid_field", "pid", "trusted_field", false},
+      {"severity range", req_append(fixmap(2, mstr("type") + mstr("T") + mstr("severity") + "\x09")),
+       "invalid_field", "severity", "range", false},
+  };
+  for (const auto& tc : cases) {
+    RawClient raw(d.socket());
+    cr_assert(raw.connected());
+    cr_assert(raw.send_bytes(tc.bytes), "%s: send", tc.name);
+    auto f = raw.read_frame();
+    cr_assert(f.has_value(), "%s: no reply", tc.name);
+    auto r = decode_reply(*f);
+    cr_assert(r.has_value(), "%s: undecodable reply", tc.name);
+    cr_assert(!r->ok, "%s: accepted", tc.name);
+    cr_assert_eq(r->error, tc.error, "%s: got %s (%s)", tc.name, r->error.c_str(), r->message.c_str());
+    if (tc.field) cr_assert_eq(r->field, tc.field, "%s: field %s", tc.name, r->field.c_str());
+    if (tc.rule) cr_assert_eq(r->rule, tc.rule, "%s: rule %s", tc.name, r->rule.c_str());
+    // The connection goes on: a valid append on the same connection works.
+    cr_assert(raw.send_bytes(append_frame(99, "AfterError")), "%s: send after error", tc.name);
+    auto f2 = raw.read_frame();
+    cr_assert(f2.has_value(), "%s: connection did not survive the error", tc.name);
+    auto r2 = decode_reply(*f2);
+    cr_assert(r2 && r2->ok && r2->id == 99, "%s: append after error failed: %s", tc.name,
+              r2 ? r2->error.c_str() : "?");
+    // And an unrelated client is unaffected.
+    std::string idem = std::string("good-client-") + tc.name;
+    cairn_event e = make_event("Unaffected", idem);
+    cairn_ack ack{};
+    cr_assert_eq(cairn_append(good, &e, &ack), 0, "%s: other client failed", tc.name);
+  }
+  // Broken frame boundaries: answered, then the connection is closed.
+  {
+    RawClient raw(d.socket());
+    cr_assert(raw.send_bytes(std::string("\x7f\xff\xff\xff", 4)));
+    auto f = raw.read_frame();
+    cr_assert(f.has_value());
+    auto r = decode_reply(*f);
+    cr_assert(r && r->error == "frame_too_large", "oversize: %s", r ? r->error.c_str() : "?");
+    cr_assert(raw.closed_by_peer(), "oversize frame must close the connection");
+  }
+  {
+    RawClient raw(d.socket());
+    cr_assert(raw.send_bytes(std::string("\x00\x00\x00\x00", 4)));
+    auto f = raw.read_frame();
+    cr_assert(f.has_value());
+    auto r = decode_reply(*f);
+    cr_assert(r && r->error == "malformed", "zero length: %s", r ? r->error.c_str() : "?");
+    cr_assert(raw.closed_by_peer(), "zero-length frame must close the connection");
+  }
+  {
+    // Half a frame, then the client vanishes: no row, nothing else disturbed.
+    RawClient raw(d.socket());
+    std::string f = append_frame(5, "HalfFrame");
+    cr_assert(raw.send_bytes(f.substr(0, f.size() / 2)));
+    raw.close_now();
+  }
+  cairn_event e = make_event("StillFine", "still-fine-0001");
+  cairn_ack ack{};
+  cr_assert_eq(cairn_append(good, &e, &ack), 0);
+  cairn_close(good);
+  cr_assert_eq(exit_code(d.stop(SIGTERM)), 0);
+  for (const auto& r : read_rows(d.db())) cr_assert_neq(r.type, "HalfFrame");
+  std::string problem = check_database(d.db());
+  cr_assert(problem.empty(), "%s", problem.c_str());
+}
+
+Test(core, client_reconnects_across_daemon_restart_without_loss_or_duplicates) {
+  TestDaemon d;
+  cr_assert(d.start());
+  Streamer s;
+  s.run(d.socket(), 2, 3000, "DataAccess", /*reconnect_ms=*/30'000);
+  cr_assert(s.wait_count(1000, 60'000));
+  // SIGKILL: the harshest restart; unacked events must be resent and deduplicated.
+  d.kill9();
+  cr_assert(d.start());
+  s.join();
+  cr_assert_eq(s.count.load(), 6000u, "only %llu of 6000 events were acked",
+               static_cast<unsigned long long>(s.count.load()));
+  cr_assert_eq(exit_code(d.stop(SIGTERM)), 0);
+  auto rows = read_rows(d.db());
+  cr_assert_eq(rows.size(), 6000u, "%zu rows for 6000 events (loss or duplicates)", rows.size());
+  expect_acked_present(d.db(), s.acked, false);
+  std::string problem = check_database(d.db());
+  cr_assert(problem.empty(), "%s", problem.c_str());
+}

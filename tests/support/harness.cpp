@@ -1,0 +1,286 @@
+#include "harness.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+
+namespace cairn::test {
+
+int64_t now_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+}
+
+static std::string env_or(const char* name, const char* fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr ? v : fallback;
+}
+
+std::string cairnd_path() { return env_or("CAIRND", "build/daemon/cairnd"); }
+std::string cli_path() { return env_or("CAIRN_CLI", "build/client/cairn"); }
+
+static std::string make_temp_dir(const std::string& name) {
+  std::string tmpl = env_or("TMPDIR", "/tmp") + "/" + name + "-XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  if (mkdtemp(buf.data()) == nullptr) {
+    std::perror("mkdtemp");
+    std::abort();
+  }
+  return buf.data();
+}
+
+// ---- NotifyListener ----
+
+NotifyListener::NotifyListener() {
+  dir_ = make_temp_dir("cairn-notify");
+  path_ = dir_ + "/notify.sock";
+  fd_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::strncpy(sa.sun_path, path_.c_str(), sizeof sa.sun_path - 1);
+  if (fd_ < 0 || bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+    std::perror("notify bind");
+    std::abort();
+  }
+}
+
+NotifyListener::~NotifyListener() {
+  if (fd_ >= 0) close(fd_);
+  unlink(path_.c_str());
+  rmdir(dir_.c_str());
+}
+
+std::optional<std::string> NotifyListener::next(int timeout_ms) {
+  pollfd p{fd_, POLLIN, 0};
+  int rc = poll(&p, 1, timeout_ms);
+  if (rc <= 0) return std::nullopt;
+  char buf[4096];
+  ssize_t n = recv(fd_, buf, sizeof buf, 0);
+  if (n < 0) return std::nullopt;
+  std::string msg(buf, static_cast<size_t>(n));
+  log_.push_back(msg);
+  arrival_ms.push_back(now_ms());
+  return msg;
+}
+
+bool NotifyListener::wait_for(const std::string& needle, int timeout_ms) {
+  int64_t deadline = now_ms() + timeout_ms;
+  for (;;) {
+    int64_t left = deadline - now_ms();
+    if (left <= 0) return false;
+    auto m = next(static_cast<int>(left));
+    if (m && m->find(needle) != std::string::npos) return true;
+  }
+}
+
+// ---- TestDaemon ----
+
+TestDaemon::TestDaemon(const std::string& name) {
+  dir_ = make_temp_dir(name);
+  socket_ = dir_ + "/cairn.sock";
+  db_ = dir_ + "/cairn.db";
+  log_ = dir_ + "/cairnd.log";
+}
+
+TestDaemon::~TestDaemon() {
+  if (pid_ > 0) kill9();
+  delete notify_;
+  if (std::getenv("CAIRN_KEEP_TEST_DIR") == nullptr) {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+}
+
+bool TestDaemon::start(const DaemonOptions& opts) {
+  delete notify_;
+  notify_ = new NotifyListener();
+  std::vector<std::string> args = {cairnd_path(), "--socket", socket_, "--db", db_};
+  args.insert(args.end(), opts.args.begin(), opts.args.end());
+  pid_t pid = fork();
+  if (pid < 0) return false;
+  if (pid == 0) {
+    int logfd = open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (logfd >= 0) {
+      dup2(logfd, STDERR_FILENO);
+      dup2(logfd, STDOUT_FILENO);
+    }
+    setenv("NOTIFY_SOCKET", notify_->path().c_str(), 1);
+    for (const auto& e : opts.env) putenv(const_cast<char*>(e.c_str()));
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  pid_ = pid;
+  if (!opts.wait_ready) return true;
+  int64_t deadline = now_ms() + 30'000;
+  while (now_ms() < deadline) {
+    auto m = notify_->next(200);
+    if (m && m->find("READY=1") != std::string::npos) return true;
+    int st = 0;
+    if (waitpid(pid_, &st, WNOHANG) == pid_) {
+      pid_ = -1;
+      std::fprintf(stderr, "cairnd exited before READY=1 (status %d); log %s\n", exit_code(st),
+                   log_.c_str());
+      return false;
+    }
+  }
+  return false;
+}
+
+int TestDaemon::stop(int sig) {
+  if (pid_ <= 0) return -1;
+  kill(pid_, sig);
+  int st = 0;
+  while (waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
+  }
+  pid_ = -1;
+  return st;
+}
+
+int exit_code(int st) {
+  if (WIFEXITED(st)) return WEXITSTATUS(st);
+  if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
+  return -1;
+}
+
+// ---- database checks ----
+
+namespace {
+
+struct Db {
+  sqlite3* db = nullptr;
+  explicit Db(const std::string& path) {
+    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+      sqlite3_close(db);
+      db = nullptr;
+    }
+  }
+  ~Db() { sqlite3_close(db); }
+};
+
+std::string col_text(sqlite3_stmt* st, int i) {
+  const unsigned char* t = sqlite3_column_text(st, i);
+  return t ? std::string(reinterpret_cast<const char*>(t),
+                         static_cast<size_t>(sqlite3_column_bytes(st, i)))
+           : std::string();
+}
+
+std::string col_blob(sqlite3_stmt* st, int i) {
+  const void* b = sqlite3_column_blob(st, i);
+  return b ? std::string(static_cast<const char*>(b),
+                         static_cast<size_t>(sqlite3_column_bytes(st, i)))
+           : std::string();
+}
+
+}  // namespace
+
+std::vector<Row> read_rows(const std::string& db_path) {
+  std::vector<Row> rows;
+  Db d(db_path);
+  if (d.db == nullptr) return rows;
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(d.db,
+                         "SELECT seq, type, actor, idem, pid, uid, gid, severity FROM events "
+                         "ORDER BY seq",
+                         -1, &st, nullptr) != SQLITE_OK)
+    return rows;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    Row r;
+    r.seq = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
+    r.type = col_text(st, 1);
+    r.actor = col_text(st, 2);
+    r.idem = col_blob(st, 3);
+    r.pid = static_cast<uint32_t>(sqlite3_column_int64(st, 4));
+    r.uid = static_cast<uint32_t>(sqlite3_column_int64(st, 5));
+    r.gid = static_cast<uint32_t>(sqlite3_column_int64(st, 6));
+    r.severity = sqlite3_column_int(st, 7);
+    rows.push_back(std::move(r));
+  }
+  sqlite3_finalize(st);
+  return rows;
+}
+
+std::string check_database(const std::string& db_path) {
+  if (sodium_init() < 0) return "sodium_init failed";
+  Db d(db_path);
+  if (d.db == nullptr) return "cannot open " + db_path;
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(d.db, "PRAGMA integrity_check", -1, &st, nullptr) != SQLITE_OK)
+    return "integrity_check: " + std::string(sqlite3_errmsg(d.db));
+  std::string verdict = sqlite3_step(st) == SQLITE_ROW ? col_text(st, 0) : "no answer";
+  sqlite3_finalize(st);
+  if (verdict != "ok") return "integrity_check: " + verdict;
+  if (sqlite3_prepare_v2(d.db, "SELECT seq, body, hash FROM events ORDER BY seq", -1, &st,
+                         nullptr) != SQLITE_OK)
+    return "select: " + std::string(sqlite3_errmsg(d.db));
+  unsigned char prev[32] = {};  // genesis: 32 zero bytes
+  uint64_t expect = 1;
+  std::string problem;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    uint64_t seq = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
+    if (seq != expect) {
+      problem = "seq " + std::to_string(seq) + " follows " + std::to_string(expect - 1) + " (gap)";
+      break;
+    }
+    std::string body = col_blob(st, 1), hash = col_blob(st, 2);
+    unsigned char be[8];
+    for (int i = 0; i < 8; ++i) be[i] = static_cast<unsigned char>(seq >> (56 - 8 * i));
+    crypto_hash_sha256_state h;
+    crypto_hash_sha256_init(&h);
+    crypto_hash_sha256_update(&h, prev, 32);
+    crypto_hash_sha256_update(&h, be, 8);
+    crypto_hash_sha256_update(&h, reinterpret_cast<const unsigned char*>(body.data()), body.size());
+    unsigned char out[32];
+    crypto_hash_sha256_final(&h, out);
+    if (hash.size() != 32 || std::memcmp(out, hash.data(), 32) != 0) {
+      problem = "seq " + std::to_string(seq) + ": hash does not chain";
+      break;
+    }
+    std::memcpy(prev, out, 32);
+    ++expect;
+  }
+  sqlite3_finalize(st);
+  return problem;
+}
+
+int run_capture(const std::vector<std::string>& argv, std::string& out) {
+  int pipefd[2];
+  if (pipe2(pipefd, O_CLOEXEC) != 0) return -1;
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(pipefd[1], STDOUT_FILENO);
+    std::vector<char*> a;
+    for (auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
+    a.push_back(nullptr);
+    execv(a[0], a.data());
+    _exit(127);
+  }
+  close(pipefd[1]);
+  out.clear();
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(pipefd[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  close(pipefd[0]);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  return exit_code(st);
+}
+
+}  // namespace cairn::test
