@@ -109,7 +109,12 @@ TestDaemon::~TestDaemon() {
 bool TestDaemon::start(const DaemonOptions& opts) {
   delete notify_;
   notify_ = new NotifyListener();
-  std::vector<std::string> args = {cairnd_path(), "--socket", socket_, "--db", db_};
+  std::vector<std::string> args;
+  if (opts.via_socket_activate)
+    args = {"/usr/bin/systemd-socket-activate", "-l", socket_, "-E",
+            "NOTIFY_SOCKET=" + notify_->path()};
+  for (const auto& a : std::vector<std::string>{cairnd_path(), "--socket", socket_, "--db", db_})
+    args.push_back(a);
   args.insert(args.end(), opts.args.begin(), opts.args.end());
   pid_t pid = fork();
   if (pid < 0) return false;
@@ -120,6 +125,15 @@ bool TestDaemon::start(const DaemonOptions& opts) {
       dup2(logfd, STDOUT_FILENO);
     }
     setenv("NOTIFY_SOCKET", notify_->path().c_str(), 1);
+    if (opts.listen_fd >= 0) {
+      if (opts.listen_fd != 3) {
+        dup2(opts.listen_fd, 3);  // dup2 clears FD_CLOEXEC on the copy
+      } else {
+        fcntl(3, F_SETFD, 0);
+      }
+      setenv("LISTEN_FDS", "1", 1);
+      setenv("LISTEN_PID", std::to_string(getpid()).c_str(), 1);
+    }
     for (const auto& e : opts.env) putenv(const_cast<char*>(e.c_str()));
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
@@ -152,6 +166,20 @@ int TestDaemon::stop(int sig) {
   }
   pid_ = -1;
   return st;
+}
+
+int make_listening_socket(const std::string& path, int backlog) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::strncpy(sa.sun_path, path.c_str(), sizeof sa.sun_path - 1);
+  unlink(path.c_str());
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
+      listen(fd, backlog) != 0) {
+    std::perror("make_listening_socket");
+    std::abort();
+  }
+  return fd;
 }
 
 int exit_code(int st) {

@@ -43,7 +43,16 @@ struct DaemonOptions {
   std::vector<std::string> args;  // extra cairnd flags
   bool wait_ready = true;
   std::vector<std::string> env;   // extra NAME=VALUE
+  // Socket activation the way systemd does it: this listening fd becomes fd 3 with
+  // LISTEN_FDS=1 and LISTEN_PID set, so the socket outlives each daemon instance.
+  int listen_fd = -1;
+  // Run under `systemd-socket-activate -l SOCKET` (which starts cairnd on the first
+  // connection); READY=1 is then only awaited if wait_ready is set.
+  bool via_socket_activate = false;
 };
+
+// A listening AF_UNIX stream socket at `path`, as systemd's .socket unit would make it.
+int make_listening_socket(const std::string& path, int backlog = 4096);
 
 class TestDaemon {
  public:
