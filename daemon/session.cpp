@@ -138,11 +138,11 @@ void Session::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t*) noexc
   if (nread == 0) return;  // EAGAIN
   if (nread < 0) {
     if (nread == UV_EOF) {
+      // Whole frames still buffered are served; a trailing partial frame never
+      // completed, so it is neither stored nor answered.
       s->peer_eof_ = true;
-      s->update_reading();
-      s->process_input();  // a trailing partial frame stays unanswered: it never completed
-      s->mark_drained();
-      s->close_after_flush();
+      s->close_after_flush_ = true;
+      s->process_input();
     } else {
       log_msg(LogLevel::info, "pid %u: read: %s; closing", s->peer_.pid, uv_strerror(static_cast<int>(nread)));
       s->mark_drained();
@@ -191,8 +191,8 @@ void Session::process_input() {
       reply_error(id, proto::ErrorCode::shutting_down,
                   "cairnd is shutting down; reconnect and resend");
     }
-    if (draining_ && consumed_total_ >= budget_end_) mark_drained();
   }
+  if (draining_ && input_exhausted()) mark_drained();
   if (!staged_.empty()) {
     server_.writer().submit(staged_);
     if (server_.writer().over_limit()) {
@@ -460,7 +460,7 @@ void Session::begin_drain() {
   if (!closing_ && uv_fileno(reinterpret_cast<uv_handle_t*>(&pipe_), &fd) == 0)
     ioctl(fd, FIONREAD, &avail);
   budget_end_ = consumed_total_ + (end_ - start_) + static_cast<uint64_t>(avail < 0 ? 0 : avail);
-  if (closing_ || peer_eof_ || fatal_input_ || consumed_total_ >= budget_end_) mark_drained();
+  if (input_exhausted()) mark_drained();
 }
 
 void Session::mark_drained() {
@@ -475,15 +475,25 @@ void Session::close_after_flush() {
   maybe_finish();
 }
 
+bool Session::whole_frame_buffered() const {
+  return !fatal_input_ && proto::frame_next({rbuf_.get() + start_, end_ - start_},
+                                            server_.config().limits.max_frame)
+                                  .status == proto::FrameStatus::complete;
+}
+
+// Nothing more will be accepted from this connection: its shutdown budget is used up,
+// or it can send no more and has no whole frame left to serve.
+bool Session::input_exhausted() const {
+  if (closing_ || fatal_input_) return true;
+  if (draining_ && consumed_total_ >= budget_end_) return true;
+  return peer_eof_ && !whole_frame_buffered();
+}
+
 void Session::maybe_finish() {
   if (closing_ || !close_after_flush_) return;
   if (!slots_.empty() || !out_.empty() || write_in_flight_ || !staged_.empty()) return;
   // After EOF, whole frames still buffered (we were paused) are served before closing.
-  bool frames_left = !fatal_input_ &&
-                     proto::frame_next({rbuf_.get() + start_, end_ - start_},
-                                       server_.config().limits.max_frame)
-                             .status == proto::FrameStatus::complete;
-  if (!frames_left) close();
+  if (!whole_frame_buffered()) close();
 }
 
 void Session::close() {

@@ -87,6 +87,8 @@ class Session {
   void start_write();
   void update_reading();
   void mark_drained();
+  bool whole_frame_buffered() const;
+  bool input_exhausted() const;
   void maybe_finish();
   void release();  // one writer/reader request of ours has completed
   bool may_query() const;
