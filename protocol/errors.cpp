@@ -1,1 +1,36 @@
-// placeholder: being written
+#include "errors.hpp"
+
+#include <array>
+#include <utility>
+
+namespace cairn::proto {
+namespace {
+
+constexpr std::array<std::pair<ErrorCode, std::string_view>, 10> kNames{{
+    {ErrorCode::frame_too_large, "frame_too_large"},
+    {ErrorCode::malformed, "malformed"},
+    {ErrorCode::invalid_field, "invalid_field"},
+    {ErrorCode::unsupported_version, "unsupported_version"},
+    {ErrorCode::unknown_op, "unknown_op"},
+    {ErrorCode::storage_failed, "storage_failed"},
+    {ErrorCode::shutting_down, "shutting_down"},
+    {ErrorCode::overloaded, "overloaded"},
+    {ErrorCode::permission_denied, "permission_denied"},
+    {ErrorCode::internal, "internal"},
+}};
+
+}  // namespace
+
+std::string_view error_code_name(ErrorCode code) {
+  for (const auto& [c, n] : kNames)
+    if (c == code) return n;
+  return "internal";
+}
+
+std::optional<ErrorCode> error_code_from_name(std::string_view name) {
+  for (const auto& [c, n] : kNames)
+    if (n == name) return c;
+  return std::nullopt;
+}
+
+}  // namespace cairn::proto

@@ -1,1 +1,515 @@
-// placeholder: being written
+// message.cpp — request parsing, reply encoding, and the client-side decoders.
+#include "message.hpp"
+
+#include <array>
+#include <cstring>
+
+#include "pack.hpp"
+
+namespace cairn::proto {
+
+using detail::begin_frame;
+using detail::finish_frame;
+using detail::Packer;
+using detail::str_of;
+
+namespace {
+
+constexpr std::array<std::pair<Op, std::string_view>, 7> kOps{{
+    {Op::hello, "hello"}, {Op::append, "append"}, {Op::flush, "flush"}, {Op::query, "query"},
+    {Op::stats, "stats"}, {Op::verify, "verify"}, {Op::ping, "ping"},
+}};
+
+Violation bad(std::string field, const char* rule, const std::string& what) {
+  std::string msg = field + ": " + what;
+  return Violation{std::move(field), rule, std::move(msg)};
+}
+
+std::optional<uint64_t> get_uint(const msgpack_object& map, std::string_view key) {
+  const msgpack_object* o = map_get(map, key);
+  if (o == nullptr || o->type != MSGPACK_OBJECT_POSITIVE_INTEGER) return std::nullopt;
+  return o->via.u64;
+}
+
+bool get_bool(const msgpack_object& map, std::string_view key) {
+  const msgpack_object* o = map_get(map, key);
+  return o != nullptr && o->type == MSGPACK_OBJECT_BOOLEAN && o->via.boolean;
+}
+
+std::string get_str(const msgpack_object& map, std::string_view key) {
+  const msgpack_object* o = map_get(map, key);
+  if (o == nullptr || o->type != MSGPACK_OBJECT_STR) return {};
+  return std::string(str_of(*o));
+}
+
+void put_hash(Packer& pk, const Hash& h) {
+  pk.bin({reinterpret_cast<const char*>(h.data()), h.size()});
+}
+
+bool read_hash(const msgpack_object& map, std::string_view key, Hash& out) {
+  const msgpack_object* o = map_get(map, key);
+  if (o == nullptr || o->type != MSGPACK_OBJECT_BIN || o->via.bin.size != out.size()) return false;
+  std::memcpy(out.data(), o->via.bin.ptr, out.size());
+  return true;
+}
+
+// Repacks a decoded object into canonical-as-sent bytes.
+std::string repack(const msgpack_object& o) {
+  std::string out;
+  Packer pk(out);
+  msgpack_pack_object(&pk.pk, o);
+  return out;
+}
+
+}  // namespace
+
+std::string_view op_name(Op op) {
+  for (const auto& [o, n] : kOps)
+    if (o == op) return n;
+  return "?";
+}
+
+std::optional<Op> op_from_name(std::string_view s) {
+  for (const auto& [o, n] : kOps)
+    if (n == s) return o;
+  return std::nullopt;
+}
+
+// ---- Decoded ----
+
+Decoded::Decoded() { msgpack_unpacked_init(&unpacked_); }
+Decoded::~Decoded() { msgpack_unpacked_destroy(&unpacked_); }
+Decoded::Decoded(Decoded&& other) noexcept : unpacked_(other.unpacked_) {
+  msgpack_unpacked_init(&other.unpacked_);
+}
+Decoded& Decoded::operator=(Decoded&& other) noexcept {
+  if (this != &other) {
+    msgpack_unpacked_destroy(&unpacked_);
+    unpacked_ = other.unpacked_;
+    msgpack_unpacked_init(&other.unpacked_);
+  }
+  return *this;
+}
+
+Result<Decoded, std::string> Decoded::parse(std::span<const uint8_t> bytes, uint32_t max_depth) {
+  if (auto why = msgpack_prescan(bytes, max_depth)) return Err{*why};
+  Decoded d;
+  size_t off = 0;
+  msgpack_unpack_return rc = msgpack_unpack_next(
+      &d.unpacked_, reinterpret_cast<const char*>(bytes.data()), bytes.size(), &off);
+  if (rc != MSGPACK_UNPACK_SUCCESS || off != bytes.size())
+    return Err{std::string("payload is not one msgpack object")};
+  if (d.unpacked_.data.type != MSGPACK_OBJECT_MAP) return Err{std::string("payload is not a map")};
+  return d;
+}
+
+const msgpack_object* map_get(const msgpack_object& map, std::string_view key) {
+  if (map.type != MSGPACK_OBJECT_MAP) return nullptr;
+  for (uint32_t i = 0; i < map.via.map.size; ++i) {
+    const auto& kv = map.via.map.ptr[i];
+    if (kv.key.type == MSGPACK_OBJECT_STR && str_of(kv.key) == key) return &kv.val;
+  }
+  return nullptr;
+}
+
+// ---- requests (daemon side) ----
+
+Result<Request, RequestError> request_from(const Decoded& decoded) {
+  const msgpack_object& m = decoded.root();
+  Request r;
+  r.map = &m;
+  const msgpack_object* id = map_get(m, "id");
+  if (id != nullptr && id->type == MSGPACK_OBJECT_POSITIVE_INTEGER) r.id = id->via.u64;
+  if (id == nullptr)
+    return Err{RequestError{ErrorCode::malformed, 0, "id", "request has no id"}};
+  if (id->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+    return Err{RequestError{ErrorCode::malformed, 0, "id", "id must be an unsigned integer"}};
+  const msgpack_object* op = map_get(m, "op");
+  if (op == nullptr) return Err{RequestError{ErrorCode::malformed, r.id, "op", "request has no op"}};
+  if (op->type != MSGPACK_OBJECT_STR)
+    return Err{RequestError{ErrorCode::malformed, r.id, "op", "op must be a string"}};
+  auto o = op_from_name(str_of(*op));
+  if (!o) {
+    std::string shown(str_of(*op));
+    if (check_text(shown, 64, false)) shown = "(unprintable)";
+    return Err{RequestError{ErrorCode::unknown_op, r.id, "op", "unknown op '" + shown + "'"}};
+  }
+  r.op = *o;
+  return r;
+}
+
+Result<Hello, Violation> hello_from(const Request& req) {
+  Hello h;
+  if (const msgpack_object* v = map_get(*req.map, "version")) {
+    if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER || v->via.u64 > 0xffffffffu)
+      return Err{bad("version", "type", "expected uint")};
+    h.version = static_cast<uint32_t>(v->via.u64);
+  }
+  if (const msgpack_object* c = map_get(*req.map, "client")) {
+    if (c->type != MSGPACK_OBJECT_STR) return Err{bad("client", "type", "expected str")};
+    if (auto v = check_text(str_of(*c), 64, false)) {
+      v->field = "client";
+      v->message = "client: " + v->message;
+      return Err{*v};
+    }
+    h.client = std::string(str_of(*c));
+  }
+  return h;
+}
+
+Result<QuerySpec, Violation> query_from(const Request& req, const Limits& limits) {
+  QuerySpec q;
+  const msgpack_object& m = *req.map;
+  for (const char* key : {"type", "actor"}) {
+    if (const msgpack_object* v = map_get(m, key)) {
+      if (v->type != MSGPACK_OBJECT_STR) return Err{bad(key, "type", "expected str")};
+      if (auto e = check_text(str_of(*v), limits.max_string, false)) {
+        e->field = key;
+        e->message = std::string(key) + ": " + e->message;
+        return Err{*e};
+      }
+      (std::strcmp(key, "type") == 0 ? q.type : q.actor) = std::string(str_of(*v));
+    }
+  }
+  for (const char* key : {"since", "until"}) {
+    if (const msgpack_object* v = map_get(m, key)) {
+      int64_t t;
+      if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER && v->via.u64 <= INT64_MAX)
+        t = static_cast<int64_t>(v->via.u64);
+      else if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        t = v->via.i64;
+      else
+        return Err{bad(key, "type", "expected int (ns since the Unix epoch)")};
+      (std::strcmp(key, "since") == 0 ? q.since : q.until) = t;
+    }
+  }
+  if (const msgpack_object* v = map_get(m, "severity")) {
+    if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER && v->via.u64 <= 7) {
+      q.severity = static_cast<uint8_t>(v->via.u64);
+    } else if (v->type == MSGPACK_OBJECT_STR) {
+      auto s = severity_from_name(str_of(*v));
+      if (!s) return Err{bad("severity", "range", "unknown severity name")};
+      q.severity = *s;
+    } else {
+      return Err{bad("severity", "range", "must be 0-7 or a severity name")};
+    }
+  }
+  if (const msgpack_object* v = map_get(m, "limit")) {
+    if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER) return Err{bad("limit", "type", "expected uint")};
+    if (v->via.u64 < 1 || v->via.u64 > kMaxQueryLimit)
+      return Err{bad("limit", "range", "must be 1-" + std::to_string(kMaxQueryLimit))};
+    q.limit = static_cast<uint32_t>(v->via.u64);
+  }
+  if (const msgpack_object* v = map_get(m, "after")) {
+    if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER) return Err{bad("after", "type", "expected uint")};
+    q.after = v->via.u64;
+  }
+  return q;
+}
+
+// ---- replies (daemon side) ----
+
+void encode_error(std::string& out, uint64_t id, ErrorCode code, std::string_view message,
+                  std::string_view field, std::string_view rule) {
+  size_t at = begin_frame(out);
+  Packer pk(out);
+  pk.map(4 + (field.empty() ? 0 : 1) + (rule.empty() ? 0 : 1));
+  pk.str("id");
+  pk.u64(id);
+  pk.str("ok");
+  pk.boolean(false);
+  pk.str("error");
+  pk.str(error_code_name(code));
+  pk.str("message");
+  pk.str(message);
+  if (!field.empty()) { pk.str("field"); pk.str(field); }
+  if (!rule.empty()) { pk.str("rule"); pk.str(rule); }
+  finish_frame(out, at);
+}
+
+void encode_hello_reply(std::string& out, uint64_t id, const HelloInfo& info) {
+  size_t at = begin_frame(out);
+  Packer pk(out);
+  pk.map(10);
+  pk.str("id"); pk.u64(id);
+  pk.str("ok"); pk.boolean(true);
+  pk.str("version"); pk.u64(kProtocolVersion);
+  pk.str("server"); pk.str(info.server);
+  pk.str("flush_mode"); pk.str(info.flush_mode);
+  pk.str("max_frame"); pk.u64(info.limits.max_frame);
+  pk.str("max_string"); pk.u64(info.limits.max_string);
+  pk.str("max_fields"); pk.u64(info.limits.max_fields);
+  pk.str("max_depth"); pk.u64(info.limits.max_depth);
+  pk.str("max_inflight"); pk.u64(info.max_inflight);
+  finish_frame(out, at);
+}
+
+void encode_ack(std::string& out, uint64_t id, uint64_t seq, bool durable, bool duplicate) {
+  size_t at = begin_frame(out);
+  Packer pk(out);
+  pk.map(5);
+  pk.str("id"); pk.u64(id);
+  pk.str("ok"); pk.boolean(true);
+  pk.str("seq"); pk.u64(seq);
+  pk.str("durable"); pk.boolean(durable);
+  pk.str("duplicate"); pk.boolean(duplicate);
+  finish_frame(out, at);
+}
+
+void encode_flush_reply(std::string& out, uint64_t id, uint64_t durable_seq) {
+  size_t at = begin_frame(out);
+  Packer pk(out);
+  pk.map(3);
+  pk.str("id"); pk.u64(id);
+  pk.str("ok"); pk.boolean(true);
+  pk.str("durable_seq"); pk.u64(durable_seq);
+  finish_frame(out, at);
+}
+
+void encode_pong(std::string& out, uint64_t id) {
+  size_t at = begin_frame(out);
+  Packer pk(out);
+  pk.map(2);
+  pk.str("id"); pk.u64(id);
+  pk.str("ok"); pk.boolean(true);
+  finish_frame(out, at);
+}
+
+void encode_query_reply(std::string& out, uint64_t id, const QueryPage& page) {
+  size_t at = begin_frame(out);
+  Packer pk(out);
+  pk.map(4);
+  pk.str("id"); pk.u64(id);
+  pk.str("ok"); pk.boolean(true);
+  pk.str("events");
+  pk.array(page.events.size());
+  for (const auto& e : page.events) {
+    pk.map(3);
+    pk.str("seq"); pk.u64(e.seq);
+    pk.str("hash"); put_hash(pk, e.hash);
+    pk.str("event"); pk.raw(e.body);  // already a canonical msgpack map
+  }
+  pk.str("next");
+  if (page.next) pk.u64(*page.next);
+  else pk.nil();
+  finish_frame(out, at);
+}
+
+void encode_stats_reply(std::string& out, uint64_t id, const Stats& s) {
+  size_t at = begin_frame(out);
+  Packer pk(out);
+  pk.map(18);
+  pk.str("id"); pk.u64(id);
+  pk.str("ok"); pk.boolean(true);
+  pk.str("events"); pk.u64(s.events);
+  pk.str("by_type");
+  pk.map(s.by_type.size());
+  for (const auto& [t, n] : s.by_type) { pk.str(t); pk.u64(n); }
+  pk.str("head_seq"); pk.u64(s.head_seq);
+  pk.str("queue_depth"); pk.u64(s.queue_depth);
+  pk.str("queue_bytes"); pk.u64(s.queue_bytes);
+  pk.str("commits"); pk.u64(s.commits);
+  pk.str("events_committed"); pk.u64(s.events_committed);
+  pk.str("events_per_commit"); pk.f64(s.events_per_commit);
+  pk.str("fsync_p50_us"); pk.u64(s.fsync_p50_us);
+  pk.str("fsync_p99_us"); pk.u64(s.fsync_p99_us);
+  pk.str("fsync_max_us"); pk.u64(s.fsync_max_us);
+  pk.str("storage_errors"); pk.u64(s.storage_errors);
+  pk.str("db_bytes"); pk.u64(s.db_bytes);
+  pk.str("connections"); pk.u64(s.connections);
+  pk.str("flush_mode"); pk.str(s.flush_mode);
+  pk.str("uptime_s"); pk.u64(s.uptime_s);
+  finish_frame(out, at);
+}
+
+void encode_verify_reply(std::string& out, uint64_t id, const VerifyReport& r) {
+  size_t at = begin_frame(out);
+  Packer pk(out);
+  pk.map(6 + (r.break_seq ? 2 : 0));
+  pk.str("id"); pk.u64(id);
+  pk.str("ok"); pk.boolean(true);
+  pk.str("valid"); pk.boolean(r.valid);
+  pk.str("checked"); pk.u64(r.checked);
+  pk.str("head_seq"); pk.u64(r.head_seq);
+  pk.str("head_hash"); put_hash(pk, r.head_hash);
+  if (r.break_seq) {
+    pk.str("break_seq"); pk.u64(*r.break_seq);
+    pk.str("reason"); pk.str(r.reason);
+  }
+  finish_frame(out, at);
+}
+
+// ---- requests (client side) ----
+
+void encode_hello(std::string& out, uint64_t id, uint32_t version, std::string_view client) {
+  size_t at = begin_frame(out);
+  Packer pk(out);
+  pk.map(client.empty() ? 3 : 4);
+  pk.str("op"); pk.str("hello");
+  pk.str("id"); pk.u64(id);
+  pk.str("version"); pk.u64(version);
+  if (!client.empty()) { pk.str("client"); pk.str(client); }
+  finish_frame(out, at);
+}
+
+void encode_append(std::string& out, uint64_t id, const EventView& e) {
+  size_t at = begin_frame(out);
+  Packer pk(out);
+  pk.map(3);
+  pk.str("op"); pk.str("append");
+  pk.str("id"); pk.u64(id);
+  pk.str("event");
+  size_t n = 1 + (e.severity ? 1 : 0) + (e.actor ? 1 : 0) + (e.action ? 1 : 0) +
+             (e.target ? 1 : 0) + (e.message ? 1 : 0) + (e.outcome ? 1 : 0) + (e.time ? 1 : 0) +
+             (e.fields.empty() ? 0 : 1) + (e.sync ? 1 : 0) + (e.idem.empty() ? 0 : 1);
+  pk.map(n);
+  pk.str("type"); pk.str(e.type);
+  if (e.severity) { pk.str("severity"); pk.u64(*e.severity); }
+  if (e.actor) { pk.str("actor"); pk.str(*e.actor); }
+  if (e.action) { pk.str("action"); pk.str(*e.action); }
+  if (e.target) { pk.str("target"); pk.str(*e.target); }
+  if (e.outcome) { pk.str("outcome"); pk.str(outcome_name(*e.outcome)); }
+  if (e.time) { pk.str("time"); pk.i64(*e.time); }
+  if (e.message) { pk.str("message"); pk.str(*e.message); }
+  if (!e.fields.empty()) { pk.str("fields"); pk.raw(e.fields); }
+  if (e.sync) { pk.str("sync"); pk.boolean(true); }
+  if (!e.idem.empty()) { pk.str("idem"); pk.bin(e.idem); }
+  finish_frame(out, at);
+}
+
+void encode_simple(std::string& out, uint64_t id, Op op) {
+  size_t at = begin_frame(out);
+  Packer pk(out);
+  pk.map(2);
+  pk.str("op"); pk.str(op_name(op));
+  pk.str("id"); pk.u64(id);
+  finish_frame(out, at);
+}
+
+void encode_query(std::string& out, uint64_t id, const QuerySpec& q) {
+  size_t at = begin_frame(out);
+  Packer pk(out);
+  size_t n = 3 + (q.type ? 1 : 0) + (q.actor ? 1 : 0) + (q.since ? 1 : 0) + (q.until ? 1 : 0) +
+             (q.severity ? 1 : 0) + (q.after ? 1 : 0);
+  pk.map(n);
+  pk.str("op"); pk.str("query");
+  pk.str("id"); pk.u64(id);
+  pk.str("limit"); pk.u64(q.limit);
+  if (q.type) { pk.str("type"); pk.str(*q.type); }
+  if (q.actor) { pk.str("actor"); pk.str(*q.actor); }
+  if (q.since) { pk.str("since"); pk.i64(*q.since); }
+  if (q.until) { pk.str("until"); pk.i64(*q.until); }
+  if (q.severity) { pk.str("severity"); pk.u64(*q.severity); }
+  if (q.after) { pk.str("after"); pk.u64(*q.after); }
+  finish_frame(out, at);
+}
+
+// ---- reply decoding (client side) ----
+
+Result<Reply, std::string> reply_from(const Decoded& decoded) {
+  const msgpack_object& m = decoded.root();
+  Reply r;
+  r.map = &m;
+  auto id = get_uint(m, "id");
+  const msgpack_object* ok = map_get(m, "ok");
+  if (!id || ok == nullptr || ok->type != MSGPACK_OBJECT_BOOLEAN)
+    return Err{std::string("reply lacks id or ok")};
+  r.id = *id;
+  r.ok = ok->via.boolean;
+  if (!r.ok) {
+    r.error_name = get_str(m, "error");
+    r.error = error_code_from_name(r.error_name);
+    r.message = get_str(m, "message");
+    r.field = get_str(m, "field");
+    r.rule = get_str(m, "rule");
+  }
+  return r;
+}
+
+Result<Ack, std::string> ack_from(const Reply& reply) {
+  auto seq = get_uint(*reply.map, "seq");
+  if (!reply.ok || !seq) return Err{std::string("not an ack")};
+  return Ack{*seq, get_bool(*reply.map, "durable"), get_bool(*reply.map, "duplicate")};
+}
+
+Result<QueryPage, std::string> query_page_from(const Reply& reply) {
+  const msgpack_object* evs = map_get(*reply.map, "events");
+  if (!reply.ok || evs == nullptr || evs->type != MSGPACK_OBJECT_ARRAY)
+    return Err{std::string("not a query reply")};
+  QueryPage page;
+  page.events.reserve(evs->via.array.size);
+  for (uint32_t i = 0; i < evs->via.array.size; ++i) {
+    const msgpack_object& e = evs->via.array.ptr[i];
+    StoredEvent se;
+    auto seq = get_uint(e, "seq");
+    const msgpack_object* body = map_get(e, "event");
+    if (!seq || body == nullptr || !read_hash(e, "hash", se.hash))
+      return Err{std::string("malformed event in query reply")};
+    se.seq = *seq;
+    se.body = repack(*body);
+    page.events.push_back(std::move(se));
+  }
+  page.next = get_uint(*reply.map, "next");
+  return page;
+}
+
+Result<Stats, std::string> stats_from(const Reply& reply) {
+  if (!reply.ok) return Err{std::string("not a stats reply")};
+  const msgpack_object& m = *reply.map;
+  Stats s;
+  auto u = [&](const char* k) { return get_uint(m, k).value_or(0); };
+  s.events = u("events");
+  if (const msgpack_object* bt = map_get(m, "by_type"); bt && bt->type == MSGPACK_OBJECT_MAP)
+    for (uint32_t i = 0; i < bt->via.map.size; ++i) {
+      const auto& kv = bt->via.map.ptr[i];
+      if (kv.key.type == MSGPACK_OBJECT_STR && kv.val.type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        s.by_type.emplace_back(std::string(str_of(kv.key)), kv.val.via.u64);
+    }
+  s.head_seq = u("head_seq");
+  s.queue_depth = u("queue_depth");
+  s.queue_bytes = u("queue_bytes");
+  s.commits = u("commits");
+  s.events_committed = u("events_committed");
+  if (const msgpack_object* e = map_get(m, "events_per_commit");
+      e && (e->type == MSGPACK_OBJECT_FLOAT64 || e->type == MSGPACK_OBJECT_FLOAT32))
+    s.events_per_commit = e->via.f64;
+  s.fsync_p50_us = u("fsync_p50_us");
+  s.fsync_p99_us = u("fsync_p99_us");
+  s.fsync_max_us = u("fsync_max_us");
+  s.storage_errors = u("storage_errors");
+  s.db_bytes = u("db_bytes");
+  s.connections = u("connections");
+  s.flush_mode = get_str(m, "flush_mode");
+  s.uptime_s = u("uptime_s");
+  return s;
+}
+
+Result<VerifyReport, std::string> verify_from(const Reply& reply) {
+  const msgpack_object* valid = map_get(*reply.map, "valid");
+  if (!reply.ok || valid == nullptr || valid->type != MSGPACK_OBJECT_BOOLEAN)
+    return Err{std::string("not a verify reply")};
+  VerifyReport r;
+  r.valid = valid->via.boolean;
+  r.checked = get_uint(*reply.map, "checked").value_or(0);
+  r.head_seq = get_uint(*reply.map, "head_seq").value_or(0);
+  read_hash(*reply.map, "head_hash", r.head_hash);
+  r.break_seq = get_uint(*reply.map, "break_seq");
+  r.reason = get_str(*reply.map, "reason");
+  return r;
+}
+
+Result<HelloInfo, std::string> hello_info_from(const Reply& reply) {
+  if (!reply.ok) return Err{std::string("not a hello reply")};
+  const msgpack_object& m = *reply.map;
+  HelloInfo h;
+  h.server = get_str(m, "server");
+  h.flush_mode = get_str(m, "flush_mode");
+  h.limits.max_frame = static_cast<uint32_t>(get_uint(m, "max_frame").value_or(65536));
+  h.limits.max_string = static_cast<uint32_t>(get_uint(m, "max_string").value_or(1024));
+  h.limits.max_fields = static_cast<uint32_t>(get_uint(m, "max_fields").value_or(64));
+  h.limits.max_depth = static_cast<uint32_t>(get_uint(m, "max_depth").value_or(4));
+  h.max_inflight = static_cast<uint32_t>(get_uint(m, "max_inflight").value_or(0));
+  return h;
+}
+
+}  // namespace cairn::proto

@@ -1,1 +1,113 @@
-// placeholder: being written
+// msgpack_scan.cpp — a structural walk over untrusted msgpack bytes, before msgpack-c.
+//
+// msgpack-c allocates an array's or map's element storage from the header count before
+// it has seen the elements, so 5 bytes claiming 2^32 entries would make it ask for
+// ~100 GB. This walk allocates nothing and refuses any count that the remaining bytes
+// could not possibly hold (every element takes at least one byte).
+#include <string>
+
+#include "message.hpp"
+
+namespace cairn::proto {
+namespace {
+
+struct Scanner {
+  const uint8_t* p;
+  size_t n;
+  size_t i = 0;
+  uint32_t max_depth;
+  std::string error;
+
+  bool need(size_t k) {
+    if (n - i < k) {
+      error = "truncated msgpack at byte " + std::to_string(i);
+      return false;
+    }
+    return true;
+  }
+  uint64_t be(size_t k) {
+    uint64_t v = 0;
+    for (size_t j = 0; j < k; ++j) v = (v << 8) | p[i + j];
+    i += k;
+    return v;
+  }
+  bool skip(uint64_t k) {
+    if (!need(k)) return false;
+    i += k;
+    return true;
+  }
+  bool length_prefixed(size_t width, uint64_t extra) {
+    if (!need(width)) return false;
+    uint64_t len = be(width);
+    return skip(len + extra);
+  }
+  bool container(uint64_t objects, uint32_t depth) {
+    if (depth > max_depth) {
+      error = "msgpack nested deeper than " + std::to_string(max_depth);
+      return false;
+    }
+    if (objects > n - i) {
+      error = "msgpack container at byte " + std::to_string(i) + " claims " +
+              std::to_string(objects) + " objects in " + std::to_string(n - i) + " bytes";
+      return false;
+    }
+    for (uint64_t k = 0; k < objects; ++k)
+      if (!object(depth)) return false;
+    return true;
+  }
+  bool object(uint32_t depth) {
+    if (!need(1)) return false;
+    uint8_t t = p[i++];
+    if (t <= 0x7f || t >= 0xe0) return true;                      // fixint
+    if (t <= 0x8f) return container(2ull * (t & 0x0f), depth + 1);  // fixmap
+    if (t <= 0x9f) return container(t & 0x0f, depth + 1);         // fixarray
+    if (t <= 0xbf) return skip(t & 0x1f);                         // fixstr
+    switch (t) {
+      case 0xc0: case 0xc2: case 0xc3: return true;
+      case 0xc1:
+        error = "reserved msgpack byte 0xc1 at byte " + std::to_string(i - 1);
+        return false;
+      case 0xc4: return length_prefixed(1, 0);
+      case 0xc5: return length_prefixed(2, 0);
+      case 0xc6: return length_prefixed(4, 0);
+      case 0xc7: return length_prefixed(1, 1);
+      case 0xc8: return length_prefixed(2, 1);
+      case 0xc9: return length_prefixed(4, 1);
+      case 0xca: return skip(4);
+      case 0xcb: return skip(8);
+      case 0xcc: case 0xd0: return skip(1);
+      case 0xcd: case 0xd1: return skip(2);
+      case 0xce: case 0xd2: return skip(4);
+      case 0xcf: case 0xd3: return skip(8);
+      case 0xd4: return skip(2);
+      case 0xd5: return skip(3);
+      case 0xd6: return skip(5);
+      case 0xd7: return skip(9);
+      case 0xd8: return skip(17);
+      case 0xd9: return length_prefixed(1, 0);
+      case 0xda: return length_prefixed(2, 0);
+      case 0xdb: return length_prefixed(4, 0);
+      case 0xdc: if (!need(2)) return false; return container(be(2), depth + 1);
+      case 0xdd: if (!need(4)) return false; return container(be(4), depth + 1);
+      case 0xde: if (!need(2)) return false; return container(2 * be(2), depth + 1);
+      case 0xdf: if (!need(4)) return false; return container(2 * be(4), depth + 1);
+      default: break;
+    }
+    error = "unknown msgpack byte";
+    return false;
+  }
+};
+
+}  // namespace
+
+std::optional<std::string> msgpack_prescan(std::span<const uint8_t> bytes, uint32_t max_depth) {
+  if (bytes.empty()) return std::string("empty payload");
+  Scanner s{bytes.data(), bytes.size(), 0, max_depth, {}};
+  if (!s.object(0)) return s.error;
+  if (s.i != bytes.size())
+    return "trailing bytes after the msgpack object (" + std::to_string(bytes.size() - s.i) +
+           " bytes)";
+  return std::nullopt;
+}
+
+}  // namespace cairn::proto
