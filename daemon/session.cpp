@@ -192,7 +192,6 @@ void Session::process_input() {
                   "cairnd is shutting down; reconnect and resend");
     }
   }
-  if (draining_ && input_exhausted()) mark_drained();
   if (!staged_.empty()) {
     server_.writer().submit(staged_);
     if (server_.writer().over_limit()) {
@@ -200,6 +199,9 @@ void Session::process_input() {
       server_.wait_for_writer(this);
     }
   }
+  // Only after our appends are queued: the last drained session starts the writer's
+  // final commit, which must include them.
+  if (draining_ && input_exhausted()) mark_drained();
   flush_replies();
   update_reading();
   maybe_finish();

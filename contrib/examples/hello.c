@@ -6,7 +6,7 @@
 
 int main(void) {
   const char *path = getenv("CAIRN_SOCKET") ? getenv("CAIRN_SOCKET") : "/run/cairn/cairn.sock";
-  cairn *c = NULL;
+  cairn_client *c = NULL;
   int rc = cairn_open(&c, path, NULL);
   if (rc < 0) {
     fprintf(stderr, "connect %s: %s\n", path, cairn_strerror(rc));

@@ -16,6 +16,7 @@
 
 #include "harness.hpp"
 #include "raw_client.hpp"
+#include "../../protocol/frame.hpp"
 
 using namespace cairn::test;
 
@@ -27,13 +28,13 @@ std::string idem_for(int thread, int i) {
   return buf;
 }
 
-cairn* open_client(const std::string& sock, int reconnect_ms = 0, unsigned window = 64) {
+cairn_client* open_client(const std::string& sock, int reconnect_ms = 0, unsigned window = 64) {
   cairn_options o;
   cairn_options_init(&o);
   o.client_name = "itest";
   o.reconnect_timeout_ms = reconnect_ms;
   o.max_inflight = window;
-  cairn* c = nullptr;
+  cairn_client* c = nullptr;
   int rc = cairn_open(&c, sock.c_str(), &o);
   cr_assert_eq(rc, 0, "cairn_open(%s): %s", sock.c_str(), cairn_strerror(rc));
   return c;
@@ -69,7 +70,7 @@ struct Streamer {
            int reconnect_ms = 0) {
     for (int t = 0; t < nthreads; ++t) {
       threads.emplace_back([=, this] {
-        cairn* c = open_client(sock, reconnect_ms);
+        cairn_client* c = open_client(sock, reconnect_ms);
         std::map<uint64_t, std::string> by_ticket;
         auto collect = [&]() -> bool {
           uint64_t ticket = 0;
@@ -135,7 +136,7 @@ TestSuite(core, .timeout = 120);
 Test(core, send_then_query_shows_event_with_senders_pid_and_uid) {
   TestDaemon d;
   cr_assert(d.start());
-  cairn* c = open_client(d.socket());
+  cairn_client* c = open_client(d.socket());
   std::string idem = "query-test-0001";
   cairn_event e = make_event("UserLogin", idem, "bob");
   cairn_ack ack{};
@@ -173,7 +174,7 @@ Test(core, immediate_mode_sigkill_mid_stream_loses_no_acked_event) {
   cr_assert(problem.empty(), "database after SIGKILL: %s", problem.c_str());
   // And the daemon restarts on it, continuing the chain.
   cr_assert(d.start());
-  cairn* c = open_client(d.socket());
+  cairn_client* c = open_client(d.socket());
   std::string idem = "after-restart-01";
   cairn_event e = make_event("DataAccess", idem);
   cairn_ack ack{};
@@ -211,7 +212,7 @@ Test(core, hybrid_mode_critical_ack_is_durable_across_sigkill) {
   TestDaemon d;
   cr_assert(d.start({.args = {"--flush-mode", "hybrid", "--batch-size", "1000000",
                               "--batch-interval-ms", "60000"}}));
-  cairn* c = open_client(d.socket());
+  cairn_client* c = open_client(d.socket());
   std::vector<std::string> keys;
   for (int i = 0; i < 50; ++i) {
     keys.push_back(idem_for(0, i));
@@ -238,7 +239,7 @@ Test(core, restart_continues_the_chain) {
   TestDaemon d;
   for (int run = 0; run < 2; ++run) {
     cr_assert(d.start());
-    cairn* c = open_client(d.socket());
+    cairn_client* c = open_client(d.socket());
     for (int i = 0; i < 100; ++i) {
       std::string idem = idem_for(run, i);
       cairn_event e = make_event("Config.Change", idem);
@@ -290,7 +291,7 @@ std::string req_append(const std::string& event_map) {
 Test(core, malformed_input_gets_named_errors_and_other_clients_continue) {
   TestDaemon d;
   cr_assert(d.start());
-  cairn* good = open_client(d.socket());
+  cairn_client* good = open_client(d.socket());
   std::vector<Expect> cases = {
       {"not msgpack", frame_of("\xc1\xc1\xc1"), "malformed", nullptr, nullptr, false},
       {"not a map", frame_of("\x93\x01\x02\x03"), "malformed", nullptr, nullptr, false},

@@ -34,12 +34,12 @@ std::string slurp(const std::string& path) {
   return ss.str();
 }
 
-cairn* connect_client(const std::string& sock, int reconnect_ms) {
+cairn_client* connect_client(const std::string& sock, int reconnect_ms) {
   cairn_options o;
   cairn_options_init(&o);
   o.reconnect_timeout_ms = reconnect_ms;
   o.client_name = "systemd-test";
-  cairn* c = nullptr;
+  cairn_client* c = nullptr;
   int rc = cairn_open(&c, sock.c_str(), &o);
   cr_assert_eq(rc, 0, "cairn_open: %s", cairn_strerror(rc));
   return c;
@@ -58,7 +58,8 @@ Test(systemd, units_pass_systemd_analyze_verify) {
   // freshly built binary (verify insists that ExecStart exists).
   std::string unit = slurp(source_dir() + "/systemd/cairnd.service.in");
   cr_assert(!unit.empty(), "cannot read systemd/cairnd.service.in");
-  std::string bin = cairnd_path();
+  char real[4096];
+  std::string bin = realpath(cairnd_path().c_str(), real) ? real : cairnd_path();
   std::string dir = bin.substr(0, bin.rfind('/'));
   size_t at = unit.find("@sbindir@");
   cr_assert(at != std::string::npos);
@@ -128,7 +129,7 @@ Test(systemd, socket_activated_by_systemd_socket_activate) {
   int64_t deadline = now_ms() + 10'000;
   struct stat st {};
   while (stat(d.socket().c_str(), &st) != 0 && now_ms() < deadline) d.notify().next(20);
-  cairn* c = connect_client(d.socket(), 10'000);
+  cairn_client* c = connect_client(d.socket(), 10'000);
   cairn_event e{};
   e.type = "ActivatedHello";
   e.severity = -1;
@@ -156,13 +157,21 @@ Test(systemd, restart_under_socket_activation_loses_and_duplicates_nothing) {
   std::atomic<int> acked{0};
   std::atomic<int> failed{0};
   std::thread client([&] {
-    cairn* c = connect_client(d.socket(), 60'000);
+    cairn_client* c = connect_client(d.socket(), 60'000);
     std::map<uint64_t, int> outstanding;
     auto collect = [&] {
       uint64_t t = 0;
       cairn_ack a{};
-      if (cairn_next_ack(c, &t, &a) == 0) ++acked;
-      else ++failed;
+      int rc = cairn_next_ack(c, &t, &a);
+      if (rc == 0) {
+        ++acked;
+      } else {
+        ++failed;
+        const char *code = nullptr, *msg = nullptr;
+        cairn_last_error(c, &code, nullptr, nullptr, &msg);
+        std::fprintf(stderr, "event %d failed: %s %s %s\n", outstanding[t], cairn_strerror(rc),
+                     code ? code : "", msg ? msg : "");
+      }
       outstanding.erase(t);
     };
     for (int i = 0; i < kEvents; ++i) {

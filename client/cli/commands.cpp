@@ -1,0 +1,720 @@
+#include "commands.hpp"
+
+#include <cairn/cairn.h>
+#include <signal.h>
+#include <time.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../../daemon/store/store.hpp"
+#include "../../protocol/pack.hpp"
+#include "args.hpp"
+#include "json.hpp"
+#include "render.hpp"
+#include "when.hpp"
+
+namespace cairn::cli {
+
+const char* const kUsage =
+    "Usage: cairn COMMAND [OPTIONS]\n"
+    "Record and inspect events in the cairn audit log.\n"
+    "\n"
+    "Commands:\n"
+    "  send     record one event (or NDJSON events from stdin) and print its seq\n"
+    "  query    list events, newest first, with filters and cursors\n"
+    "  verify   walk the hash chain; exit 1 at the first break\n"
+    "  stats    counts by type, queue depth, commits, fsync latency, db size\n"
+    "  ping     check that cairnd answers\n"
+    "\n"
+    "Common options:\n"
+    "  --socket PATH   cairnd's socket [$CAIRN_SOCKET, else /run/cairn/cairn.sock]\n"
+    "  --db PATH       (query, verify, stats) read the database file directly, read-only,\n"
+    "                  when the daemon is down (forensics)\n"
+    "  -o table|json   output format [table]\n"
+    "\n"
+    "Exit status: 0 ok; 1 an event was refused or the chain is broken; 2 usage or\n"
+    "connection error. `cairn COMMAND --help` shows each command's options.\n";
+
+namespace {
+
+const char* const kSendUsage =
+    "Usage: cairn send --type T [OPTIONS] [key=value ...]\n"
+    "       cairn send --stdin < events.ndjson\n"
+    "  --type T          event type, [A-Za-z0-9_.:-]{1,64} (required)\n"
+    "  --severity S      0-7 or emerg|alert|crit|err|warning|notice|info|debug [info]\n"
+    "  --actor A  --action X  --target Y\n"
+    "  --outcome O       success | failure | unknown\n"
+    "  --message M       free text (may contain newlines)\n"
+    "  --time WHEN       event time (see `cairn query --help` for WHEN) [not sent]\n"
+    "  --sync            ask for a durable ack even in batched/hybrid mode\n"
+    "  --idem KEY        idempotency key, 8-32 bytes [random]\n"
+    "  --stdin           read newline-delimited JSON events; print one seq per line\n"
+    "  -o table|json     print the seq, or the whole ack as JSON\n"
+    "  key=value         a field; integers and true/false become typed values\n"
+    "  key:=value        a field kept as a string whatever it looks like\n"
+    "Each stdin line is a JSON object with the event keys of PROTOCOL.md (type, severity,\n"
+    "actor, action, target, outcome, message, time, fields, sync, idem).\n";
+
+const char* const kQueryUsage =
+    "Usage: cairn query [OPTIONS]\n"
+    "  --type T  --actor A  --severity S (this or worse)\n"
+    "  --since WHEN  --until WHEN   received time range\n"
+    "  --limit N         events to show [50]; pages are walked by cursor\n"
+    "  --after CURSOR    continue below this seq (printed as `next:`)\n"
+    "  --follow          keep printing new events as they arrive (Ctrl-C stops)\n"
+    "  --db PATH         read the database file directly\n"
+    "  -o table|json\n"
+    "WHEN: now, today, yesterday, 30s, 15m, 1h, 2d, 1w (ago), 2026-11-23,\n"
+    "      2026-11-23T10:00:05Z, 2026-11-23T10:00+02:00, @NANOSECONDS\n";
+
+std::string socket_path(const Args& a) {
+  if (a.has("socket")) return a.get("socket");
+  if (const char* env = std::getenv("CAIRN_SOCKET"); env && *env) return env;
+  return "/run/cairn/cairn.sock";
+}
+
+cairn_client* connect_or_report(const Args& a) {
+  cairn_options o;
+  cairn_options_init(&o);
+  o.client_name = "cairn-cli";
+  o.reconnect_timeout_ms = 0;
+  cairn_client* c = nullptr;
+  std::string path = socket_path(a);
+  int rc = cairn_open(&c, path.c_str(), &o);
+  if (rc != 0) {
+    std::fprintf(stderr, "cairn: %s: %s\n", path.c_str(), cairn_strerror(rc));
+    return nullptr;
+  }
+  return c;
+}
+
+Output output_of(const Args& a, bool* ok) {
+  std::string o = a.get("output", "table");
+  *ok = o == "table" || o == "json";
+  return o == "json" ? Output::json : Output::table;
+}
+
+void report_refusal(cairn_client* c, int rc, const std::string& where) {
+  const char *code = nullptr, *field = nullptr, *rule = nullptr, *msg = nullptr;
+  cairn_last_error(c, &code, &field, &rule, &msg);
+  std::fprintf(stderr, "cairn: %s%s: %s%s%s%s%s\n", where.c_str(), where.empty() ? "refused" : "",
+               code ? code : cairn_strerror(rc), msg ? ": " : "", msg ? msg : "",
+               rule ? " [rule " : "", rule ? (std::string(rule) + "]").c_str() : "");
+}
+
+// Runs an op through libcairn and decodes the reply map. Prints errors itself.
+struct RawReply {
+  void* buf = nullptr;
+  size_t len = 0;
+  proto::Decoded decoded;
+  proto::Reply reply;
+  ~RawReply() { cairn_free(buf); }
+};
+
+int request(cairn_client* c, const char* op, const std::string& args, RawReply& out) {
+  int rc = cairn_request(c, op, args.empty() ? nullptr : args.data(), args.size(), &out.buf, &out.len);
+  if (rc != 0) {
+    report_refusal(c, rc, std::string(op) + " ");
+    return 2;
+  }
+  auto d = proto::Decoded::parse({static_cast<const uint8_t*>(out.buf), out.len}, 16);
+  if (!d) {
+    std::fprintf(stderr, "cairn: undecodable reply: %s\n", d.error().c_str());
+    return 2;
+  }
+  out.decoded = std::move(d.value());
+  auto r = proto::reply_from(out.decoded);
+  if (!r) {
+    std::fprintf(stderr, "cairn: bad reply: %s\n", r.error().c_str());
+    return 2;
+  }
+  out.reply = r.value();
+  return 0;
+}
+
+std::optional<uint8_t> severity_arg(const std::string& s) {
+  if (s.size() == 1 && s[0] >= '0' && s[0] <= '7') return static_cast<uint8_t>(s[0] - '0');
+  return proto::severity_from_name(s);
+}
+
+bool all_digits(const std::string& s) {
+  size_t i = (s.size() > 1 && s[0] == '-') ? 1 : 0;
+  if (i >= s.size() || s.size() - i > 18) return false;
+  for (; i < s.size(); ++i)
+    if (s[i] < '0' || s[i] > '9') return false;
+  return true;
+}
+
+// ---- send ----
+
+struct OwnedEvent {
+  cairn_event ev{};
+  std::string type, actor, action, target, outcome, message, idem, fields;
+  bool has_actor = false, has_action = false, has_target = false, has_outcome = false,
+       has_message = false;
+  void bind() {
+    ev.type = type.c_str();
+    ev.actor = has_actor ? actor.c_str() : nullptr;
+    ev.action = has_action ? action.c_str() : nullptr;
+    ev.target = has_target ? target.c_str() : nullptr;
+    ev.outcome = has_outcome ? outcome.c_str() : nullptr;
+    ev.message = has_message ? message.c_str() : nullptr;
+    ev.idem = idem.empty() ? nullptr : idem.data();
+    ev.idem_len = idem.size();
+    ev.fields_msgpack = fields.empty() ? nullptr : fields.data();
+    ev.fields_msgpack_len = fields.size();
+  }
+};
+
+Result<OwnedEvent, std::string> event_from_json(const Json& j) {
+  if (j.kind != Json::Kind::object) return Err{std::string("not a JSON object")};
+  OwnedEvent o;
+  o.ev.severity = -1;
+  for (const auto& [k, v] : j.members) {
+    auto want_str = [&](std::string& dst, bool* has) -> Result<Ok, std::string> {
+      if (v.kind != Json::Kind::string) return Err{k + ": expected a string"};
+      dst = v.s;
+      if (has) *has = true;
+      return Ok{};
+    };
+    Result<Ok, std::string> r = Ok{};
+    if (k == "type") r = want_str(o.type, nullptr);
+    else if (k == "actor") r = want_str(o.actor, &o.has_actor);
+    else if (k == "action") r = want_str(o.action, &o.has_action);
+    else if (k == "target") r = want_str(o.target, &o.has_target);
+    else if (k == "outcome") r = want_str(o.outcome, &o.has_outcome);
+    else if (k == "message") r = want_str(o.message, &o.has_message);
+    else if (k == "idem") r = want_str(o.idem, nullptr);
+    else if (k == "severity") {
+      if (v.kind == Json::Kind::integer && v.i >= 0 && v.i <= 7) o.ev.severity = static_cast<int>(v.i);
+      else if (v.kind == Json::Kind::string && severity_arg(v.s)) o.ev.severity = *severity_arg(v.s);
+      else return Err{std::string("severity: expected 0-7 or a severity name")};
+    } else if (k == "time") {
+      if (v.kind == Json::Kind::integer && v.i > 0) o.ev.time_ns = v.i;
+      else if (v.kind == Json::Kind::string) {
+        auto t = parse_when(v.s, wall_now_ns());
+        if (!t) return Err{"time: " + t.error()};
+        o.ev.time_ns = t.value();
+      } else return Err{std::string("time: expected ns or a time string")};
+    } else if (k == "sync") {
+      if (v.kind != Json::Kind::boolean) return Err{std::string("sync: expected true or false")};
+      o.ev.sync = v.b ? 1 : 0;
+    } else if (k == "fields") {
+      if (v.kind != Json::Kind::object) return Err{std::string("fields: expected an object")};
+      json_to_msgpack(v, o.fields);
+    } else {
+      // Passed through so the daemon names the rule (unknown_key, trusted_field).
+      return Err{k + ": not an event key (see PROTOCOL.md)"};
+    }
+    if (!r) return Err{r.error()};
+  }
+  if (o.type.empty()) return Err{std::string("type: required")};
+  return o;
+}
+
+int send_stdin(cairn_client* c, Output mode) {
+  std::string line;
+  size_t lineno = 0;
+  int status = 0;
+  struct Sent {
+    uint64_t ticket;
+    size_t line;
+  };
+  std::deque<Sent> sent;
+  auto collect_one = [&]() {
+    uint64_t ticket = 0;
+    cairn_ack ack{};
+    int rc = cairn_next_ack(c, &ticket, &ack);
+    size_t ln = sent.front().line;
+    sent.pop_front();
+    if (rc != 0) {
+      report_refusal(c, rc, "line " + std::to_string(ln) + ": ");
+      status = 1;
+      std::printf("-\n");
+      return;
+    }
+    if (mode == Output::json)
+      std::printf("{\"line\":%zu,\"seq\":%llu,\"durable\":%s,\"duplicate\":%s}\n", ln,
+                  static_cast<unsigned long long>(ack.seq), ack.durable ? "true" : "false",
+                  ack.duplicate ? "true" : "false");
+    else
+      std::printf("%llu\n", static_cast<unsigned long long>(ack.seq));
+  };
+  while (std::getline(std::cin, line)) {
+    ++lineno;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    auto j = json_parse(line);
+    Result<OwnedEvent, std::string> ev = j ? event_from_json(j.value()) : Err{j.error()};
+    if (!ev) {
+      // Keep output aligned with input order: flush what is in flight first.
+      while (!sent.empty()) collect_one();
+      std::fprintf(stderr, "cairn: line %zu: %s\n", lineno, ev.error().c_str());
+      std::printf("-\n");
+      status = 1;
+      continue;
+    }
+    ev.value().bind();
+    uint64_t ticket = 0;
+    int rc = cairn_append_async(c, &ev.value().ev, &ticket);
+    if (rc != 0) {
+      while (!sent.empty()) collect_one();
+      std::fprintf(stderr, "cairn: line %zu: %s\n", lineno, cairn_strerror(rc));
+      return 2;
+    }
+    sent.push_back({ticket, lineno});
+    while (sent.size() > 256) collect_one();
+  }
+  while (!sent.empty()) collect_one();
+  int rc = cairn_flush(c, nullptr);
+  if (rc != 0) {
+    std::fprintf(stderr, "cairn: flush: %s\n", cairn_strerror(rc));
+    return 2;
+  }
+  return status;
+}
+
+}  // namespace
+
+int cmd_send(int argc, char** argv) {
+  auto a = parse_args(argc, argv, 2,
+                      {{"socket", true}, {"type", true}, {"severity", true}, {"actor", true},
+                       {"action", true}, {"target", true}, {"outcome", true}, {"message", true},
+                       {"time", true}, {"sync", false}, {"idem", true}, {"stdin", false},
+                       {"output", true, 'o'}, {"help", false, 'h'}});
+  if (!a) {
+    std::fprintf(stderr, "cairn send: %s\n%s", a.error().c_str(), kSendUsage);
+    return 2;
+  }
+  const Args& args = a.value();
+  if (args.has("help")) {
+    std::fputs(kSendUsage, stdout);
+    return 0;
+  }
+  bool ok_mode = true;
+  Output mode = output_of(args, &ok_mode);
+  if (!ok_mode) {
+    std::fprintf(stderr, "cairn send: -o must be table or json\n");
+    return 2;
+  }
+  if (args.has("stdin")) {
+    if (args.has("type") || !args.positional.empty()) {
+      std::fprintf(stderr, "cairn send: --stdin takes events from stdin only\n");
+      return 2;
+    }
+    cairn_client* c = connect_or_report(args);
+    if (c == nullptr) return 2;
+    int rc = send_stdin(c, mode);
+    cairn_close(c);
+    return rc;
+  }
+  if (!args.has("type")) {
+    std::fprintf(stderr, "cairn send: --type is required\n%s", kSendUsage);
+    return 2;
+  }
+  OwnedEvent o;
+  o.ev.severity = -1;
+  o.type = args.get("type");
+  if (args.has("severity")) {
+    auto s = severity_arg(args.get("severity"));
+    if (!s) {
+      std::fprintf(stderr, "cairn send: --severity '%s' is not 0-7 or a syslog level name\n",
+                   args.get("severity").c_str());
+      return 2;
+    }
+    o.ev.severity = *s;
+  }
+  auto take = [&](const char* k, std::string& dst, bool& has) {
+    if (args.has(k)) {
+      dst = args.get(k);
+      has = true;
+    }
+  };
+  take("actor", o.actor, o.has_actor);
+  take("action", o.action, o.has_action);
+  take("target", o.target, o.has_target);
+  take("outcome", o.outcome, o.has_outcome);
+  take("message", o.message, o.has_message);
+  if (o.has_outcome && !proto::outcome_from_name(o.outcome)) {
+    std::fprintf(stderr, "cairn send: --outcome must be success, failure or unknown\n");
+    return 2;
+  }
+  if (args.has("time")) {
+    auto t = parse_when(args.get("time"), wall_now_ns());
+    if (!t) {
+      std::fprintf(stderr, "cairn send: --time: %s\n", t.error().c_str());
+      return 2;
+    }
+    o.ev.time_ns = t.value();
+  }
+  o.ev.sync = args.has("sync") ? 1 : 0;
+  o.idem = args.get("idem");
+  if (!args.positional.empty()) {
+    proto::detail::Packer pk(o.fields);
+    pk.map(args.positional.size());
+    for (const auto& kv : args.positional) {
+      size_t eq = kv.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        std::fprintf(stderr, "cairn send: '%s' is not key=value\n", kv.c_str());
+        return 2;
+      }
+      bool force_str = eq > 0 && kv[eq - 1] == ':';
+      std::string key = kv.substr(0, force_str ? eq - 1 : eq);
+      std::string val = kv.substr(eq + 1);
+      pk.str(key);
+      if (force_str) pk.str(val);
+      else if (all_digits(val)) pk.i64(std::strtoll(val.c_str(), nullptr, 10));
+      else if (val == "true" || val == "false") pk.boolean(val == "true");
+      else pk.str(val);
+    }
+  }
+  o.bind();
+  cairn_client* c = connect_or_report(args);
+  if (c == nullptr) return 2;
+  cairn_ack ack{};
+  int rc = cairn_append(c, &o.ev, &ack);
+  if (rc != 0) {
+    report_refusal(c, rc, "");
+    cairn_close(c);
+    return rc == CAIRN_E_REJECTED || rc == CAIRN_E_STORAGE ? 1 : 2;
+  }
+  cairn_close(c);
+  if (mode == Output::json)
+    std::printf("{\"seq\":%llu,\"durable\":%s,\"duplicate\":%s}\n",
+                static_cast<unsigned long long>(ack.seq), ack.durable ? "true" : "false",
+                ack.duplicate ? "true" : "false");
+  else
+    std::printf("%llu%s\n", static_cast<unsigned long long>(ack.seq),
+                ack.duplicate ? " (duplicate)" : (ack.durable ? "" : " (accepted, not yet durable)"));
+  return 0;
+}
+
+// ---- query ----
+
+namespace {
+
+volatile sig_atomic_t g_stop = 0;
+void on_sigint(int) { g_stop = 1; }
+
+// Fetches one page, from the daemon or the file.
+struct PageSource {
+  cairn_client* c = nullptr;
+  std::unique_ptr<store::Store> store;
+  std::string error;
+
+  std::optional<proto::QueryPage> fetch(const proto::QuerySpec& q) {
+    if (store) {
+      auto r = store->query(q);
+      if (!r) {
+        error = r.error().message;
+        return std::nullopt;
+      }
+      return std::move(r.value());
+    }
+    std::string args;
+    proto::detail::Packer pk(args);
+    size_t n = 1 + (q.type ? 1 : 0) + (q.actor ? 1 : 0) + (q.since ? 1 : 0) + (q.until ? 1 : 0) +
+               (q.severity ? 1 : 0) + (q.after ? 1 : 0);
+    pk.map(n);
+    pk.str("limit"); pk.u64(q.limit);
+    if (q.type) { pk.str("type"); pk.str(*q.type); }
+    if (q.actor) { pk.str("actor"); pk.str(*q.actor); }
+    if (q.since) { pk.str("since"); pk.i64(*q.since); }
+    if (q.until) { pk.str("until"); pk.i64(*q.until); }
+    if (q.severity) { pk.str("severity"); pk.u64(*q.severity); }
+    if (q.after) { pk.str("after"); pk.u64(*q.after); }
+    RawReply rr;
+    if (request(c, "query", args, rr) != 0) {
+      error = "query failed";
+      return std::nullopt;
+    }
+    auto page = proto::query_page_from(rr.reply);
+    if (!page) {
+      error = page.error();
+      return std::nullopt;
+    }
+    return std::move(page.value());
+  }
+};
+
+}  // namespace
+
+int cmd_query(int argc, char** argv) {
+  auto a = parse_args(argc, argv, 2,
+                      {{"socket", true}, {"db", true}, {"type", true}, {"actor", true},
+                       {"since", true}, {"until", true}, {"severity", true}, {"limit", true},
+                       {"after", true}, {"follow", false}, {"output", true, 'o'},
+                       {"help", false, 'h'}});
+  if (!a) {
+    std::fprintf(stderr, "cairn query: %s\n%s", a.error().c_str(), kQueryUsage);
+    return 2;
+  }
+  const Args& args = a.value();
+  if (args.has("help")) {
+    std::fputs(kQueryUsage, stdout);
+    return 0;
+  }
+  bool ok_mode = true;
+  Output mode = output_of(args, &ok_mode);
+  if (!ok_mode) {
+    std::fprintf(stderr, "cairn query: -o must be table or json\n");
+    return 2;
+  }
+  proto::QuerySpec q;
+  int64_t now = wall_now_ns();
+  if (args.has("type")) q.type = args.get("type");
+  if (args.has("actor")) q.actor = args.get("actor");
+  for (const char* k : {"since", "until"}) {
+    if (!args.has(k)) continue;
+    auto t = parse_when(args.get(k), now);
+    if (!t) {
+      std::fprintf(stderr, "cairn query: --%s: %s\n", k, t.error().c_str());
+      return 2;
+    }
+    (std::strcmp(k, "since") == 0 ? q.since : q.until) = t.value();
+  }
+  if (args.has("severity")) {
+    auto s = severity_arg(args.get("severity"));
+    if (!s) {
+      std::fprintf(stderr, "cairn query: --severity must be 0-7 or a syslog level name\n");
+      return 2;
+    }
+    q.severity = *s;
+  }
+  uint64_t want = 50;
+  if (args.has("limit")) {
+    std::string l = args.get("limit");
+    if (!all_digits(l) || l[0] == '-' || std::strtoull(l.c_str(), nullptr, 10) == 0) {
+      std::fprintf(stderr, "cairn query: --limit must be a positive number\n");
+      return 2;
+    }
+    want = std::strtoull(l.c_str(), nullptr, 10);
+  }
+  if (args.has("after")) {
+    std::string s = args.get("after");
+    if (!all_digits(s) || s[0] == '-') {
+      std::fprintf(stderr, "cairn query: --after takes a seq (the `next:` of a page)\n");
+      return 2;
+    }
+    q.after = std::strtoull(s.c_str(), nullptr, 10);
+  }
+  PageSource src;
+  if (args.has("db")) {
+    auto s = store::Store::open(args.get("db"), store::OpenMode::readonly);
+    if (!s) {
+      std::fprintf(stderr, "cairn query: %s\n", s.error().message.c_str());
+      return 2;
+    }
+    src.store = std::move(s.value());
+  } else {
+    src.c = connect_or_report(args);
+    if (src.c == nullptr) return 2;
+  }
+  EventTable table(stdout);
+  if (mode == Output::table) table.header();
+  auto print = [&](const proto::StoredEvent& e) {
+    if (mode == Output::json) std::printf("%s\n", event_json(e).c_str());
+    else table.row(e);
+  };
+  uint64_t shown = 0, newest = 0;
+  std::optional<uint64_t> next;
+  int status = 0;
+  while (shown < want) {
+    q.limit = static_cast<uint32_t>(std::min<uint64_t>(want - shown, proto::kMaxQueryLimit));
+    auto page = src.fetch(q);
+    if (!page) {
+      std::fprintf(stderr, "cairn query: %s\n", src.error.c_str());
+      status = 2;
+      break;
+    }
+    for (const auto& e : page->events) {
+      newest = std::max(newest, e.seq);
+      print(e);
+    }
+    shown += page->events.size();
+    next = page->next;
+    if (!next) break;
+    q.after = next;
+  }
+  if (status == 0 && next && mode == Output::table && !args.has("follow"))
+    std::printf("next: --after %llu\n", static_cast<unsigned long long>(*next));
+  if (status == 0 && args.has("follow")) {
+    std::signal(SIGINT, on_sigint);
+    std::signal(SIGTERM, on_sigint);
+    std::fflush(stdout);
+    while (!g_stop) {
+      timespec ts{0, 200'000'000};
+      nanosleep(&ts, nullptr);  // polling interval of --follow
+      // Walk back from the newest page until we reach what we have shown.
+      proto::QuerySpec f = q;
+      f.after.reset();
+      f.limit = proto::kMaxQueryLimit;
+      std::vector<proto::StoredEvent> fresh;
+      bool reached = false;
+      while (!reached && !g_stop) {
+        auto page = src.fetch(f);
+        if (!page) {
+          std::fprintf(stderr, "cairn query: %s\n", src.error.c_str());
+          return 2;
+        }
+        for (auto& e : page->events) {
+          if (e.seq <= newest) {
+            reached = true;
+            break;
+          }
+          fresh.push_back(std::move(e));
+        }
+        if (!page->next) break;
+        f.after = page->next;
+      }
+      for (auto it = fresh.rbegin(); it != fresh.rend(); ++it) {
+        print(*it);
+        newest = std::max(newest, it->seq);
+      }
+      std::fflush(stdout);
+    }
+  }
+  if (src.c) cairn_close(src.c);
+  return status;
+}
+
+// ---- verify, stats, ping ----
+
+int cmd_verify(int argc, char** argv) {
+  auto a = parse_args(argc, argv, 2, {{"socket", true}, {"db", true}, {"output", true, 'o'},
+                                      {"help", false, 'h'}});
+  if (!a) {
+    std::fprintf(stderr, "cairn verify: %s\n", a.error().c_str());
+    return 2;
+  }
+  const Args& args = a.value();
+  if (args.has("help")) {
+    std::puts("Usage: cairn verify [--socket PATH | --db PATH] [-o table|json]\n"
+              "Recomputes the hash chain from genesis and checks every row against its body.\n"
+              "Exit 0 when intact, 1 at the first break (named by seq), 2 on errors.");
+    return 0;
+  }
+  bool ok_mode = true;
+  Output mode = output_of(args, &ok_mode);
+  proto::VerifyReport rep;
+  if (args.has("db")) {
+    auto s = store::Store::open(args.get("db"), store::OpenMode::readonly);
+    if (!s) {
+      std::fprintf(stderr, "cairn verify: %s\n", s.error().message.c_str());
+      return 2;
+    }
+    auto r = s.value()->verify();
+    if (!r) {
+      std::fprintf(stderr, "cairn verify: %s\n", r.error().message.c_str());
+      return 2;
+    }
+    rep = r.value();
+  } else {
+    cairn_client* c = connect_or_report(args);
+    if (c == nullptr) return 2;
+    RawReply rr;
+    int rc = request(c, "verify", {}, rr);
+    cairn_close(c);
+    if (rc != 0) return rc;
+    auto r = proto::verify_from(rr.reply);
+    if (!r) {
+      std::fprintf(stderr, "cairn verify: %s\n", r.error().c_str());
+      return 2;
+    }
+    rep = r.value();
+  }
+  std::string head = hex(rep.head_hash.data(), rep.head_hash.size());
+  if (mode == Output::json) {
+    std::string reason;
+    json_escape(rep.reason, reason);
+    std::printf("{\"valid\":%s,\"checked\":%llu,\"head_seq\":%llu,\"head_hash\":\"%s\"%s%s%s}\n",
+                rep.valid ? "true" : "false", static_cast<unsigned long long>(rep.checked),
+                static_cast<unsigned long long>(rep.head_seq), head.c_str(),
+                rep.break_seq ? (",\"break_seq\":" + std::to_string(*rep.break_seq)).c_str() : "",
+                rep.valid ? "" : ",\"reason\":", rep.valid ? "" : reason.c_str());
+  } else if (rep.valid) {
+    std::printf("ok: %llu events, head seq %llu hash %s\n",
+                static_cast<unsigned long long>(rep.checked),
+                static_cast<unsigned long long>(rep.head_seq), head.c_str());
+  } else {
+    std::printf("BROKEN at seq %llu: %s (%llu events before it verified)\n",
+                static_cast<unsigned long long>(rep.break_seq.value_or(0)), rep.reason.c_str(),
+                static_cast<unsigned long long>(rep.checked));
+  }
+  return rep.valid ? 0 : 1;
+}
+
+int cmd_stats(int argc, char** argv) {
+  auto a = parse_args(argc, argv, 2, {{"socket", true}, {"db", true}, {"output", true, 'o'},
+                                      {"help", false, 'h'}});
+  if (!a) {
+    std::fprintf(stderr, "cairn stats: %s\n", a.error().c_str());
+    return 2;
+  }
+  const Args& args = a.value();
+  if (args.has("help")) {
+    std::puts("Usage: cairn stats [--socket PATH | --db PATH] [-o table|json]");
+    return 0;
+  }
+  bool ok_mode = true;
+  Output mode = output_of(args, &ok_mode);
+  proto::Stats st;
+  if (args.has("db")) {
+    auto s = store::Store::open(args.get("db"), store::OpenMode::readonly);
+    if (!s) {
+      std::fprintf(stderr, "cairn stats: %s\n", s.error().message.c_str());
+      return 2;
+    }
+    auto r = s.value()->info();
+    if (!r) {
+      std::fprintf(stderr, "cairn stats: %s\n", r.error().message.c_str());
+      return 2;
+    }
+    st.events = r.value().events;
+    st.head_seq = r.value().events;
+    st.by_type = r.value().by_type;
+    st.db_bytes = r.value().db_bytes;
+  } else {
+    cairn_client* c = connect_or_report(args);
+    if (c == nullptr) return 2;
+    RawReply rr;
+    int rc = request(c, "stats", {}, rr);
+    cairn_close(c);
+    if (rc != 0) return rc;
+    auto r = proto::stats_from(rr.reply);
+    if (!r) {
+      std::fprintf(stderr, "cairn stats: %s\n", r.error().c_str());
+      return 2;
+    }
+    st = r.value();
+  }
+  print_stats(stdout, st, mode);
+  return 0;
+}
+
+int cmd_ping(int argc, char** argv) {
+  auto a = parse_args(argc, argv, 2, {{"socket", true}, {"help", false, 'h'}});
+  if (!a) {
+    std::fprintf(stderr, "cairn ping: %s\n", a.error().c_str());
+    return 2;
+  }
+  cairn_client* c = connect_or_report(a.value());
+  if (c == nullptr) return 2;
+  int rc = cairn_ping(c);
+  cairn_close(c);
+  if (rc != 0) {
+    std::fprintf(stderr, "cairn ping: %s\n", cairn_strerror(rc));
+    return 2;
+  }
+  std::puts("pong");
+  return 0;
+}
+
+}  // namespace cairn::cli

@@ -1,0 +1,165 @@
+#include "render.hpp"
+
+#include <msgpack.h>
+
+#include "json.hpp"
+#include "when.hpp"
+
+namespace cairn::cli {
+
+std::string hex(const uint8_t* p, size_t n) {
+  static const char* d = "0123456789abcdef";
+  std::string s;
+  s.reserve(2 * n);
+  for (size_t i = 0; i < n; ++i) {
+    s += d[p[i] >> 4];
+    s += d[p[i] & 15];
+  }
+  return s;
+}
+
+std::string cell(std::string_view s, size_t max) {
+  std::string out;
+  size_t chars = 0;
+  for (size_t i = 0; i < s.size() && chars < max; ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+      chars += 4;
+    } else {
+      out += static_cast<char>(c);
+      if ((c & 0xc0) != 0x80) ++chars;
+    }
+  }
+  if (chars >= max && out.size() < s.size()) out += "…";
+  return out;
+}
+
+namespace {
+
+struct Body {
+  msgpack_unpacked up;
+  bool ok = false;
+  explicit Body(const std::string& bytes) {
+    msgpack_unpacked_init(&up);
+    size_t off = 0;
+    ok = msgpack_unpack_next(&up, bytes.data(), bytes.size(), &off) == MSGPACK_UNPACK_SUCCESS &&
+         up.data.type == MSGPACK_OBJECT_MAP;
+  }
+  ~Body() { msgpack_unpacked_destroy(&up); }
+  const msgpack_object* get(std::string_view k) const {
+    if (!ok) return nullptr;
+    return proto::map_get(up.data, k);
+  }
+  std::string str(std::string_view k) const {
+    const msgpack_object* o = get(k);
+    if (o == nullptr || o->type != MSGPACK_OBJECT_STR) return "";
+    return std::string(o->via.str.ptr, o->via.str.size);
+  }
+  std::string num(std::string_view k) const {
+    const msgpack_object* o = get(k);
+    if (o == nullptr) return "";
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) return std::to_string(o->via.u64);
+    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) return std::to_string(o->via.i64);
+    return "";
+  }
+};
+
+}  // namespace
+
+std::string event_json(const proto::StoredEvent& e) {
+  std::string out = "{\"seq\":" + std::to_string(e.seq) + ",\"hash\":\"" +
+                    hex(e.hash.data(), e.hash.size()) + "\"";
+  Body b(e.body);
+  if (b.ok) {
+    for (uint32_t i = 0; i < b.up.data.via.map.size; ++i) {
+      const auto& kv = b.up.data.via.map.ptr[i];
+      if (kv.key.type != MSGPACK_OBJECT_STR) continue;
+      out += ',';
+      json_escape({kv.key.via.str.ptr, kv.key.via.str.size}, out);
+      out += ':';
+      msgpack_to_json(kv.val, out);
+    }
+  }
+  out += '}';
+  return out;
+}
+
+void EventTable::header() {
+  std::fprintf(out_, "%-8s %-24s %-7s %-22s %-14s %-12s %-16s %-7s %7s %5s %-12s %s\n", "SEQ",
+               "RECEIVED (UTC)", "SEV", "TYPE", "ACTOR", "ACTION", "TARGET", "OUTCOME", "PID",
+               "UID", "COMM", "MESSAGE");
+}
+
+void EventTable::row(const proto::StoredEvent& e) {
+  Body b(e.body);
+  const msgpack_object* sev = b.get("severity");
+  std::string sev_name = sev && sev->type == MSGPACK_OBJECT_POSITIVE_INTEGER
+                             ? std::string(proto::severity_name(static_cast<uint8_t>(sev->via.u64)))
+                             : "";
+  const msgpack_object* rec = b.get("received");
+  std::string received =
+      rec && rec->type == MSGPACK_OBJECT_POSITIVE_INTEGER
+          ? format_utc_ms(static_cast<int64_t>(rec->via.u64))
+          : "";
+  std::fprintf(out_, "%-8llu %-24s %-7s %-22s %-14s %-12s %-16s %-7s %7s %5s %-12s %s\n",
+               static_cast<unsigned long long>(e.seq), received.c_str(), sev_name.c_str(),
+               cell(b.str("type"), 22).c_str(), cell(b.str("actor"), 14).c_str(),
+               cell(b.str("action"), 12).c_str(), cell(b.str("target"), 16).c_str(),
+               b.str("outcome").c_str(), b.num("pid").c_str(), b.num("uid").c_str(),
+               cell(b.str("comm"), 12).c_str(), cell(b.str("message"), 60).c_str());
+}
+
+void print_stats(FILE* out, const proto::Stats& s, Output mode) {
+  if (mode == Output::json) {
+    std::string j = "{\"events\":" + std::to_string(s.events) + ",\"by_type\":{";
+    for (size_t i = 0; i < s.by_type.size(); ++i) {
+      if (i) j += ',';
+      json_escape(s.by_type[i].first, j);
+      j += ':' + std::to_string(s.by_type[i].second);
+    }
+    char epc[32];
+    std::snprintf(epc, sizeof epc, "%.2f", s.events_per_commit);
+    j += "},\"head_seq\":" + std::to_string(s.head_seq) +
+         ",\"queue_depth\":" + std::to_string(s.queue_depth) +
+         ",\"queue_bytes\":" + std::to_string(s.queue_bytes) +
+         ",\"commits\":" + std::to_string(s.commits) +
+         ",\"events_committed\":" + std::to_string(s.events_committed) +
+         ",\"events_per_commit\":" + epc +
+         ",\"fsync_p50_us\":" + std::to_string(s.fsync_p50_us) +
+         ",\"fsync_p99_us\":" + std::to_string(s.fsync_p99_us) +
+         ",\"fsync_max_us\":" + std::to_string(s.fsync_max_us) +
+         ",\"storage_errors\":" + std::to_string(s.storage_errors) +
+         ",\"db_bytes\":" + std::to_string(s.db_bytes) +
+         ",\"connections\":" + std::to_string(s.connections) + ",\"flush_mode\":";
+    json_escape(s.flush_mode, j);
+    j += ",\"uptime_s\":" + std::to_string(s.uptime_s) + "}";
+    std::fprintf(out, "%s\n", j.c_str());
+    return;
+  }
+  std::fprintf(out, "events            %llu (head seq %llu)\n",
+               static_cast<unsigned long long>(s.events), static_cast<unsigned long long>(s.head_seq));
+  std::fprintf(out, "database          %.1f MiB\n", static_cast<double>(s.db_bytes) / (1 << 20));
+  if (!s.flush_mode.empty()) {
+    std::fprintf(out, "flush mode        %s\n", s.flush_mode.c_str());
+    std::fprintf(out, "queue             %llu events, %llu bytes\n",
+                 static_cast<unsigned long long>(s.queue_depth),
+                 static_cast<unsigned long long>(s.queue_bytes));
+    std::fprintf(out, "commits           %llu (%.1f events per commit)\n",
+                 static_cast<unsigned long long>(s.commits), s.events_per_commit);
+    std::fprintf(out, "commit+fsync      p50 %llu us, p99 %llu us, max %llu us\n",
+                 static_cast<unsigned long long>(s.fsync_p50_us),
+                 static_cast<unsigned long long>(s.fsync_p99_us),
+                 static_cast<unsigned long long>(s.fsync_max_us));
+    std::fprintf(out, "storage errors    %llu\n", static_cast<unsigned long long>(s.storage_errors));
+    std::fprintf(out, "connections       %llu\n", static_cast<unsigned long long>(s.connections));
+    std::fprintf(out, "uptime            %llu s\n", static_cast<unsigned long long>(s.uptime_s));
+  }
+  std::fprintf(out, "by type:\n");
+  for (const auto& [t, n] : s.by_type)
+    std::fprintf(out, "  %-28s %llu\n", cell(t, 28).c_str(), static_cast<unsigned long long>(n));
+}
+
+}  // namespace cairn::cli

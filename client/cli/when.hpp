@@ -1,0 +1,26 @@
+// when.hpp — the time expressions `cairn query --since/--until` accept.
+//
+//   now, today, yesterday           (local midnight for the last two)
+//   30s 15m 1h 2d 1w                (that long ago)
+//   2026-11-23                      (local midnight)
+//   2026-11-23T10:00[:05[.123]]     (local time) with Z, +02:00 or +0200 for a zone
+//   @1795397710538581718            (ns since the Unix epoch)
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "../../protocol/result.hpp"
+
+namespace cairn::cli {
+
+// Returns ns since the Unix epoch; `now_ns` anchors the relative forms.
+Result<int64_t, std::string> parse_when(std::string_view s, int64_t now_ns);
+
+// "2026-11-23T10:00:05.123Z" (UTC, millisecond precision).
+std::string format_utc_ms(int64_t ns);
+
+int64_t wall_now_ns();
+
+}  // namespace cairn::cli

@@ -1,0 +1,132 @@
+/* cairn.h — libcairn, the client library of the cairn audit log (C ABI).
+ *
+ * Glossary:
+ *   handle   a `cairn_client *`, one connection to cairnd plus the events it has sent but not
+ *            yet seen acked. Safe to share between threads: calls on one handle are
+ *            serialised by an internal mutex (for parallel throughput, use one handle
+ *            per thread).
+ *   ack      the daemon's answer to one event: its seq, and whether it was durable
+ *            (fsynced) when the ack was sent. An event is stored only if its ack says so.
+ *   ticket   names one event sent with cairn_append_async; acks come back in send order.
+ *
+ * Every function returns 0 or a negative CAIRN_E_* code; cairn_strerror() names it. No
+ * function throws, logs, or raises SIGPIPE. Link: pkg-config --cflags --libs cairn.
+ *
+ * Reconnection: when the connection is lost (daemon restart, crash, SIGTERM drain)
+ * libcairn reconnects with exponential backoff for up to reconnect_timeout_ms and resends
+ * every unacked event with its idempotency key; the daemon answers duplicate:true with
+ * the original seq for any it had already stored. A restart thus loses and duplicates
+ * nothing. Events the daemon refused (invalid, storage_failed) are reported, not resent.
+ */
+#ifndef CAIRN_CAIRN_H
+#define CAIRN_CAIRN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cairn_client cairn_client;
+
+enum {
+  CAIRN_OK = 0,
+  CAIRN_E_INVALID_ARG = -1,   /* bad argument, or nothing outstanding for next_ack */
+  CAIRN_E_CONNECT = -2,       /* could not connect (within reconnect_timeout_ms) */
+  CAIRN_E_IO = -3,            /* connection lost and reconnection disabled */
+  CAIRN_E_PROTOCOL = -4,      /* the daemon sent something we do not understand */
+  CAIRN_E_REJECTED = -5,      /* invalid_field, malformed, unknown_op ...: see cairn_last_error */
+  CAIRN_E_STORAGE = -6,       /* storage_failed: the daemon could not store the event */
+  CAIRN_E_SHUTTING_DOWN = -7, /* daemon draining and reconnection disabled */
+  CAIRN_E_OVERLOADED = -8,    /* too many connections or requests */
+  CAIRN_E_DENIED = -9,        /* permission_denied (query/stats/verify) */
+  CAIRN_E_TIMEOUT = -10,
+  CAIRN_E_NOMEM = -11,
+  CAIRN_E_UNSUPPORTED = -12   /* unsupported_version */
+};
+
+typedef struct cairn_options {
+  size_t size;                /* sizeof(cairn_options), set by cairn_options_init */
+  const char *client_name;    /* sent in hello; NULL = "libcairn" */
+  int reconnect_timeout_ms;   /* keep retrying this long; 0 = never reconnect [30000] */
+  unsigned max_inflight;      /* pipelining window [1024]; capped by the daemon's limit */
+} cairn_options;
+
+typedef enum {
+  CAIRN_FIELD_STR,
+  CAIRN_FIELD_INT,
+  CAIRN_FIELD_FLOAT,
+  CAIRN_FIELD_BOOL,
+  CAIRN_FIELD_NIL
+} cairn_field_kind;
+
+typedef struct cairn_field {
+  const char *key;
+  cairn_field_kind kind;
+  const char *s; /* CAIRN_FIELD_STR */
+  int64_t i;     /* CAIRN_FIELD_INT */
+  double f;      /* CAIRN_FIELD_FLOAT */
+  int b;         /* CAIRN_FIELD_BOOL */
+} cairn_field;
+
+typedef struct cairn_event {
+  const char *type;     /* required: [A-Za-z0-9_.:-]{1,64} */
+  int severity;         /* 0..7 (syslog); -1 = default (info) */
+  const char *actor, *action, *target;
+  const char *outcome;  /* "success" | "failure" | "unknown" | NULL */
+  const char *message;
+  int64_t time_ns;      /* event time, ns since the epoch; 0 = not sent */
+  const cairn_field *fields;
+  size_t n_fields;
+  int sync;             /* ask for a durable ack even in batched/hybrid mode */
+  const void *idem;     /* idempotency key, 8..32 bytes; NULL = 16 random bytes */
+  size_t idem_len;
+  /* Alternatively, fields as one encoded msgpack map (nested maps/arrays allowed);
+   * used when fields_msgpack is set, in which case `fields` must be NULL. */
+  const void *fields_msgpack;
+  size_t fields_msgpack_len;
+} cairn_event;
+
+typedef struct cairn_ack {
+  uint64_t seq;
+  int durable;    /* 1: fsynced before this ack was sent */
+  int duplicate;  /* 1: already stored (same idem); seq is the original's */
+} cairn_ack;
+
+void cairn_options_init(cairn_options *o);
+
+/* Connects (retrying for reconnect_timeout_ms) and says hello. */
+int cairn_open(cairn_client **out, const char *socket_path, const cairn_options *opts);
+/* Closes the connection and frees the handle. Unacked events are abandoned: call
+ * cairn_flush (or collect every ack) first. NULL is fine. */
+void cairn_close(cairn_client *c);
+
+/* Sends one event and blocks until its ack. */
+int cairn_append(cairn_client *c, const cairn_event *ev, cairn_ack *ack);
+/* Sends one event without waiting; blocks only when max_inflight are outstanding. */
+int cairn_append_async(cairn_client *c, const cairn_event *ev, uint64_t *ticket);
+/* Result of the oldest event not yet collected, in send order: 0 and its ack, or that
+ * event's error. CAIRN_E_INVALID_ARG if nothing is outstanding. */
+int cairn_next_ack(cairn_client *c, uint64_t *ticket, cairn_ack *ack);
+/* Barrier: returns once every event sent before it is durable. */
+int cairn_flush(cairn_client *c, uint64_t *durable_seq);
+int cairn_ping(cairn_client *c);
+
+/* Any op with extra arguments as an encoded msgpack map (or NULL); *reply receives the
+ * whole reply map (msgpack), freed with cairn_free. Used by tools for query/stats/verify. */
+int cairn_request(cairn_client *c, const char *op, const void *args_map, size_t args_len, void **reply,
+                  size_t *reply_len);
+void cairn_free(void *p);
+
+const char *cairn_strerror(int err);
+/* Details of the latest refusal on this handle (each may be set to NULL). Valid until
+ * the next call on the handle. */
+int cairn_last_error(cairn_client *c, const char **code, const char **field, const char **rule,
+                     const char **message);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CAIRN_CAIRN_H */

@@ -1,0 +1,83 @@
+#include "connection.hpp"
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace cairn::client {
+
+int Connection::connect(const std::string& path) {
+  close();
+  sockaddr_un sa{};
+  if (path.size() >= sizeof sa.sun_path) return -ENAMETOOLONG;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  sa.sun_family = AF_UNIX;
+  std::memcpy(sa.sun_path, path.c_str(), path.size() + 1);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+    int e = errno;
+    ::close(fd);
+    return -e;
+  }
+  fd_ = fd;
+  buf_.clear();
+  start_ = 0;
+  return 0;
+}
+
+void Connection::close() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  buf_.clear();
+  start_ = 0;
+}
+
+int Connection::write_all(const std::string& bytes) {
+  size_t off = 0;
+  while (off < bytes.size()) {
+    ssize_t n = send(fd_, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    off += static_cast<size_t>(n);
+  }
+  return 0;
+}
+
+int Connection::read_frame(std::string& payload, uint32_t max_frame) {
+  for (;;) {
+    size_t have = buf_.size() - start_;
+    if (have >= 4) {
+      const auto* p = reinterpret_cast<const uint8_t*>(buf_.data() + start_);
+      uint32_t n = (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+      if (n == 0 || n > max_frame) return -EPROTO;
+      if (have >= 4 + static_cast<size_t>(n)) {
+        payload.assign(buf_, start_ + 4, n);
+        start_ += 4 + n;
+        if (start_ == buf_.size()) {
+          buf_.clear();
+          start_ = 0;
+        }
+        return 0;
+      }
+    }
+    if (start_ > 0 && start_ > buf_.size() / 2) {
+      buf_.erase(0, start_);
+      start_ = 0;
+    }
+    char tmp[64 * 1024];
+    ssize_t got = recv(fd_, tmp, sizeof tmp, 0);
+    if (got == 0) return -ECONNRESET;
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    buf_.append(tmp, static_cast<size_t>(got));
+  }
+}
+
+}  // namespace cairn::client
