@@ -375,7 +375,8 @@ Test(core, malformed_input_gets_named_errors_and_other_clients_continue) {
     cr_assert(raw.send_bytes(f.substr(0, f.size() / 2)));
     raw.close_now();
   }
-  cairn_event e = make_event("StillFine", "still-fine-0001");
+  std::string still = "still-fine-0001";
+  cairn_event e = make_event("StillFine", still);
   cairn_ack ack{};
   cr_assert_eq(cairn_append(good, &e, &ack), 0);
   cairn_close(good);
