@@ -30,7 +30,9 @@ enum class Op { hello, append, flush, query, stats, verify, ping };
 std::string_view op_name(Op op);
 std::optional<Op> op_from_name(std::string_view s);
 
-// Owns one unpacked payload. Movable, not copyable.
+// Owns one unpacked payload. Movable, not copyable. Strings and bins in it point into
+// the bytes it was parsed from (msgpack-c does not copy them): keep those bytes alive
+// and unmoved for as long as the Decoded is used.
 class Decoded {
  public:
   Decoded();
