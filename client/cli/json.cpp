@@ -90,10 +90,10 @@ struct Parser {
         case 'r': out += '\r'; break;
         case 't': out += '\t'; break;
         case 'u': {
-          uint32_t cp;
+          uint32_t cp = 0;
           if (!hex4(cp)) return false;
           if (cp >= 0xd800 && cp <= 0xdbff) {
-            uint32_t lo;
+            uint32_t lo = 0;
             if (t.substr(i, 2) != "\\u") return fail("lone high surrogate");
             i += 2;
             if (!hex4(lo)) return false;
