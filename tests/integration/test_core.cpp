@@ -16,6 +16,7 @@
 
 #include "harness.hpp"
 #include "raw_client.hpp"
+#include "streamer.hpp"
 #include "../../protocol/frame.hpp"
 
 using namespace cairn::test;
@@ -52,65 +53,17 @@ cairn_event make_event(const char* type, const std::string& idem, const char* ac
   return e;
 }
 
-struct Acked {
-  uint64_t seq;
-  bool durable;
-};
-
-// Streams `per_thread` events from each of `threads` clients; returns every ack seen.
-// Stops a thread at its first error (the daemon was killed).
-struct Streamer {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::map<std::string, Acked> acked;  // idem -> ack
-  std::atomic<uint64_t> count{0};
-  std::vector<std::thread> threads;
-
-  void run(const std::string& sock, int nthreads, int per_thread, const char* type,
-           int reconnect_ms = 0) {
-    for (int t = 0; t < nthreads; ++t) {
-      threads.emplace_back([=, this] {
-        cairn_client* c = open_client(sock, reconnect_ms);
-        std::map<uint64_t, std::string> by_ticket;
-        auto collect = [&]() -> bool {
-          uint64_t ticket = 0;
-          cairn_ack ack{};
-          int rc = cairn_next_ack(c, &ticket, &ack);
-          if (rc != 0) return false;
-          std::lock_guard lk(mu);
-          acked[by_ticket[ticket]] = Acked{ack.seq, ack.durable != 0};
-          by_ticket.erase(ticket);
-          ++count;
-          cv.notify_all();
-          return true;
-        };
-        bool alive = true;
-        for (int i = 0; i < per_thread && alive; ++i) {
-          std::string idem = idem_for(t, i);
-          cairn_event e = make_event(type, idem);
-          uint64_t ticket = 0;
-          if (cairn_append_async(c, &e, &ticket) != 0) break;
-          by_ticket[ticket] = idem;
-          // Keep a window of 32 in flight, collecting in order.
-          while (by_ticket.size() > 32 && alive) alive = collect();
-        }
-        while (alive && !by_ticket.empty()) alive = collect();
-        cairn_close(c);
-      });
-    }
-  }
-  bool wait_count(uint64_t n, int timeout_ms) {
-    std::unique_lock lk(mu);
-    return cv.wait_for(lk, std::chrono::milliseconds(timeout_ms), [&] { return count >= n; });
-  }
-  void join() {
-    for (auto& t : threads) t.join();
-    threads.clear();
-  }
-};
+StreamOptions stream(int threads, int per_thread, const char* type, int reconnect_ms = 0) {
+  StreamOptions o;
+  o.threads = threads;
+  o.per_thread = per_thread;
+  o.type_for = [type](int, int) { return type; };
+  o.reconnect_ms = reconnect_ms;
+  return o;
+}
 
 // Every acked-durable event is in the file exactly once with its acked seq.
-void expect_acked_present(const std::string& db, const std::map<std::string, Acked>& acked,
+void expect_acked_present(const std::string& db, const std::map<std::string, AckRecord>& acked,
                           bool durable_only) {
   auto rows = read_rows(db);
   std::map<std::string, uint64_t> by_idem;
@@ -162,7 +115,7 @@ Test(core, immediate_mode_sigkill_mid_stream_loses_no_acked_event) {
   TestDaemon d;
   cr_assert(d.start());
   Streamer s;
-  s.run(d.socket(), 10, 1000, "DataAccess");
+  s.run(d.socket(), stream(10, 1000, "DataAccess"));
   cr_assert(s.wait_count(2500, 60'000), "daemon acked only %llu events",
             static_cast<unsigned long long>(s.count.load()));
   d.kill9();
@@ -193,7 +146,7 @@ Test(core, batched_mode_sigterm_commits_all_accepted_events) {
   cr_assert(d.start({.args = {"--flush-mode", "batched", "--batch-size", "1000000",
                               "--batch-interval-ms", "60000"}}));
   Streamer s;
-  s.run(d.socket(), 4, 2500, "DataAccess");
+  s.run(d.socket(), stream(4, 2500, "DataAccess"));
   s.join();
   cr_assert_eq(s.count.load(), 10000u);
   size_t nondurable = 0;
@@ -390,7 +343,7 @@ Test(core, client_reconnects_across_daemon_restart_without_loss_or_duplicates) {
   TestDaemon d;
   cr_assert(d.start());
   Streamer s;
-  s.run(d.socket(), 2, 3000, "DataAccess", /*reconnect_ms=*/30'000);
+  s.run(d.socket(), stream(2, 3000, "DataAccess", /*reconnect_ms=*/30'000));
   cr_assert(s.wait_count(1000, 60'000));
   // SIGKILL: the harshest restart; unacked events must be resent and deduplicated.
   d.kill9();

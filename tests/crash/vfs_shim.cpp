@@ -1,0 +1,167 @@
+// vfs_shim.cpp — a SQLite VFS over the default "unix" one, for crash tests only.
+//
+// Linked into the test build `cairnd-crashsim` (never into cairnd). At process start,
+// if either variable below is set, it registers itself as the default VFS:
+//
+//   CAIRN_VFS_OPLOG=/path   append every write, truncate, sync and delete of the main
+//                           database and its -wal to an op log, BEFORE doing it, so the
+//                           log is never behind the files. The power-cut replayer
+//                           (powercut.cpp) rebuilds the files as a power cut at any op
+//                           could have left them.
+//   CAIRN_VFS_FAULT=kind@N[,kind@N]   fail the N-th operation of that kind:
+//                           fsync_eio     N-th xSync returns SQLITE_IOERR_FSYNC, syncs nothing
+//                           write_eio     N-th xWrite returns SQLITE_IOERR_WRITE, writes nothing
+//                           write_enospc  N-th xWrite returns SQLITE_FULL, writes nothing
+//                           a `+` after N (fsync_eio@5+) fails every one from N on.
+//
+// The -shm file is not logged: it is a cache that SQLite rebuilds from the WAL.
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <string>
+
+#include "oplog.hpp"
+
+namespace {
+
+sqlite3_vfs* g_real = nullptr;
+sqlite3_vfs g_vfs;
+int g_log_fd = -1;
+std::mutex g_log_mu;
+
+struct Fault {
+  int64_t at = 0;  // 0 = off
+  bool persist = false;
+};
+Fault g_fsync_eio, g_write_eio, g_write_enospc;
+std::atomic<int64_t> g_syncs{0}, g_writes{0};
+
+struct ShimFile {
+  sqlite3_file base;
+  sqlite3_file* real;  // lives right after this struct
+  int file_id;         // cairn::crash::kFileDb, kFileWal, or -1 (not logged)
+};
+
+bool hits(const Fault& f, int64_t n) { return f.at != 0 && (n == f.at || (f.persist && n > f.at)); }
+
+void log_op(cairn::crash::OpKind kind, int file_id, int64_t offset, const void* data, int64_t len) {
+  if (g_log_fd < 0 || file_id < 0) return;
+  std::string rec = cairn::crash::encode_op(kind, file_id, offset, data, len);
+  std::lock_guard lk(g_log_mu);
+  size_t off = 0;
+  while (off < rec.size()) {
+    ssize_t n = ::write(g_log_fd, rec.data() + off, rec.size() - off);
+    if (n <= 0) std::abort();  // a crash test with a broken log proves nothing
+    off += static_cast<size_t>(n);
+  }
+}
+
+sqlite3_file* R(sqlite3_file* f) { return reinterpret_cast<ShimFile*>(f)->real; }
+int id_of(sqlite3_file* f) { return reinterpret_cast<ShimFile*>(f)->file_id; }
+
+int x_close(sqlite3_file* f) { return R(f)->pMethods->xClose(R(f)); }
+int x_read(sqlite3_file* f, void* b, int n, sqlite3_int64 o) { return R(f)->pMethods->xRead(R(f), b, n, o); }
+int x_write(sqlite3_file* f, const void* b, int n, sqlite3_int64 o) {
+  if (id_of(f) >= 0) {
+    int64_t k = ++g_writes;
+    if (hits(g_write_eio, k)) return SQLITE_IOERR_WRITE;
+    if (hits(g_write_enospc, k)) return SQLITE_FULL;
+  }
+  log_op(cairn::crash::OpKind::write, id_of(f), o, b, n);
+  return R(f)->pMethods->xWrite(R(f), b, n, o);
+}
+int x_truncate(sqlite3_file* f, sqlite3_int64 size) {
+  log_op(cairn::crash::OpKind::truncate, id_of(f), size, nullptr, 0);
+  return R(f)->pMethods->xTruncate(R(f), size);
+}
+int x_sync(sqlite3_file* f, int flags) {
+  if (id_of(f) >= 0) {
+    int64_t k = ++g_syncs;
+    if (hits(g_fsync_eio, k)) return SQLITE_IOERR_FSYNC;
+  }
+  log_op(cairn::crash::OpKind::sync, id_of(f), 0, nullptr, 0);
+  return R(f)->pMethods->xSync(R(f), flags);
+}
+int x_file_size(sqlite3_file* f, sqlite3_int64* s) { return R(f)->pMethods->xFileSize(R(f), s); }
+int x_lock(sqlite3_file* f, int l) { return R(f)->pMethods->xLock(R(f), l); }
+int x_unlock(sqlite3_file* f, int l) { return R(f)->pMethods->xUnlock(R(f), l); }
+int x_check_reserved(sqlite3_file* f, int* o) { return R(f)->pMethods->xCheckReservedLock(R(f), o); }
+int x_file_control(sqlite3_file* f, int op, void* a) { return R(f)->pMethods->xFileControl(R(f), op, a); }
+int x_sector_size(sqlite3_file* f) { return R(f)->pMethods->xSectorSize(R(f)); }
+int x_device_chars(sqlite3_file* f) { return R(f)->pMethods->xDeviceCharacteristics(R(f)); }
+int x_shm_map(sqlite3_file* f, int pg, int sz, int ext, void volatile** p) {
+  return R(f)->pMethods->xShmMap(R(f), pg, sz, ext, p);
+}
+int x_shm_lock(sqlite3_file* f, int off, int n, int fl) { return R(f)->pMethods->xShmLock(R(f), off, n, fl); }
+void x_shm_barrier(sqlite3_file* f) { R(f)->pMethods->xShmBarrier(R(f)); }
+int x_shm_unmap(sqlite3_file* f, int del) { return R(f)->pMethods->xShmUnmap(R(f), del); }
+int x_fetch(sqlite3_file* f, sqlite3_int64 o, int n, void** p) { return R(f)->pMethods->xFetch(R(f), o, n, p); }
+int x_unfetch(sqlite3_file* f, sqlite3_int64 o, void* p) { return R(f)->pMethods->xUnfetch(R(f), o, p); }
+
+const sqlite3_io_methods kMethods = {
+    3,           x_close,          x_read,         x_write,         x_truncate,   x_sync,
+    x_file_size, x_lock,           x_unlock,       x_check_reserved, x_file_control, x_sector_size,
+    x_device_chars, x_shm_map,     x_shm_lock,     x_shm_barrier,   x_shm_unmap,  x_fetch,
+    x_unfetch,
+};
+
+int v_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* f, int flags, int* out) {
+  auto* s = reinterpret_cast<ShimFile*>(f);
+  s->real = reinterpret_cast<sqlite3_file*>(s + 1);
+  s->file_id = (flags & SQLITE_OPEN_MAIN_DB) ? cairn::crash::kFileDb
+               : (flags & SQLITE_OPEN_WAL)   ? cairn::crash::kFileWal
+                                             : -1;
+  int rc = g_real->xOpen(g_real, name, s->real, flags, out);
+  // SQLite calls xClose only if pMethods is set, so leave it null on failure.
+  s->base.pMethods = (rc == SQLITE_OK && s->real->pMethods) ? &kMethods : nullptr;
+  return rc;
+}
+
+int v_delete(sqlite3_vfs*, const char* name, int sync_dir) {
+  size_t n = std::strlen(name);
+  if (n > 4 && std::strcmp(name + n - 4, "-wal") == 0)
+    log_op(cairn::crash::OpKind::remove, cairn::crash::kFileWal, 0, nullptr, 0);
+  return g_real->xDelete(g_real, name, sync_dir);
+}
+
+Fault parse_fault(const char* spec, const char* kind) {
+  Fault f;
+  const char* p = std::strstr(spec, kind);
+  if (p == nullptr) return f;
+  p += std::strlen(kind);
+  if (*p != '@') return f;
+  f.at = std::strtoll(p + 1, const_cast<char**>(&p), 10);
+  f.persist = *p == '+';
+  return f;
+}
+
+__attribute__((constructor)) void install() {
+  const char* log = std::getenv("CAIRN_VFS_OPLOG");
+  const char* fault = std::getenv("CAIRN_VFS_FAULT");
+  if (log == nullptr && fault == nullptr) return;
+  if (log != nullptr) {
+    g_log_fd = ::open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (g_log_fd < 0) std::abort();
+  }
+  if (fault != nullptr) {
+    g_fsync_eio = parse_fault(fault, "fsync_eio");
+    g_write_eio = parse_fault(fault, "write_eio");
+    g_write_enospc = parse_fault(fault, "write_enospc");
+  }
+  sqlite3_initialize();
+  g_real = sqlite3_vfs_find(nullptr);
+  g_vfs = *g_real;
+  g_vfs.zName = "cairn-crash-shim";
+  g_vfs.szOsFile = static_cast<int>(sizeof(ShimFile)) + g_real->szOsFile;
+  g_vfs.xOpen = v_open;
+  g_vfs.xDelete = v_delete;
+  g_vfs.pAppData = nullptr;
+  sqlite3_vfs_register(&g_vfs, 1);
+}
+
+}  // namespace
