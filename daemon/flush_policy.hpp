@@ -37,6 +37,10 @@ class FlushPolicy {
   // transaction, `oldest_ns` = monotonic time the oldest of them was inserted.
   bool must_commit(uint64_t open, bool durable_waiter, int64_t oldest_ns, int64_t now_ns) const;
 
+  // Batched/hybrid: the open transaction has reached the batch size; commit before
+  // inserting (and acking) more, so a crash never loses more than batch_size acks.
+  bool batch_full(uint64_t open) const { return mode_ != FlushMode::immediate && open >= batch_size_; }
+
   // Monotonic deadline by which the open transaction must be committed even if nothing
   // else arrives (batched/hybrid); only meaningful when open > 0.
   int64_t commit_deadline(int64_t oldest_ns) const {

@@ -272,6 +272,11 @@ void Writer::process(std::vector<WriteRequest>& group) {
       if (!res.duplicate) ++open_nondurable_;
       ready_.push_back(res);
     }
+    if (policy_.batch_full(open_)) {
+      mailbox_.post(ready_);
+      commit_open();
+      durable_waiter = false;
+    }
   }
   queued_events_ -= group.size();
   queued_bytes_ -= released_bytes;

@@ -79,7 +79,8 @@ Test(message, ack_round_trips) {
 Test(message, error_reply_carries_code_field_and_rule) {
   std::string f;
   encode_error(f, 3, ErrorCode::invalid_field, "actor: bad", "actor", "control_char");
-  Reply r = reply_of(decode_frame(f));
+  Decoded d = decode_frame(f);
+  Reply r = reply_of(d);
   cr_assert_not(r.ok);
   cr_assert_eq(r.error, ErrorCode::invalid_field);
   cr_assert_eq(r.error_name, "invalid_field");
@@ -161,7 +162,8 @@ Test(message, query_reply_splices_bodies_and_round_trips) {
   page.next = 77;
   std::string f;
   encode_query_reply(f, 4, page);
-  Reply r = reply_of(decode_frame(f));
+  Decoded d = decode_frame(f);  // the reply borrows from it
+  Reply r = reply_of(d);
   auto back = query_page_from(r);
   cr_assert(back.ok());
   cr_assert_eq(back.value().events.size(), 1u);
@@ -180,7 +182,8 @@ Test(message, stats_verify_hello_flush_round_trip) {
   s.flush_mode = "hybrid";
   std::string f;
   encode_stats_reply(f, 1, s);
-  auto st = stats_from(reply_of(decode_frame(f)));
+  Decoded sd = decode_frame(f);
+  auto st = stats_from(reply_of(sd));
   cr_assert(st.ok());
   cr_assert_eq(st.value().events, 10u);
   cr_assert_eq(st.value().by_type.size(), 2u);
@@ -195,7 +198,8 @@ Test(message, stats_verify_hello_flush_round_trip) {
   v.reason = "seq 42: hash mismatch";
   std::string g;
   encode_verify_reply(g, 2, v);
-  auto vb = verify_from(reply_of(decode_frame(g)));
+  Decoded vd = decode_frame(g);
+  auto vb = verify_from(reply_of(vd));
   cr_assert(vb.ok());
   cr_assert_not(vb.value().valid);
   cr_assert_eq(*vb.value().break_seq, 42u);
@@ -207,7 +211,8 @@ Test(message, stats_verify_hello_flush_round_trip) {
   h.max_inflight = 4096;
   std::string k;
   encode_hello_reply(k, 3, h);
-  auto hb = hello_info_from(reply_of(decode_frame(k)));
+  Decoded hd = decode_frame(k);
+  auto hb = hello_info_from(reply_of(hd));
   cr_assert(hb.ok());
   cr_assert_eq(hb.value().server, "cairnd 0.1.0");
   cr_assert_eq(hb.value().max_inflight, 4096u);
