@@ -116,6 +116,13 @@ class Writer {
   Mailbox<WriteResult> mailbox_;
   std::unique_ptr<store::Store> store_;  // worker thread only, after start()
   std::string db_path_;
+  // WAL size in frames after the last commit (from SQLite's wal hook). Checkpoints run
+  // here, after the acks of the commit that crossed kCheckpointFrames are posted, never
+  // inside a COMMIT whose acks wait (SQLite's autocheckpoint would do that).
+  int wal_frames_ = 0;
+  static constexpr int kCheckpointFrames = 1000;
+  static void on_wal_commit(void* self, int frames) { static_cast<Writer*>(self)->wal_frames_ = frames; }
+  void maybe_checkpoint();
   FlushPolicy policy_;
   uint64_t max_events_, max_bytes_;
   CompleteFn on_complete_;
@@ -127,6 +134,8 @@ class Writer {
   std::condition_variable cv_;
   std::vector<WriteRequest> queue_;
   bool stopping_ = false;
+  std::atomic<bool> pending_{false};  // queue_ is non-empty (read without the lock)
+  static constexpr int64_t kSpinNs = 150'000;
 
   // Worker -> loop: results go through mailbox_; these say the worker has exited.
   std::atomic<bool> stopped_{false};

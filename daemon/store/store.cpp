@@ -357,6 +357,26 @@ StoreResult<Ok> Store::checkpoint() {
   return Ok{};
 }
 
+StoreResult<Ok> Store::checkpoint_passive() {
+  int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+  if (rc != SQLITE_OK && rc != SQLITE_BUSY) return Err{make_error(db_, rc, "checkpoint")};
+  return Ok{};
+}
+
+void Store::hand_off_checkpoints(void (*on_commit)(void* ctx, int frames), void* ctx) {
+  sqlite3_wal_autocheckpoint(db_, 0);
+  // sqlite3_wal_hook takes one pointer; keep the pair alive as long as the connection.
+  hook_ = std::make_unique<std::pair<void (*)(void*, int), void*>>(on_commit, ctx);
+  sqlite3_wal_hook(
+      db_,
+      [](void* p, sqlite3*, const char*, int frames) -> int {
+        auto* h = static_cast<std::pair<void (*)(void*, int), void*>*>(p);
+        h->first(h->second, frames);
+        return SQLITE_OK;
+      },
+      hook_.get());
+}
+
 StoreResult<std::optional<uint64_t>> Store::seq_for_idem(std::string_view idem) {
   sqlite3_stmt* st = stmts_->find_idem;
   sqlite3_bind_blob(st, 1, idem.data(), static_cast<int>(idem.size()), SQLITE_STATIC);

@@ -54,8 +54,8 @@ template <class T>
 using StoreResult = Result<T, StoreError>;
 
 enum class OpenMode {
-  writer,    // creates the file and schema if missing; takes the write role
-  readonly,  // SQLITE_OPEN_READONLY; never creates, never writes (offline forensics)
+  writer,        // creates the file and schema if missing; takes the write role
+  readonly,      // SQLITE_OPEN_READONLY; never creates, never writes (offline forensics)
 };
 
 struct AppendResult {
@@ -98,6 +98,12 @@ class Store {
   const Hash& head_hash() const { return head_hash_; }
   // PRAGMA wal_checkpoint(TRUNCATE); used at clean shutdown.
   StoreResult<Ok> checkpoint();
+  // Copies committed WAL frames into the database (SQLITE_CHECKPOINT_PASSIVE).
+  StoreResult<Ok> checkpoint_passive();
+  // Writer: turn off SQLite's automatic checkpoint (which runs inside COMMIT) and call
+  // `on_commit(ctx, frames)` after every commit with the WAL's size in frames, so the
+  // caller can checkpoint at a moment of its choosing.
+  void hand_off_checkpoints(void (*on_commit)(void* ctx, int frames), void* ctx);
 
   // ---- reader role (any mode) ----
   // Newest first, keyset by seq (never OFFSET).
@@ -124,6 +130,7 @@ class Store {
   Hash head_hash_{};
   struct Statements;
   std::unique_ptr<Statements> stmts_;
+  std::unique_ptr<std::pair<void (*)(void*, int), void*>> hook_;  // wal hook target
 };
 
 }  // namespace cairn::store
