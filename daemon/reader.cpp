@@ -79,8 +79,12 @@ void Reader::run() {
       switch (req.kind) {
         case ReadRequest::Kind::query: {
           auto r = store->query(req.spec);
-          if (r) { res.ok = true; res.page = std::move(r.value()); }
-          else res.error = r.error().message;
+          if (r) {
+            res.ok = true;
+            proto::encode_query_reply(res.frame, req.id, r.value());
+          } else {
+            res.error = r.error().message;
+          }
           break;
         }
         case ReadRequest::Kind::stats: {
@@ -91,8 +95,12 @@ void Reader::run() {
         }
         case ReadRequest::Kind::verify: {
           auto r = store->verify();
-          if (r) { res.ok = true; res.report = std::move(r.value()); }
-          else res.error = r.error().message;
+          if (r) {
+            res.ok = true;
+            proto::encode_verify_reply(res.frame, req.id, r.value());
+          } else {
+            res.error = r.error().message;
+          }
           break;
         }
       }

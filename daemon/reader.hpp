@@ -39,9 +39,8 @@ struct ReadResult {
   uint64_t id = 0;
   bool ok = false;
   std::string error;  // why the store failed
-  proto::QueryPage page;
-  store::StoreInfo info;
-  proto::VerifyReport report;
+  std::string frame;  // query/verify: the reply, encoded on the reader thread
+  store::StoreInfo info;  // stats: the loop adds live figures and encodes
 };
 
 class Reader {

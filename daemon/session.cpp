@@ -377,22 +377,15 @@ void Session::complete_read(ReadResult& res) {
       proto::encode_error(out, res.id, proto::ErrorCode::storage_failed,
                           "reading the store failed: " + res.error);
     } else {
-      switch (res.kind) {
-        case ReadRequest::Kind::query:
-          proto::encode_query_reply(out, res.id, res.page);
-          break;
-        case ReadRequest::Kind::verify:
-          proto::encode_verify_reply(out, res.id, res.report);
-          break;
-        case ReadRequest::Kind::stats: {
-          proto::Stats st;
-          st.events = res.info.events;
-          st.by_type = std::move(res.info.by_type);
-          st.db_bytes = res.info.db_bytes;
-          server_.fill_stats(st);
-          proto::encode_stats_reply(out, res.id, st);
-          break;
-        }
+      if (res.kind == ReadRequest::Kind::stats) {
+        proto::Stats st;
+        st.events = res.info.events;
+        st.by_type = std::move(res.info.by_type);
+        st.db_bytes = res.info.db_bytes;
+        server_.fill_stats(st);
+        proto::encode_stats_reply(out, res.id, st);
+      } else {
+        out = std::move(res.frame);
       }
     }
     fill(res.slot, std::move(out));
@@ -407,7 +400,8 @@ void Session::complete_read(ReadResult& res) {
 
 void Session::flush_replies() {
   while (!slots_.empty() && slots_.front().ready) {
-    out_ += slots_.front().frame;
+    if (out_.empty()) out_.swap(slots_.front().frame);  // a query page: no copy
+    else out_ += slots_.front().frame;
     slots_.pop_front();
     ++first_slot_;
   }

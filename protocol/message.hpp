@@ -182,6 +182,18 @@ struct Reply {
 };
 Result<Reply, std::string> reply_from(const Decoded& decoded);
 
+// The id and ok of a reply map, read without unpacking the rest (a client that only
+// needs to match an ack to its request should not allocate for a 1000-event page).
+// Also checks that `bytes` is one well-formed map. nullopt if it is not a reply.
+struct ReplyHead {
+  uint64_t id = 0;
+  bool ok = false;
+  uint64_t seq = 0;  // acks: also read here, since they are the common case
+  bool durable = false;
+  bool duplicate = false;
+};
+std::optional<ReplyHead> reply_peek(std::span<const uint8_t> bytes);
+
 struct Ack {
   uint64_t seq = 0;
   bool durable = false;

@@ -100,6 +100,74 @@ struct Scanner {
 
 }  // namespace
 
+namespace {
+
+bool read_uint(std::span<const uint8_t> v, uint64_t& out) {
+  if (v.empty()) return false;
+  uint8_t t = v[0];
+  auto be = [&](size_t k) {
+    uint64_t x = 0;
+    for (size_t j = 1; j <= k; ++j) x = (x << 8) | v[j];
+    return x;
+  };
+  if (t <= 0x7f) out = t;
+  else if (t == 0xcc && v.size() >= 2) out = be(1);
+  else if (t == 0xcd && v.size() >= 3) out = be(2);
+  else if (t == 0xce && v.size() >= 5) out = be(4);
+  else if (t == 0xcf && v.size() >= 9) out = be(8);
+  else return false;
+  return true;
+}
+
+}  // namespace
+
+std::optional<ReplyHead> reply_peek(std::span<const uint8_t> bytes) {
+  if (bytes.empty()) return std::nullopt;
+  Scanner s{bytes.data(), bytes.size(), 0, 64, {}};
+  uint8_t t = bytes[0];
+  uint64_t n;
+  if (t >= 0x80 && t <= 0x8f) {
+    n = t & 0x0f;
+    s.i = 1;
+  } else if (t == 0xde && bytes.size() >= 3) {
+    s.i = 1;
+    n = s.be(2);
+  } else if (t == 0xdf && bytes.size() >= 5) {
+    s.i = 1;
+    n = s.be(4);
+  } else {
+    return std::nullopt;
+  }
+  ReplyHead head;
+  bool have_id = false, have_ok = false;
+  for (uint64_t k = 0; k < n; ++k) {
+    size_t key_at = s.i;
+    if (!s.object(1)) return std::nullopt;
+    std::string_view key;
+    uint8_t kt = bytes[key_at];
+    if (kt >= 0xa0 && kt <= 0xbf)
+      key = std::string_view(reinterpret_cast<const char*>(bytes.data()) + key_at + 1, kt & 0x1f);
+    size_t val_at = s.i;
+    if (!s.object(1)) return std::nullopt;
+    auto val = bytes.subspan(val_at, s.i - val_at);
+    if (key == "id") have_id = read_uint(val, head.id);
+    else if (key == "seq") read_uint(val, head.seq);
+    else if (!val.empty() && (val[0] == 0xc2 || val[0] == 0xc3)) {
+      bool b = val[0] == 0xc3;
+      if (key == "ok") {
+        have_ok = true;
+        head.ok = b;
+      } else if (key == "durable") {
+        head.durable = b;
+      } else if (key == "duplicate") {
+        head.duplicate = b;
+      }
+    }
+  }
+  if (!have_id || !have_ok || s.i != bytes.size()) return std::nullopt;
+  return head;
+}
+
 std::optional<std::string> msgpack_prescan(std::span<const uint8_t> bytes, uint32_t max_depth) {
   if (bytes.empty()) return std::string("empty payload");
   Scanner s{bytes.data(), bytes.size(), 0, max_depth, {}};

@@ -54,6 +54,7 @@ struct Pending {
   uint64_t ticket = 0;
   uint64_t id = 0;
   std::string frame;
+  bool keep_reply = false;  // flush and raw requests hand the reply map to the caller
 };
 
 struct Done {
@@ -168,7 +169,7 @@ struct cairn_client {
 
   // ---- sending and receiving ----
 
-  int send(std::string&& frame, uint64_t id, uint64_t* ticket) {
+  int send(std::string&& frame, uint64_t id, uint64_t* ticket, bool keep_reply = false) {
     if (broken) return CAIRN_E_IO;
     if (!conn.open()) {
       int rc = on_lost();
@@ -182,6 +183,7 @@ struct cairn_client {
     p.ticket = next_ticket++;
     p.id = id;
     p.frame = std::move(frame);
+    p.keep_reply = keep_reply;
     inflight.push_back(std::move(p));
     if (ticket) *ticket = inflight.back().ticket;
     if (conn.write_all(inflight.back().frame) < 0) {
@@ -198,33 +200,37 @@ struct cairn_client {
     if (inflight.empty()) return CAIRN_E_INVALID_ARG;
     int rc = conn.open() ? conn.read_frame(payload, kMaxReplyFrame) : -ECONNRESET;
     if (rc < 0) return on_lost();
-    auto d = proto::Decoded::parse({reinterpret_cast<const uint8_t*>(payload.data()), payload.size()}, 16);
-    if (!d) return on_lost();
-    auto r = proto::reply_from(d.value());
-    if (!r || r.value().id != inflight.front().id) {
+    const std::span<const uint8_t> bytes{reinterpret_cast<const uint8_t*>(payload.data()),
+                                         payload.size()};
+    // Acks are read without unpacking; only refusals are decoded in full.
+    auto head = proto::reply_peek(bytes);
+    if (!head || head->id != inflight.front().id) {
       // Out of step with the daemon: start afresh on a new connection.
       return on_lost();
     }
-    const proto::Reply& reply = r.value();
-    if (!reply.ok && reply.error == proto::ErrorCode::shutting_down) {
-      // Not accepted by a draining daemon: resend it (and everything after) to the next.
-      return on_lost();
-    }
-    Pending p = std::move(inflight.front());
-    inflight.pop_front();
     Done out;
-    out.ticket = p.ticket;
-    out.reply = payload;
-    if (reply.ok) {
-      auto a = proto::ack_from(reply);
-      if (a) out.ack = cairn_ack{a.value().seq, a.value().durable ? 1 : 0, a.value().duplicate ? 1 : 0};
-    } else {
+    if (!head->ok) {
+      auto d = proto::Decoded::parse(bytes, 16);
+      if (!d) return on_lost();
+      auto r = proto::reply_from(d.value());
+      if (!r) return on_lost();
+      const proto::Reply& reply = r.value();
+      if (reply.error == proto::ErrorCode::shutting_down) {
+        // Not accepted by a draining daemon: resend it (and everything after) to the next.
+        return on_lost();
+      }
       out.rc = code_for(reply.error);
       out.code = reply.error_name;
       out.field = reply.field;
       out.rule = reply.rule;
       out.message = reply.message;
+    } else {
+      out.ack = cairn_ack{head->seq, head->durable ? 1 : 0, head->duplicate ? 1 : 0};
     }
+    Pending p = std::move(inflight.front());
+    inflight.pop_front();
+    out.ticket = p.ticket;
+    if (p.keep_reply) out.reply.swap(payload);
     done.push_back(std::move(out));
     return 0;
   }
@@ -393,7 +399,7 @@ int cairn_next_ack(cairn_client* c, uint64_t* ticket, cairn_ack* ack) {
 
 static int simple_request(cairn_client* c, std::string&& frame, uint64_t id, Done& out) {
   uint64_t ticket = 0;
-  int rc = c->send(std::move(frame), id, &ticket);
+  int rc = c->send(std::move(frame), id, &ticket, /*keep_reply=*/true);
   if (rc != 0) return rc;
   rc = c->wait_for(ticket, out);
   if (rc != 0) return rc;

@@ -256,3 +256,26 @@ Test(message, protocol_md_example_bytes) {
                "a9647570" "6c6963617465" "c2",
                "got %s", hex(a).c_str());
 }
+
+Test(message, reply_peek_reads_id_ok_and_ack_fields_without_unpacking) {
+  std::string f;
+  encode_ack(f, 300, 70000, true, true);
+  std::span<const uint8_t> b{reinterpret_cast<const uint8_t*>(f.data()) + 4, f.size() - 4};
+  auto h = reply_peek(b);
+  cr_assert(h.has_value());
+  cr_assert_eq(h->id, 300u);
+  cr_assert(h->ok);
+  cr_assert_eq(h->seq, 70000u);
+  cr_assert(h->durable);
+  cr_assert(h->duplicate);
+  std::string e;
+  encode_error(e, 5, ErrorCode::storage_failed, "x");
+  auto he = reply_peek({reinterpret_cast<const uint8_t*>(e.data()) + 4, e.size() - 4});
+  cr_assert(he.has_value());
+  cr_assert_not(he->ok);
+  cr_assert_eq(he->id, 5u);
+  // Truncated or trailing bytes are not a reply.
+  cr_assert_not(reply_peek(b.subspan(0, b.size() - 1)).has_value());
+  std::string longer(f.substr(4) + "\x01");
+  cr_assert_not(reply_peek({reinterpret_cast<const uint8_t*>(longer.data()), longer.size()}).has_value());
+}
