@@ -4,9 +4,12 @@
 // immediate: every append waits for the commit that covers it; the writer commits after
 //            each group it takes off the queue (group commit).
 // batched:   appends are acked on insert into the open transaction (durable:false); the
-//            writer commits when batch_size are open or the oldest is interval old.
-// hybrid:    batched, except a critical event (or sync:true, or a flush barrier) waits
-//            for a commit that the writer makes at once, covering everything before it.
+//            writer commits when batch_size are open or the oldest is interval old. Only
+//            an event with sync:true (or a flush barrier) waits for, and forces, a commit.
+// hybrid:    batched, except a critical event waits for a commit that the writer makes
+//            at once, covering everything inserted before it. Such events jump the
+//            writer's queue (with their own connection's earlier events), so a critical
+//            ack does not wait behind thousands of routine events from other clients.
 #pragma once
 
 #include <cstdint>
@@ -29,8 +32,17 @@ class FlushPolicy {
   bool is_critical(const proto::Event& event) const;
 
   // Does this append's ack wait for the commit covering it?
-  bool waits_for_commit(bool critical) const {
-    return mode_ == FlushMode::immediate || critical;
+  bool waits_for_commit(const proto::Event& event) const {
+    switch (mode_) {
+      case FlushMode::immediate: return true;
+      case FlushMode::batched: return event.sync;
+      case FlushMode::hybrid: return is_critical(event);
+    }
+    return true;
+  }
+  // Does it force a commit ahead of the batch (and so go to the front of the queue)?
+  bool urgent(const proto::Event& event) const {
+    return mode_ != FlushMode::immediate && waits_for_commit(event);
   }
 
   // After inserting a group: must the writer commit now? `open` = appends in the open

@@ -193,7 +193,8 @@ void Session::process_input() {
     }
   }
   if (!staged_.empty()) {
-    server_.writer().submit(staged_);
+    server_.writer().submit(staged_, staged_urgent_);
+    staged_urgent_ = false;
     if (server_.writer().over_limit()) {
       waiting_writer_ = true;
       server_.wait_for_writer(this);
@@ -336,7 +337,9 @@ void Session::handle_append(const proto::Request& req, uint64_t slot) {
   w.event = std::move(e.value());
   w.trusted = peer_;
   w.trusted.received = realtime_ns();
-  w.critical = server_.writer().policy().is_critical(w.event);
+  const FlushPolicy& policy = server_.writer().policy();
+  w.durable_ack = policy.waits_for_commit(w.event);
+  if (policy.urgent(w.event)) staged_urgent_ = true;
   w.body = proto::event_canonical_body(w.event, w.trusted);
   ++outstanding_;
   staged_.push_back(std::move(w));

@@ -75,7 +75,7 @@ int Writer::start() {
 
 void Writer::close() { mailbox_.close(); }
 
-void Writer::submit(std::vector<WriteRequest>& batch) {
+void Writer::submit(std::vector<WriteRequest>& batch, bool urgent) {
   if (batch.empty()) return;
   if (stopped_.load()) {
     // The worker has exited (fatal storage error): answer through the mailbox, never
@@ -93,18 +93,36 @@ void Writer::submit(std::vector<WriteRequest>& batch) {
   bool was_empty;
   {
     std::lock_guard lk(mu_);
-    was_empty = queue_.empty();
+    was_empty = queue_.empty() && urgent_.empty();
     pending_.store(true, std::memory_order_release);
-    if (was_empty) {
-      queue_.swap(batch);
-    } else {
-      queue_.insert(queue_.end(), std::make_move_iterator(batch.begin()),
-                    std::make_move_iterator(batch.end()));
-    }
+    auto& into = urgent ? urgent_ : queue_;
+    into.insert(into.end(), std::make_move_iterator(batch.begin()),
+                std::make_move_iterator(batch.end()));
+    if (urgent) urgent_pending_.store(true, std::memory_order_release);
   }
   batch.clear();
   // A non-empty queue means the worker has been woken already and not yet taken it.
   if (was_empty) cv_.notify_one();
+}
+
+// Builds the urgent group: for every session with an urgent request, its requests still
+// in queue_ (older, so first), then the urgent requests themselves. Everything else
+// stays queued, in order.
+void Writer::take_urgent(std::vector<WriteRequest>& group) {
+  std::vector<Session*> sessions;
+  for (const auto& r : urgent_)
+    if (std::find(sessions.begin(), sessions.end(), r.session) == sessions.end())
+      sessions.push_back(r.session);
+  std::vector<WriteRequest> rest;
+  for (auto& r : queue_) {
+    bool mine = std::find(sessions.begin(), sessions.end(), r.session) != sessions.end();
+    (mine ? group : rest).push_back(std::move(r));
+  }
+  queue_.swap(rest);
+  for (auto& r : urgent_) group.push_back(std::move(r));
+  urgent_.clear();
+  urgent_pending_.store(false, std::memory_order_relaxed);
+  pending_.store(!queue_.empty(), std::memory_order_relaxed);
 }
 
 void Writer::stop() {
@@ -175,10 +193,11 @@ void Writer::run() {
   std::vector<WriteRequest> group;
   for (;;) {
     bool stopping;
+    bool urgent_group = false;
     {
       std::unique_lock lk(mu_);
       for (;;) {
-        if (!queue_.empty() || stopping_) break;
+        if (!queue_.empty() || !urgent_.empty() || stopping_) break;
         if (open_ > 0) {
           // Batched/hybrid: the open transaction must be committed by its deadline even
           // if nothing else arrives.
@@ -196,15 +215,21 @@ void Writer::run() {
           while (monotonic_ns() < until)
             if ((arrived = pending_.load(std::memory_order_acquire))) break;
           lk.lock();
-          if (arrived || !queue_.empty() || stopping_) continue;
+          if (arrived || !queue_.empty() || !urgent_.empty() || stopping_) continue;
           cv_.wait(lk);
         }
       }
-      group.swap(queue_);
-      pending_.store(false, std::memory_order_relaxed);
+      bool is_urgent = !urgent_.empty();
+      if (is_urgent) {
+        take_urgent(group);
+      } else {
+        group.swap(queue_);
+        pending_.store(false, std::memory_order_relaxed);
+      }
       stopping = stopping_;
+      urgent_group = is_urgent;
     }
-    process(group);
+    process(group, urgent_group);
     group.clear();
     // Shutdown: everything accepted is in `group` or earlier groups; commit it.
     if (stopping && open_ > 0) commit_open();
@@ -213,7 +238,7 @@ void Writer::run() {
       bool empty;
       {
         std::lock_guard lk(mu_);
-        empty = queue_.empty();
+        empty = queue_.empty() && urgent_.empty();
       }
       if (!empty) continue;
       break;
@@ -232,10 +257,23 @@ void Writer::run() {
   mailbox_.wake();
 }
 
-void Writer::process(std::vector<WriteRequest>& group) {
+void Writer::process(std::vector<WriteRequest>& group, bool is_urgent) {
   bool durable_waiter = !waiting_.empty();
   uint64_t released_bytes = 0;
+  size_t done = 0;
   for (auto& req : group) {
+    // An urgent request arrived while we work through a long routine group: put the
+    // rest back at the head of the queue and serve it first (checked every 64).
+    if (!is_urgent && (done & 63) == 0 && done > 0 &&
+        urgent_pending_.load(std::memory_order_acquire)) {
+      std::lock_guard lk(mu_);
+      queue_.insert(queue_.begin(), std::make_move_iterator(group.begin() + static_cast<long>(done)),
+                    std::make_move_iterator(group.end()));
+      pending_.store(true, std::memory_order_relaxed);
+      group.resize(done);
+      break;
+    }
+    ++done;
     released_bytes += req.cost();
     WriteResult res = result_for(req);
     if (failed_) {
@@ -278,7 +316,7 @@ void Writer::process(std::vector<WriteRequest>& group) {
       if (open_ == 0) oldest_ns_ = monotonic_ns();
       ++open_;
     }
-    if (policy_.waits_for_commit(req.critical)) {
+    if (req.durable_ack) {
       waiting_.push_back(res);
       durable_waiter = true;
     } else {
@@ -291,7 +329,7 @@ void Writer::process(std::vector<WriteRequest>& group) {
       durable_waiter = false;
     }
   }
-  queued_events_ -= group.size();
+  queued_events_ -= done;
   queued_bytes_ -= released_bytes;
   open_atomic_ = open_;
   // Acks that do not wait for durability go out before we spend time in fsync.

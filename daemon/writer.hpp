@@ -42,7 +42,7 @@ class Session;
 struct WriteRequest {
   enum class Kind : uint8_t { append, barrier };
   Kind kind = Kind::append;
-  bool critical = false;
+  bool durable_ack = false;  // the ack waits for the commit (FlushPolicy::waits_for_commit)
   Session* session = nullptr;  // borrowed: a session outlives its requests in flight
   uint64_t slot = 0;
   uint64_t id = 0;             // the client's request id, echoed in the reply
@@ -89,8 +89,10 @@ class Writer {
 
   // Starts the thread. Returns a negative libuv error if the async handle failed.
   int start();
-  // Queues a group of requests (moved out of `batch`). Never blocks on I/O.
-  void submit(std::vector<WriteRequest>& batch);
+  // Queues a group of requests (moved out of `batch`). Never blocks on I/O. An urgent
+  // group (it holds an event that forces a commit) goes ahead of the queue, taking the
+  // same sessions' earlier queued requests with it so each connection keeps its order.
+  void submit(std::vector<WriteRequest>& batch, bool urgent = false);
   // Asks the thread to commit everything queued, checkpoint, close the store and exit;
   // on_stopped runs on the loop afterwards. Submitting after stop() is a bug.
   void stop();
@@ -106,7 +108,8 @@ class Writer {
 
  private:
   void run();
-  void process(std::vector<WriteRequest>& group);
+  void process(std::vector<WriteRequest>& group, bool is_urgent);
+  void take_urgent(std::vector<WriteRequest>& group);  // under mu_
   void commit_open();
   void fail_open(const store::StoreError& err, const char* what);
   void reopen_store();
@@ -133,6 +136,8 @@ class Writer {
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<WriteRequest> queue_;
+  std::vector<WriteRequest> urgent_;
+  std::atomic<bool> urgent_pending_{false};
   bool stopping_ = false;
   std::atomic<bool> pending_{false};  // queue_ is non-empty (read without the lock)
   static constexpr int64_t kSpinNs = 150'000;

@@ -45,15 +45,19 @@ Test(flush_policy, critical_set_severity_and_sync_make_an_event_critical) {
 
 Test(flush_policy, immediate_mode_every_ack_waits_and_every_group_commits) {
   FlushPolicy p(config_for(FlushMode::immediate));
-  cr_assert(p.waits_for_commit(false));
-  cr_assert(p.waits_for_commit(true));
+  cr_assert(p.waits_for_commit(event("UserLogin")));
+  cr_assert(p.waits_for_commit(event("AuthFailure")));
+  cr_assert_not(p.urgent(event("AuthFailure")), "immediate mode has no queue to jump");
   cr_assert(p.must_commit(1, false, 0, 0));
   cr_assert_not(p.must_commit(0, false, 0, 0), "nothing open, nobody waiting");
 }
 
 Test(flush_policy, batched_mode_commits_on_size_or_interval_only) {
   FlushPolicy p(config_for(FlushMode::batched));
-  cr_assert_not(p.waits_for_commit(false));
+  cr_assert_not(p.waits_for_commit(event("UserLogin")));
+  cr_assert_not(p.waits_for_commit(event("AuthFailure")), "batched mode has no critical set");
+  cr_assert(p.waits_for_commit(event("UserLogin", 6, true)), "but sync:true is honoured");
+  cr_assert(p.urgent(event("UserLogin", 6, true)));
   cr_assert_not(p.must_commit(99, false, 0, 49 * kMs));
   cr_assert(p.must_commit(100, false, 0, 1 * kMs), "batch full");
   cr_assert(p.must_commit(1, false, 0, 50 * kMs), "interval passed");
@@ -63,8 +67,11 @@ Test(flush_policy, batched_mode_commits_on_size_or_interval_only) {
 
 Test(flush_policy, hybrid_mode_critical_waits_and_forces_commit_routine_does_not) {
   FlushPolicy p(config_for(FlushMode::hybrid));
-  cr_assert_not(p.waits_for_commit(false));
-  cr_assert(p.waits_for_commit(true));
+  cr_assert_not(p.waits_for_commit(event("UserLogin")));
+  cr_assert(p.waits_for_commit(event("AuthFailure")));
+  cr_assert(p.waits_for_commit(event("UserLogin", 1)));
+  cr_assert(p.urgent(event("AuthFailure")));
+  cr_assert_not(p.urgent(event("UserLogin")));
   cr_assert_not(p.must_commit(10, false, 0, 1 * kMs));
   cr_assert(p.must_commit(10, true, 0, 1 * kMs), "critical waiter commits everything open");
 }
