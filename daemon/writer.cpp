@@ -94,7 +94,6 @@ void Writer::submit(std::vector<WriteRequest>& batch, bool urgent) {
   {
     std::lock_guard lk(mu_);
     was_empty = queue_.empty() && urgent_.empty();
-    pending_.store(true, std::memory_order_release);
     auto& into = urgent ? urgent_ : queue_;
     into.insert(into.end(), std::make_move_iterator(batch.begin()),
                 std::make_move_iterator(batch.end()));
@@ -122,7 +121,6 @@ void Writer::take_urgent(std::vector<WriteRequest>& group) {
   for (auto& r : urgent_) group.push_back(std::move(r));
   urgent_.clear();
   urgent_pending_.store(false, std::memory_order_relaxed);
-  pending_.store(!queue_.empty(), std::memory_order_relaxed);
 }
 
 void Writer::stop() {
@@ -206,16 +204,6 @@ void Writer::run() {
           if (wait_ns <= 0) break;
           cv_.wait_for(lk, std::chrono::nanoseconds(wait_ns));
         } else {
-          // A client waiting for its ack sends its next event about one round trip
-          // later. Polling for that long before sleeping saves the futex wake-up, which
-          // on virtual machines costs as much as the rest of the hand-off.
-          lk.unlock();
-          bool arrived = false;
-          int64_t until = monotonic_ns() + kSpinNs;
-          while (monotonic_ns() < until)
-            if ((arrived = pending_.load(std::memory_order_acquire))) break;
-          lk.lock();
-          if (arrived || !queue_.empty() || !urgent_.empty() || stopping_) continue;
           cv_.wait(lk);
         }
       }
@@ -224,7 +212,6 @@ void Writer::run() {
         take_urgent(group);
       } else {
         group.swap(queue_);
-        pending_.store(false, std::memory_order_relaxed);
       }
       stopping = stopping_;
       urgent_group = is_urgent;
@@ -269,7 +256,6 @@ void Writer::process(std::vector<WriteRequest>& group, bool is_urgent) {
       std::lock_guard lk(mu_);
       queue_.insert(queue_.begin(), std::make_move_iterator(group.begin() + static_cast<long>(done)),
                     std::make_move_iterator(group.end()));
-      pending_.store(true, std::memory_order_relaxed);
       group.resize(done);
       break;
     }

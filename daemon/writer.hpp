@@ -139,8 +139,6 @@ class Writer {
   std::vector<WriteRequest> urgent_;
   std::atomic<bool> urgent_pending_{false};
   bool stopping_ = false;
-  std::atomic<bool> pending_{false};  // queue_ is non-empty (read without the lock)
-  static constexpr int64_t kSpinNs = 150'000;
 
   // Worker -> loop: results go through mailbox_; these say the worker has exited.
   std::atomic<bool> stopped_{false};
