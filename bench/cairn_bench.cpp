@@ -22,7 +22,6 @@
 #include <vector>
 
 #include "../protocol/message.hpp"
-#include "../protocol/pack.hpp"
 
 namespace {
 
@@ -201,17 +200,12 @@ int run_query(const Opts& o) {
       std::vector<int64_t> my;
       uint64_t after = 0;  // 0: start from the newest page
       for (long p = 0; p < o.pages; ++p) {
+        cairn::proto::QuerySpec spec;
+        spec.type = o.type;
+        spec.limit = o.limit;
+        if (after != 0) spec.after = after;
         std::string args;
-        cairn::proto::detail::Packer pk(args);
-        pk.map(after != 0 ? 3 : 2);
-        pk.str("type");
-        pk.str(o.type);
-        pk.str("limit");
-        pk.u64(o.limit);
-        if (after != 0) {
-          pk.str("after");
-          pk.u64(after);
-        }
+        cairn::proto::encode_query_args(args, spec);
         void* buf = nullptr;
         size_t len = 0;
         int64_t s = now_ns();

@@ -386,14 +386,14 @@ void encode_simple(std::string& out, uint64_t id, Op op) {
   finish_frame(out, at);
 }
 
-void encode_query(std::string& out, uint64_t id, const QuerySpec& q) {
-  size_t at = begin_frame(out);
-  Packer pk(out);
-  size_t n = 3 + (q.type ? 1 : 0) + (q.actor ? 1 : 0) + (q.since ? 1 : 0) + (q.until ? 1 : 0) +
-             (q.severity ? 1 : 0) + (q.after ? 1 : 0);
-  pk.map(n);
-  pk.str("op"); pk.str("query");
-  pk.str("id"); pk.u64(id);
+namespace {
+
+size_t query_entries(const QuerySpec& q) {
+  return 1 + (q.type ? 1 : 0) + (q.actor ? 1 : 0) + (q.since ? 1 : 0) + (q.until ? 1 : 0) +
+         (q.severity ? 1 : 0) + (q.after ? 1 : 0);
+}
+
+void pack_query_entries(Packer& pk, const QuerySpec& q) {
   pk.str("limit"); pk.u64(q.limit);
   if (q.type) { pk.str("type"); pk.str(*q.type); }
   if (q.actor) { pk.str("actor"); pk.str(*q.actor); }
@@ -401,7 +401,24 @@ void encode_query(std::string& out, uint64_t id, const QuerySpec& q) {
   if (q.until) { pk.str("until"); pk.i64(*q.until); }
   if (q.severity) { pk.str("severity"); pk.u64(*q.severity); }
   if (q.after) { pk.str("after"); pk.u64(*q.after); }
+}
+
+}  // namespace
+
+void encode_query(std::string& out, uint64_t id, const QuerySpec& q) {
+  size_t at = begin_frame(out);
+  Packer pk(out);
+  pk.map(2 + query_entries(q));
+  pk.str("op"); pk.str("query");
+  pk.str("id"); pk.u64(id);
+  pack_query_entries(pk, q);
   finish_frame(out, at);
+}
+
+void encode_query_args(std::string& out, const QuerySpec& q) {
+  Packer pk(out);
+  pk.map(query_entries(q));
+  pack_query_entries(pk, q);
 }
 
 // ---- reply decoding (client side) ----

@@ -170,6 +170,8 @@ void encode_hello(std::string& out, uint64_t id, uint32_t version, std::string_v
 void encode_append(std::string& out, uint64_t id, const EventView& event);
 void encode_simple(std::string& out, uint64_t id, Op op);  // flush, stats, verify, ping
 void encode_query(std::string& out, uint64_t id, const QuerySpec& spec);
+// Just the query's arguments as a msgpack map (no frame, op or id), for cairn_request.
+void encode_query_args(std::string& out, const QuerySpec& spec);
 
 // ---- reply decoding (client side). ----
 struct Reply {

@@ -419,17 +419,7 @@ struct PageSource {
       return std::move(r.value());
     }
     std::string args;
-    proto::detail::Packer pk(args);
-    size_t n = 1 + (q.type ? 1 : 0) + (q.actor ? 1 : 0) + (q.since ? 1 : 0) + (q.until ? 1 : 0) +
-               (q.severity ? 1 : 0) + (q.after ? 1 : 0);
-    pk.map(n);
-    pk.str("limit"); pk.u64(q.limit);
-    if (q.type) { pk.str("type"); pk.str(*q.type); }
-    if (q.actor) { pk.str("actor"); pk.str(*q.actor); }
-    if (q.since) { pk.str("since"); pk.i64(*q.since); }
-    if (q.until) { pk.str("until"); pk.i64(*q.until); }
-    if (q.severity) { pk.str("severity"); pk.u64(*q.severity); }
-    if (q.after) { pk.str("after"); pk.u64(*q.after); }
+    proto::encode_query_args(args, q);
     RawReply rr;
     if (request(c, "query", args, rr) != 0) {
       error = "query failed";

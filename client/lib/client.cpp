@@ -358,9 +358,8 @@ int cairn_open(cairn_client** out, const char* socket_path, const cairn_options*
 
 void cairn_close(cairn_client* c) { delete c; }
 
-int cairn_append_async(cairn_client* c, const cairn_event* ev, uint64_t* ticket) {
-  if (c == nullptr) return CAIRN_E_INVALID_ARG;
-  std::lock_guard lk(c->mu);
+// Encodes and sends one event; the caller holds c->mu.
+static int send_event(cairn_client* c, const cairn_event* ev, uint64_t* ticket) {
   std::string frame;
   uint64_t id = c->next_id++;
   int rc = encode_event(c, ev, id, frame);
@@ -368,15 +367,17 @@ int cairn_append_async(cairn_client* c, const cairn_event* ev, uint64_t* ticket)
   return c->send(std::move(frame), id, ticket);
 }
 
+int cairn_append_async(cairn_client* c, const cairn_event* ev, uint64_t* ticket) {
+  if (c == nullptr) return CAIRN_E_INVALID_ARG;
+  std::lock_guard lk(c->mu);
+  return send_event(c, ev, ticket);
+}
+
 int cairn_append(cairn_client* c, const cairn_event* ev, cairn_ack* ack) {
   if (c == nullptr) return CAIRN_E_INVALID_ARG;
   std::lock_guard lk(c->mu);
-  std::string frame;
-  uint64_t id = c->next_id++;
-  int rc = encode_event(c, ev, id, frame);
-  if (rc != 0) return rc;
   uint64_t ticket = 0;
-  rc = c->send(std::move(frame), id, &ticket);
+  int rc = send_event(c, ev, &ticket);
   if (rc != 0) return rc;
   Done d;
   rc = c->wait_for(ticket, d);
