@@ -161,7 +161,7 @@ int run_gen_db(const std::string& path, long events) {
   }
   (void)s->checkpoint();
   std::printf("{\"gen_db\":\"%s\",\"events\":%ld,\"added\":%ld,\"seconds\":%.1f}\n", path.c_str(),
-              events, events - have, static_cast<double>(now_ns() - t0) / 1e9);
+              events, std::max(0L, events - have), static_cast<double>(now_ns() - t0) / 1e9);
   return 0;
 }
 
