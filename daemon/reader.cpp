@@ -1,5 +1,7 @@
 #include "reader.hpp"
 
+#include <pthread.h>
+
 #include <memory>
 
 namespace cairn::daemon {
@@ -53,6 +55,7 @@ void Reader::stop() {
 }
 
 void Reader::run() {
+  pthread_setname_np(pthread_self(), "cairnd-query");
   // Opened lazily and reopened after an error, so a reader never keeps a broken handle.
   std::unique_ptr<store::Store> store;
   std::vector<ReadResult> out;

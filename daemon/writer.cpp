@@ -4,6 +4,8 @@
 #include <chrono>
 #include <ctime>
 
+#include <pthread.h>
+
 #include "log.hpp"
 
 namespace cairn::daemon {
@@ -188,6 +190,7 @@ void Writer::on_results(std::vector<WriteResult>& results) {
 }
 
 void Writer::run() {
+  pthread_setname_np(pthread_self(), "cairnd-writer");  // shows in top -H, perf, gdb
   std::vector<WriteRequest> group;
   for (;;) {
     bool stopping;
