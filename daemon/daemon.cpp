@@ -162,6 +162,10 @@ void Daemon::finish() {
   uv_close(reinterpret_cast<uv_handle_t*>(&deadline_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
+  // Closing the watchers restores the default action; everything is flushed by now, so
+  // a late signal must not turn our exit status into "killed by SIGTERM".
+  std::signal(SIGTERM, SIG_IGN);
+  std::signal(SIGINT, SIG_IGN);
   if (notifier_) notifier_->close();
   writer_->close();
   // The loop ends by itself once these close callbacks have run.

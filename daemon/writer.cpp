@@ -46,6 +46,7 @@ Writer::Writer(uv_loop_t* loop, std::unique_ptr<store::Store> store, const Confi
     : loop_(loop),
       store_(std::move(store)),
       db_path_(config.db_path),
+      checkpointer_(config.db_path),
       policy_(config),
       max_events_(config.queue_max_events),
       max_bytes_(config.queue_max_bytes),
@@ -71,6 +72,7 @@ Writer::~Writer() {
 int Writer::start() {
   int rc = mailbox_.init(loop_, [this](std::vector<WriteResult>& r) { on_results(r); });
   if (rc < 0) return rc;
+  checkpointer_.start();
   thread_ = std::thread([this] { run(); });
   return 0;
 }
@@ -235,6 +237,7 @@ void Writer::run() {
     }
   }
   bool fatal = failed_;
+  checkpointer_.stop();
   if (store_ && !failed_) {
     busy_since_ns_ = monotonic_ns();
     auto ck = store_->checkpoint();
@@ -349,6 +352,7 @@ void Writer::commit_open() {
       commit_max_us_ = std::max(commit_max_us_, us);
     }
     commits_ += 1;
+    consecutive_failures_ = 0;
     events_committed_ += open_;
     head_seq_ = store_->head_seq();
   }
@@ -368,10 +372,17 @@ void Writer::commit_open() {
   maybe_checkpoint();
 }
 
-// PASSIVE is enough: no other connection writes, so it copies every frame and the next
-// write transaction starts the WAL over, which keeps the file bounded.
 void Writer::maybe_checkpoint() {
   if (!store_ || wal_frames_ < kCheckpointFrames) return;
+  bool copied = checkpointer_.completed() != checkpoints_seen_;
+  if (!copied && !checkpointer_.busy() && wal_frames_ < kWalHardLimitFrames) {
+    checkpointer_.request();  // the heavy copy, off this thread
+    return;
+  }
+  if (!copied && wal_frames_ < kWalHardLimitFrames) return;  // still copying
+  // Catch up (only frames written since the copy) so the next transaction restarts the
+  // WAL; past the hard limit, do it all here rather than let the WAL grow.
+  checkpoints_seen_ = checkpointer_.completed();
   busy_since_ns_ = monotonic_ns();
   auto r = store_->checkpoint_passive();
   busy_since_ns_ = 0;
@@ -383,6 +394,7 @@ void Writer::maybe_checkpoint() {
 // already acked durable:false, and reopen the database from the file.
 void Writer::fail_open(const store::StoreError& err, const char* what) {
   storage_errors_ += 1;
+  ++consecutive_failures_;
   if (store_ && store_->in_transaction()) store_->rollback();
   for (auto& w : waiting_) {
     w.ok = false;
@@ -400,6 +412,17 @@ void Writer::fail_open(const store::StoreError& err, const char* what) {
   open_ = 0;
   open_nondurable_ = 0;
   open_atomic_ = 0;
+  if (consecutive_failures_ >= kMaxConsecutiveFailures) {
+    // The disk keeps failing: answering storage_failed forever helps nobody. Exit
+    // non-zero so systemd restarts us (and its restart limit tells an operator).
+    log_msg(LogLevel::err, "%d storage failures in a row; shutting down to be restarted",
+            consecutive_failures_);
+    store_.reset();
+    failed_ = true;
+    std::lock_guard lk(mu_);
+    stopping_ = true;
+    return;
+  }
   reopen_store();
 }
 

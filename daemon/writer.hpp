@@ -31,6 +31,7 @@
 
 #include "../protocol/errors.hpp"
 #include "../protocol/event.hpp"
+#include "checkpointer.hpp"
 #include "flush_policy.hpp"
 #include "mailbox.hpp"
 #include "store/store.hpp"
@@ -119,11 +120,14 @@ class Writer {
   Mailbox<WriteResult> mailbox_;
   std::unique_ptr<store::Store> store_;  // worker thread only, after start()
   std::string db_path_;
-  // WAL size in frames after the last commit (from SQLite's wal hook). Checkpoints run
-  // here, after the acks of the commit that crossed kCheckpointFrames are posted, never
-  // inside a COMMIT whose acks wait (SQLite's autocheckpoint would do that).
+  // WAL size in frames after the last commit (from SQLite's wal hook). Checkpoints never
+  // run inside a COMMIT whose acks wait (SQLite's autocheckpoint would do that): the
+  // copy runs on checkpointer_, then a small catch-up here lets the WAL start over.
   int wal_frames_ = 0;
   static constexpr int kCheckpointFrames = 1000;
+  static constexpr int kWalHardLimitFrames = 32 * kCheckpointFrames;  // ~128 MiB
+  Checkpointer checkpointer_;
+  uint64_t checkpoints_seen_ = 0;
   static void on_wal_commit(void* self, int frames) { static_cast<Writer*>(self)->wal_frames_ = frames; }
   void maybe_checkpoint();
   FlushPolicy policy_;
@@ -151,6 +155,8 @@ class Writer {
   std::vector<WriteResult> waiting_;  // results released by the next commit
   std::vector<WriteResult> ready_;    // results to post now
   bool failed_ = false;               // store could not be reopened: refuse everything
+  int consecutive_failures_ = 0;      // storage failures since the last good commit
+  static constexpr int kMaxConsecutiveFailures = 3;
 
   // Figures (written by the worker or submit, read anywhere).
   std::atomic<uint64_t> queued_events_{0}, queued_bytes_{0}, open_atomic_{0};

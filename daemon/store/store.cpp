@@ -155,8 +155,9 @@ StoreResult<std::unique_ptr<Store>> Store::open(const std::string& path, OpenMod
     if (stat(path.c_str(), &st) != 0)
       return Err{StoreError{StoreErrorKind::io, 0, path + ": " + strerror(errno)}};
   }
-  int flags = mode == OpenMode::writer ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
-                                       : SQLITE_OPEN_READONLY;
+  int flags = mode == OpenMode::writer         ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+              : mode == OpenMode::checkpointer ? SQLITE_OPEN_READWRITE
+                                               : SQLITE_OPEN_READONLY;
   int rc = sqlite3_open_v2(path.c_str(), &s->db_, flags | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) return Err{make_error(s->db_, rc, "open " + path)};
   sqlite3_extended_result_codes(s->db_, 1);

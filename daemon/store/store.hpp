@@ -56,6 +56,7 @@ using StoreResult = Result<T, StoreError>;
 enum class OpenMode {
   writer,        // creates the file and schema if missing; takes the write role
   readonly,      // SQLITE_OPEN_READONLY; never creates, never writes (offline forensics)
+  checkpointer,  // read-write beside the writer; only ever runs checkpoints
 };
 
 struct AppendResult {

@@ -132,8 +132,9 @@ TestSuite(powercut, .timeout = 900);
 
 Test(powercut, immediate_mode_every_acked_event_survives_every_cut) {
   TestDaemon d("cairn-powercut");
-  Run run = workload(d, {}, 4, 150, nullptr);
-  cr_assert_gt(run.acked.size(), 500u);
+  // Enough commits (~2,000 WAL frames) to cross checkpoints and a WAL restart.
+  Run run = workload(d, {}, 4, 450, nullptr);
+  cr_assert_gt(run.acked.size(), 1500u);
   sweep("powercut/immediate", run, d.dir() + "/replay", 1234);
 }
 
