@@ -105,9 +105,11 @@ Output output_of(const Args& a, bool* ok) {
 void report_refusal(cairn_client* c, int rc, const std::string& where) {
   const char *code = nullptr, *field = nullptr, *rule = nullptr, *msg = nullptr;
   cairn_last_error(c, &code, &field, &rule, &msg);
-  std::fprintf(stderr, "cairn: %s%s: %s%s%s%s%s\n", where.c_str(), where.empty() ? "refused" : "",
-               code ? code : cairn_strerror(rc), msg ? ": " : "", msg ? msg : "",
-               rule ? " [rule " : "", rule ? (std::string(rule) + "]").c_str() : "");
+  std::string line = "cairn: " + (where.empty() ? std::string("refused: ") : where);
+  line += code ? code : cairn_strerror(rc);
+  if (msg) line += std::string(": ") + msg;
+  if (rule) line += std::string(" [rule ") + rule + "]";
+  std::fprintf(stderr, "%s\n", line.c_str());
 }
 
 // Runs an op through libcairn and decodes the reply map. Prints errors itself.
