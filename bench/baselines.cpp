@@ -52,19 +52,27 @@ std::string arg(int argc, char** argv, const char* name, const char* def) {
   return def;
 }
 
-// An event like cairn-bench's (~256 bytes of body).
+// The event cairn-bench sends (same fields, ~256 bytes of body), stamped the way the
+// daemon stamps it: fresh `received`, and a time-ordered idempotency key like libcairn's.
 struct Sample {
   proto::Event e;
   proto::Trusted t;
-  std::string message;
   explicit Sample(int i) {
-    e.type = (i % 10 == 0) ? "AuthFailure" : (i % 3 ? "DataAccess" : "UserLogin");
-    e.actor = "user" + std::to_string(i % 97);
+    e.type = (i % 100 == 0) ? "AuthFailure" : "DataAccess";
+    e.actor = "bench-user";
     e.action = "read";
     e.target = "/srv/data/object";
     e.outcome = proto::Outcome::success;
-    e.message = std::string(120, 'm');
-    t = proto::Trusted{wall_ns(), 4242, 1000, 1000, "bench"};
+    e.message = std::string(136, 'm');
+    t = proto::Trusted{0, 4242, 1000, 1000, "cairn-bench"};
+  }
+  // Per-row fields; returns the canonical body.
+  std::string stamp(uint64_t counter) {
+    t.received = wall_ns();
+    e.idem.resize(16);
+    for (int k = 0; k < 8; ++k) e.idem[k] = static_cast<char>(static_cast<uint64_t>(t.received) >> (56 - 8 * k));
+    for (int k = 0; k < 8; ++k) e.idem[8 + k] = static_cast<char>(counter >> (56 - 8 * k));
+    return proto::event_canonical_body(e, t);
   }
 };
 
@@ -104,15 +112,14 @@ int run_sqlite_batch(const std::string& dir, long rows) {
   std::string path = dir + "/batch-baseline.db";
   unlink(path.c_str());
   auto s = open_store(path);
-  std::vector<Sample> samples;
-  for (int i = 0; i < 1000; ++i) samples.emplace_back(i);
-  std::vector<std::string> bodies;
-  for (auto& x : samples) bodies.push_back(proto::event_canonical_body(x.e, x.t));
+  Sample x(1);
   int64_t t0 = now_ns();
   for (long i = 0; i < rows;) {
     if (!s->begin()) return 1;
-    for (int k = 0; k < 1000 && i < rows; ++k, ++i)
-      if (!s->append(samples[static_cast<size_t>(k)].e, samples[static_cast<size_t>(k)].t, bodies[static_cast<size_t>(k)])) return 1;
+    for (int k = 0; k < 1000 && i < rows; ++k, ++i) {
+      std::string body = x.stamp(static_cast<uint64_t>(i));
+      if (!s->append(x.e, x.t, body)) return 1;
+    }
     if (!s->commit()) return 1;
   }
   double secs = static_cast<double>(now_ns() - t0) / 1e9;
@@ -132,7 +139,7 @@ int run_naive(const std::string& dir, long events) {
   int64_t t0 = now_ns();
   for (long i = 0; i < events; ++i) {
     int64_t st = now_ns();
-    std::string body = proto::event_canonical_body(x.e, x.t);
+    std::string body = x.stamp(static_cast<uint64_t>(i));
     if (!s->begin() || !s->append(x.e, x.t, body) || !s->commit()) return 1;
     lat.push_back(now_ns() - st);
   }
@@ -149,13 +156,13 @@ int run_gen_db(const std::string& path, long events) {
   long have = static_cast<long>(s->head_seq());
   int64_t t0 = now_ns();
   std::vector<Sample> samples;
-  for (int i = 0; i < 1000; ++i) samples.emplace_back(i);
+  for (int i = 0; i < 100; ++i) samples.emplace_back(i);
   for (long i = have; i < events;) {
     if (!s->begin()) return 1;
     for (int k = 0; k < 20000 && i < events; ++k, ++i) {
-      Sample& x = samples[static_cast<size_t>(i % 1000)];
-      x.t.received = wall_ns();
-      if (!s->append(x.e, x.t, proto::event_canonical_body(x.e, x.t))) return 1;
+      Sample& x = samples[static_cast<size_t>(i % 100)];
+      std::string body = x.stamp(static_cast<uint64_t>(i));
+      if (!s->append(x.e, x.t, body)) return 1;
     }
     if (!s->commit()) return 1;
   }
