@@ -45,6 +45,45 @@ Verdict judge(const std::string& db, const std::map<std::string, test::AckRecord
   return v;
 }
 
+Verdict IncrementalJudge::cycle(const std::map<std::string, test::AckRecord>& cycle_acked,
+                               const std::set<std::string>& sent, bool full) {
+  Verdict v;
+  for (const auto& r : test::read_rows_from(db_, cursor_.next_seq)) {
+    if (!stored_.emplace(r.idem, r.seq).second) {
+      ++v.duplicated;
+      if (v.first_problem.empty()) v.first_problem = "idem " + r.idem + " stored twice";
+    }
+    if (sent.count(r.idem) == 0) {
+      ++v.never_sent;
+      if (v.first_problem.empty())
+        v.first_problem = "seq " + std::to_string(r.seq) + " holds idem '" + r.idem +
+                          "' that no client sent";
+    }
+  }
+  v.chain = test::check_database_from(db_, cursor_, full);
+  v.rows = cursor_.next_seq - 1;
+  for (const auto& [idem, a] : cycle_acked) {
+    (a.durable ? v.durable_acked : v.nondurable_acked)++;
+    auto it = stored_.find(idem);
+    if (it == stored_.end()) {
+      if (a.durable) {
+        ++v.lost_durable;
+        if (v.first_problem.empty())
+          v.first_problem = "idem " + idem + " acked durable as seq " + std::to_string(a.seq) +
+                            " is missing";
+      } else {
+        ++v.lost_nondurable;
+      }
+    } else if (it->second != a.seq) {
+      ++v.wrong_seq;
+      if (v.first_problem.empty())
+        v.first_problem = "idem " + idem + " acked as seq " + std::to_string(a.seq) +
+                          " but stored as seq " + std::to_string(it->second);
+    }
+  }
+  return v;
+}
+
 void add(Verdict& s, const Verdict& v) {
   s.rows = v.rows;
   s.durable_acked += v.durable_acked;

@@ -5,7 +5,9 @@
 #include <map>
 #include <set>
 #include <string>
+#include <unordered_map>
 
+#include "harness.hpp"
 #include "streamer.hpp"
 
 namespace cairn::crash {
@@ -25,6 +27,21 @@ struct Verdict {
 // Judges `db` against everything acked and sent so far.
 Verdict judge(const std::string& db, const std::map<std::string, test::AckRecord>& acked,
               const std::set<std::string>& sent);
+
+// The same verdict for long loops, checking only what each cycle added: rows past the
+// last checked seq and that cycle's acks (rows never change once written: the table is
+// append-only). `full` adds PRAGMA integrity_check over the whole file.
+class IncrementalJudge {
+ public:
+  explicit IncrementalJudge(std::string db) : db_(std::move(db)) {}
+  Verdict cycle(const std::map<std::string, test::AckRecord>& cycle_acked,
+                const std::set<std::string>& sent, bool full);
+
+ private:
+  std::string db_;
+  test::ChainCursor cursor_;
+  std::unordered_map<std::string, uint64_t> stored_;  // idem -> seq, everything checked
+};
 
 // A tally line, e.g. "tally: scenario=kill9/batched cycles=17 acked=... lost_durable=0 ...".
 std::string tally_line(const std::string& scenario, uint64_t cycles, const Verdict& sum);

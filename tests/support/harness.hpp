@@ -99,6 +99,18 @@ std::vector<Row> read_rows(const std::string& db_path);
 // integrity_check is ok. Returns an empty string when fine, else the first problem.
 std::string check_database(const std::string& db_path);
 
+// Where an incremental chain check resumes: the next seq and the hash before it.
+struct ChainCursor {
+  uint64_t next_seq = 1;
+  unsigned char prev[32] = {};  // genesis
+};
+// Like check_database, but only for rows from cursor.next_seq on, advancing the cursor;
+// integrity_check only when `integrity` (it reads the whole file). Long loops use it so
+// that checking stays linear in what was added.
+std::string check_database_from(const std::string& db_path, ChainCursor& cursor, bool integrity);
+// Rows with seq >= from_seq.
+std::vector<Row> read_rows_from(const std::string& db_path, uint64_t from_seq);
+
 // Runs a command, captures stdout; returns exit code.
 int run_capture(const std::vector<std::string>& argv, std::string& out);
 
