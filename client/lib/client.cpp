@@ -414,15 +414,23 @@ static int simple_request(cairn_client* c, std::string&& frame, uint64_t id, Don
   return out.rc;
 }
 
+// Sends an op without arguments and waits for its reply; the caller holds c->mu.
+// A refusal's details are recorded for cairn_last_error.
+static int simple_op(cairn_client* c, proto::Op op, Done& d) {
+  std::string frame;
+  uint64_t id = c->next_id++;
+  proto::encode_simple(frame, id, op);
+  int rc = simple_request(c, std::move(frame), id, d);
+  if (rc != 0) c->finish(d, nullptr);
+  return rc;
+}
+
 int cairn_flush(cairn_client* c, uint64_t* durable_seq) {
   if (c == nullptr) return CAIRN_E_INVALID_ARG;
   std::lock_guard lk(c->mu);
-  std::string frame;
-  uint64_t id = c->next_id++;
-  proto::encode_simple(frame, id, proto::Op::flush);
   Done d;
-  int rc = simple_request(c, std::move(frame), id, d);
-  if (rc != 0) return c->finish(d, nullptr) != 0 ? d.rc : rc;
+  int rc = simple_op(c, proto::Op::flush, d);
+  if (rc != 0) return rc;
   if (durable_seq) {
     auto dec = proto::Decoded::parse({reinterpret_cast<const uint8_t*>(d.reply.data()), d.reply.size()}, 16);
     const msgpack_object* v = dec ? proto::map_get(dec.value().root(), "durable_seq") : nullptr;
@@ -434,13 +442,8 @@ int cairn_flush(cairn_client* c, uint64_t* durable_seq) {
 int cairn_ping(cairn_client* c) {
   if (c == nullptr) return CAIRN_E_INVALID_ARG;
   std::lock_guard lk(c->mu);
-  std::string frame;
-  uint64_t id = c->next_id++;
-  proto::encode_simple(frame, id, proto::Op::ping);
   Done d;
-  int rc = simple_request(c, std::move(frame), id, d);
-  if (rc != 0) c->finish(d, nullptr);
-  return rc;
+  return simple_op(c, proto::Op::ping, d);
 }
 
 int cairn_request(cairn_client* c, const char* op, const void* args_map, size_t args_len, void** reply,

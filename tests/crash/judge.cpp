@@ -6,43 +6,9 @@ namespace cairn::crash {
 
 Verdict judge(const std::string& db, const std::map<std::string, test::AckRecord>& acked,
               const std::set<std::string>& sent) {
-  Verdict v;
-  auto rows = test::read_rows(db);
-  v.rows = rows.size();
-  std::map<std::string, uint64_t> stored;
-  for (const auto& r : rows) {
-    if (!stored.emplace(r.idem, r.seq).second) {
-      ++v.duplicated;
-      if (v.first_problem.empty()) v.first_problem = "idem " + r.idem + " stored twice";
-    }
-    if (sent.count(r.idem) == 0) {
-      ++v.never_sent;
-      if (v.first_problem.empty())
-        v.first_problem = "seq " + std::to_string(r.seq) + " holds idem '" + r.idem +
-                          "' that no client sent";
-    }
-  }
-  for (const auto& [idem, a] : acked) {
-    (a.durable ? v.durable_acked : v.nondurable_acked)++;
-    auto it = stored.find(idem);
-    if (it == stored.end()) {
-      if (a.durable) {
-        ++v.lost_durable;
-        if (v.first_problem.empty())
-          v.first_problem = "idem " + idem + " acked durable as seq " + std::to_string(a.seq) +
-                            " is missing";
-      } else {
-        ++v.lost_nondurable;
-      }
-    } else if (it->second != a.seq) {
-      ++v.wrong_seq;
-      if (v.first_problem.empty())
-        v.first_problem = "idem " + idem + " acked as seq " + std::to_string(a.seq) +
-                          " but stored as seq " + std::to_string(it->second);
-    }
-  }
-  v.chain = test::check_database(db);
-  return v;
+  // A fresh incremental judge checks everything from seq 1 with integrity_check.
+  IncrementalJudge fresh(db);
+  return fresh.cycle(acked, sent, true);
 }
 
 Verdict IncrementalJudge::cycle(const std::map<std::string, test::AckRecord>& cycle_acked,
