@@ -358,3 +358,27 @@ Test(core, client_reconnects_across_daemon_restart_without_loss_or_duplicates) {
   std::string problem = check_database(d.db());
   cr_assert(problem.empty(), "%s", problem.c_str());
 }
+
+Test(core, flush_barrier_makes_batched_events_durable_across_sigkill) {
+  TestDaemon d;
+  cr_assert(d.start({.args = {"--flush-mode", "batched", "--batch-size", "1000000",
+                              "--batch-interval-ms", "60000"}}));
+  cairn_client* c = open_client(d.socket());
+  uint64_t last = 0;
+  for (int i = 0; i < 100; ++i) {
+    std::string idem = idem_for(7, i);
+    cairn_event e = make_event("DataAccess", idem);
+    cairn_ack ack{};
+    cr_assert_eq(cairn_append(c, &e, &ack), 0);
+    cr_assert_not(ack.durable);
+    last = ack.seq;
+  }
+  uint64_t durable_seq = 0;
+  int rc = cairn_flush(c, &durable_seq);
+  cr_assert_eq(rc, 0, "flush: %s", cairn_strerror(rc));
+  cr_assert_geq(durable_seq, last, "flush answered before seq %llu was durable",
+                static_cast<unsigned long long>(last));
+  d.kill9();
+  cairn_close(c);
+  cr_assert_eq(read_rows(d.db()).size(), 100u, "events before a flush must survive SIGKILL");
+}
