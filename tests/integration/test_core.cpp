@@ -3,6 +3,8 @@
 #include <cairn/cairn.h>
 #include <criterion/criterion.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -381,4 +383,38 @@ Test(core, flush_barrier_makes_batched_events_durable_across_sigkill) {
   d.kill9();
   cairn_close(c);
   cr_assert_eq(read_rows(d.db()).size(), 100u, "events before a flush must survive SIGKILL");
+}
+
+Test(core, query_from_an_unprivileged_uid_is_permission_denied_but_append_works) {
+  if (getuid() != 0) cr_skip_test("needs root to switch to an unprivileged uid");
+  TestDaemon d;
+  cr_assert(d.start({.args = {"--socket-mode", "0666"}}));
+  chmod(d.dir().c_str(), 0755);  // mkdtemp made it 0700: nobody could not reach the socket
+  pid_t pid = fork();
+  if (pid == 0) {
+    // Child: become nobody, append (allowed) then query (refused). Report by exit code.
+    if (setgid(65534) != 0 || setuid(65534) != 0) _exit(10);
+    RawClient raw(d.socket());
+    if (!raw.connected()) _exit(11);
+    raw.send_bytes(append_frame(1, "FromNobody"));
+    auto a = raw.read_frame();
+    auto ar = a ? decode_reply(*a) : std::nullopt;
+    if (!ar || !ar->ok) _exit(12);
+    std::string q;
+    cairn::proto::QuerySpec spec;
+    cairn::proto::encode_query(q, 2, spec);
+    raw.send_bytes(q);
+    auto r = raw.read_frame();
+    auto rr = r ? decode_reply(*r) : std::nullopt;
+    if (!rr || rr->ok || rr->error != "permission_denied") _exit(13);
+    _exit(0);
+  }
+  int st = 0;
+  waitpid(pid, &st, 0);
+  cr_assert_eq(exit_code(st), 0, "child step %d failed (12: append refused, 13: query allowed)",
+               exit_code(st));
+  cr_assert_eq(exit_code(d.stop(SIGTERM)), 0);
+  auto rows = read_rows(d.db());
+  cr_assert_eq(rows.size(), 1u);
+  cr_assert_eq(rows[0].uid, 65534u, "the trusted uid is the peer's, from SO_PEERCRED");
 }
