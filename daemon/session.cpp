@@ -179,7 +179,7 @@ void Session::process_input() {
     start_ += fv.consumed;
     consumed_total_ += fv.consumed;
     if (in_budget) {
-      if (!handle_frame(fv.payload)) break;
+      handle_frame(fv.payload);
     } else {
       // Arrived after SIGTERM: not accepted. Say so, with the id if we can read it.
       uint64_t id = 0;
@@ -230,17 +230,17 @@ void Session::reply_error(uint64_t id, proto::ErrorCode code, std::string_view m
 
 bool Session::may_query() const { return server_.may_query(peer_.uid, peer_.gid); }
 
-bool Session::handle_frame(std::span<const uint8_t> payload) {
+void Session::handle_frame(std::span<const uint8_t> payload) {
   auto decoded = proto::Decoded::parse(payload, kMaxRequestDepth);
   if (!decoded) {
     reply_error(0, proto::ErrorCode::malformed, decoded.error());
-    return true;
+    return;
   }
   auto r = proto::request_from(decoded.value());
   if (!r) {
     const auto& e = r.error();
     reply_error(e.id, e.code, e.message, e.field);
-    return true;
+    return;
   }
   const proto::Request& req = r.value();
   std::string out;
@@ -258,15 +258,15 @@ bool Session::handle_frame(std::span<const uint8_t> payload) {
         proto::encode_hello_reply(out, req.id, server_.hello_info());
         fill(new_slot(), std::move(out));
       }
-      return true;
+      return;
     }
     case proto::Op::ping:
       proto::encode_pong(out, req.id);
       fill(new_slot(), std::move(out));
-      return true;
+      return;
     case proto::Op::append:
       handle_append(req, new_slot());
-      return true;
+      return;
     case proto::Op::flush: {
       WriteRequest w;
       w.kind = WriteRequest::Kind::barrier;
@@ -275,7 +275,7 @@ bool Session::handle_frame(std::span<const uint8_t> payload) {
       w.id = req.id;
       ++outstanding_;
       staged_.push_back(std::move(w));
-      return true;
+      return;
     }
     case proto::Op::query:
     case proto::Op::stats:
@@ -284,7 +284,7 @@ bool Session::handle_frame(std::span<const uint8_t> payload) {
         reply_error(req.id, proto::ErrorCode::permission_denied,
                     std::string(proto::op_name(req.op)) + " is not allowed for uid " +
                         std::to_string(peer_.uid) + " (see --query-uids / --query-gids)");
-        return true;
+        return;
       }
       ReadRequest rr;
       rr.kind = req.op == proto::Op::query   ? ReadRequest::Kind::query
@@ -295,7 +295,7 @@ bool Session::handle_frame(std::span<const uint8_t> payload) {
         if (!q) {
           reply_error(req.id, proto::ErrorCode::invalid_field, q.error().message,
                       q.error().field, q.error().rule);
-          return true;
+          return;
         }
         rr.spec = std::move(q.value());
       }
@@ -304,11 +304,11 @@ bool Session::handle_frame(std::span<const uint8_t> payload) {
       rr.id = req.id;
       ++outstanding_;
       server_.reader().submit(std::move(rr));
-      return true;
+      return;
     }
   }
   reply_error(req.id, proto::ErrorCode::internal, "unhandled op");
-  return true;
+  return;
 }
 
 void Session::handle_append(const proto::Request& req, uint64_t slot) {

@@ -77,7 +77,7 @@ class Session {
   static void on_close(uv_handle_t* h) noexcept;
 
   void process_input();
-  bool handle_frame(std::span<const uint8_t> payload);  // false: stop processing input
+  void handle_frame(std::span<const uint8_t> payload);
   void handle_append(const proto::Request& req, uint64_t slot);
   uint64_t new_slot();
   void fill(uint64_t slot, std::string&& frame);

@@ -4,7 +4,7 @@
  *   handle   a `cairn_client *`, one connection to cairnd plus the events it has sent but not
  *            yet seen acked. Safe to share between threads: calls on one handle are
  *            serialised by an internal mutex (for parallel throughput, use one handle
- *            per thread).
+ *            per thread). cairn_close must not race with other calls on the handle.
  *   ack      the daemon's answer to one event: its seq, and whether it was durable
  *            (fsynced) when the ack was sent. An event is stored only if its ack says so.
  *   ticket   names one event sent with cairn_append_async; acks come back in send order.
