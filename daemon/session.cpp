@@ -193,8 +193,16 @@ void Session::process_input() {
     }
   }
   if (!staged_.empty()) {
-    server_.writer().submit(staged_, staged_urgent_);
-    staged_urgent_ = false;
+    // Up to the last urgent event: ahead of the writer's queue; the rest: in line.
+    if (staged_urgent_ > 0) {
+      std::vector<WriteRequest> rest(std::make_move_iterator(staged_.begin() + static_cast<long>(staged_urgent_)),
+                                     std::make_move_iterator(staged_.end()));
+      staged_.resize(staged_urgent_);
+      server_.writer().submit(staged_, /*urgent=*/true);
+      staged_.swap(rest);
+      staged_urgent_ = 0;
+    }
+    server_.writer().submit(staged_);
     if (server_.writer().over_limit()) {
       waiting_writer_ = true;
       server_.wait_for_writer(this);
@@ -339,10 +347,11 @@ void Session::handle_append(const proto::Request& req, uint64_t slot) {
   w.trusted.received = realtime_ns();
   const FlushPolicy& policy = server_.writer().policy();
   w.durable_ack = policy.waits_for_commit(w.event);
-  if (policy.urgent(w.event)) staged_urgent_ = true;
+  bool urgent = policy.urgent(w.event);
   w.body = proto::event_canonical_body(w.event, w.trusted);
   ++outstanding_;
   staged_.push_back(std::move(w));
+  if (urgent) staged_urgent_ = staged_.size();
 }
 
 // ---- completions ----

@@ -105,7 +105,7 @@ class Session {
   std::deque<Slot> slots_;
   uint64_t first_slot_ = 0;  // slot number of slots_.front()
   std::vector<WriteRequest> staged_;  // appends for the writer, submitted per read
-  bool staged_urgent_ = false;        // staged_ holds an event that forces a commit
+  size_t staged_urgent_ = 0;          // staged_[0, this) ends with an event that forces a commit
 
   std::string out_;      // replies waiting for the current write to finish
   std::string writing_;  // bytes owned by the in-flight uv_write

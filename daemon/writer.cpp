@@ -256,8 +256,8 @@ void Writer::process(std::vector<WriteRequest>& group, bool is_urgent) {
   size_t done = 0;
   for (auto& req : group) {
     // An urgent request arrived while we work through a long routine group: put the
-    // rest back at the head of the queue and serve it first (checked every 64).
-    if (!is_urgent && (done & 63) == 0 && done > 0 &&
+    // rest back at the head of the queue and serve it first (checked every 16).
+    if (!is_urgent && (done & 15) == 0 && done > 0 &&
         urgent_pending_.load(std::memory_order_acquire)) {
       std::lock_guard lk(mu_);
       queue_.insert(queue_.begin(), std::make_move_iterator(group.begin() + static_cast<long>(done)),
@@ -380,6 +380,8 @@ void Writer::maybe_checkpoint() {
     return;
   }
   if (!copied && wal_frames_ < kWalHardLimitFrames) return;  // still copying
+  // A critical event is waiting: its commit first, the catch-up at a later commit.
+  if (urgent_pending_.load(std::memory_order_acquire) && wal_frames_ < kWalHardLimitFrames) return;
   // Catch up (only frames written since the copy) so the next transaction restarts the
   // WAL; past the hard limit, do it all here rather than let the WAL grow.
   checkpoints_seen_ = checkpointer_.completed();
