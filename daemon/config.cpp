@@ -193,7 +193,7 @@ Result<Ok, std::string> config_set(Config& c, const std::string& key, const std:
   } else if (key == "verbose") {
     c.verbose = (v.empty() || v == "true" || v == "1" || v == "yes");
   } else {
-    return Err{"unknown option '" + key + "' (see cairnd --help)"};
+    return Err{key + ": unknown option (see cairnd --help)"};
   }
   return Ok{};
 }

@@ -85,12 +85,14 @@ struct cairn_client {
 
   // ---- connection management ----
 
-  // Connects and says hello (one attempt). 0 or a CAIRN_E_* code.
+  // Connects and says hello (one attempt). 0 or a CAIRN_E_* code; CAIRN_E_CONNECT means
+  // "try again later" (no daemon, or one that is draining).
   int connect_once() {
     int rc = conn.connect(path);
+    if (rc == -ENAMETOOLONG) return CAIRN_E_INVALID_ARG;
     if (rc < 0) return CAIRN_E_CONNECT;
     std::string f;
-    proto::encode_hello(f, 0, proto::kProtocolVersion, client_name);
+    proto::encode_hello(f, next_id++, proto::kProtocolVersion, client_name);
     if (conn.write_all(f) < 0 || conn.read_frame(payload, kMaxReplyFrame) < 0) {
       conn.close();
       return CAIRN_E_CONNECT;
@@ -117,34 +119,42 @@ struct cairn_client {
     return 0;
   }
 
-  // Connects with exponential backoff (10 ms doubling to 500 ms, with jitter) until
-  // reconnect_ms has passed, then resends everything in flight.
+  // Connects with exponential backoff (10 ms doubling to 500 ms, with jitter) and resends
+  // everything in flight, in order, until that succeeds or reconnect_ms has passed since
+  // the connection was lost. A resend cut short by another loss starts over within the
+  // same deadline, so one loss never waits longer than reconnect_ms.
   int reconnect() {
     conn.close();
     if (reconnect_ms <= 0) {
       broken = true;
       return CAIRN_E_IO;
     }
-    int64_t deadline = mono_ms() + reconnect_ms;
+    const int64_t deadline = mono_ms() + reconnect_ms;
     int delay = 10;
-    int rc = CAIRN_E_CONNECT;
     for (;;) {
-      rc = connect_once();
-      if (rc == 0) break;
-      if (rc != CAIRN_E_CONNECT) return rc;
+      int rc = connect_once();
+      if (rc == 0) {
+        bool sent = true;
+        for (const auto& p : inflight) {
+          if (conn.write_all(p.frame) < 0) {
+            sent = false;
+            conn.close();
+            break;
+          }
+        }
+        if (sent) return 0;
+      } else if (rc != CAIRN_E_CONNECT) {
+        return rc;
+      }
       int64_t left = deadline - mono_ms();
       if (left <= 0) return CAIRN_E_CONNECT;
       unsigned jitter = 0;
       (void)getrandom(&jitter, sizeof jitter, 0);
-      int wait = std::min<int64_t>(left, delay / 2 + static_cast<int>(jitter % (delay / 2 + 1)));
-      timespec ts{wait / 1000, (wait % 1000) * 1'000'000L};
+      int64_t wait = std::min<int64_t>(left, delay / 2 + static_cast<int>(jitter % (delay / 2 + 1)));
+      timespec ts{static_cast<time_t>(wait / 1000), static_cast<long>((wait % 1000) * 1'000'000L)};
       nanosleep(&ts, nullptr);  // backoff between attempts, not synchronisation
       delay = std::min(delay * 2, 500);
     }
-    for (const auto& p : inflight) {
-      if (conn.write_all(p.frame) < 0) return reconnect();
-    }
-    return 0;
   }
 
   // Fails everything in flight with `rc` (connection gone for good).
