@@ -112,13 +112,14 @@ std::optional<Violation> canon(const msgpack_object& o, const std::string& path,
         const auto& kv = o.via.map.ptr[k];
         if (kv.key.type != MSGPACK_OBJECT_STR)
           return make(path, "type", std::string("map keys must be str, got ") + type_name(kv.key));
-        std::string kpath = path + "." + std::string(str_of(kv.key));
+        // A key that breaks the text rules is named escaped: the path goes back to the
+        // client in a msgpack str, so it must be valid UTF-8 without controls itself.
         if (auto v = check_text(str_of(kv.key), limits.max_string, false)) {
-          v->field = kpath;
-          v->message = kpath + " (key): " + v->message;
+          v->field = path + "." + text_for_display(str_of(kv.key));
+          v->message = v->field + " (key): " + v->message;
           return v;
         }
-        if (kv.key.via.str.size == 0) return make(kpath, "empty", "empty key");
+        if (kv.key.via.str.size == 0) return make(path + ".", "empty", "empty key");
         kvs.push_back(&kv);
       }
       std::sort(kvs.begin(), kvs.end(), [](const auto* a, const auto* b) {
@@ -204,8 +205,7 @@ Result<Event, Violation> event_from_msgpack(const msgpack_object& obj, const Lim
       if (n == name) key = kk;
     if (key == Key{}) {
       // Never echo an unchecked key into the reply verbatim if it is not clean text.
-      std::string shown = check_text(name, 64, false) ? std::string("(unprintable key)")
-                                                      : std::string(name);
+      std::string shown = text_for_display(name);
       for (auto t : kTrustedKeys)
         if (t == name)
           return Err{make(shown, "trusted_field", "is set by the daemon and may not be sent")};

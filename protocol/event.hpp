@@ -76,6 +76,13 @@ Result<Event, Violation> event_from_msgpack(const msgpack_object& obj, const Lim
 // at most max_bytes). Returns the rule broken and a message, field left empty.
 std::optional<Violation> check_text(std::string_view s, uint32_t max_bytes, bool allow_newlines);
 
+// An untrusted string made safe to echo in a Violation's field or message (replies are
+// msgpack str, which clients decode as UTF-8, and the CLI prints them on a terminal).
+// Text that passes check_text and fits in max_shown bytes is returned unchanged; anything
+// else has every byte outside printable ASCII (and '\') written as \xNN, cut to
+// max_shown input bytes followed by "...".
+std::string text_for_display(std::string_view s, size_t max_shown = 64);
+
 // The canonical body: a msgpack map with keys in this fixed order, optional ones
 // omitted when absent: type, severity, actor, action, target, outcome, time, message,
 // fields, idem, received, pid, uid, gid, comm. Integers in their shortest form.

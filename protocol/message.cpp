@@ -130,8 +130,7 @@ Result<Request, RequestError> request_from(const Decoded& decoded) {
     return Err{RequestError{ErrorCode::malformed, r.id, "op", "op must be a string"}};
   auto o = op_from_name(str_of(*op));
   if (!o) {
-    std::string shown(str_of(*op));
-    if (check_text(shown, 64, false)) shown = "(unprintable)";
+    std::string shown = text_for_display(str_of(*op));
     return Err{RequestError{ErrorCode::unknown_op, r.id, "op", "unknown op '" + shown + "'"}};
   }
   r.op = *o;
@@ -141,8 +140,9 @@ Result<Request, RequestError> request_from(const Decoded& decoded) {
 Result<Hello, Violation> hello_from(const Request& req) {
   Hello h;
   if (const msgpack_object* v = map_get(*req.map, "version")) {
-    if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER || v->via.u64 > 0xffffffffu)
+    if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
       return Err{bad("version", "type", "expected uint")};
+    if (v->via.u64 > 0xffffffffu) return Err{bad("version", "range", "out of range")};
     h.version = static_cast<uint32_t>(v->via.u64);
   }
   if (const msgpack_object* c = map_get(*req.map, "client")) {
@@ -174,27 +174,33 @@ Result<QuerySpec, Violation> query_from(const Request& req, const Limits& limits
   for (const char* key : {"since", "until"}) {
     if (const msgpack_object* v = map_get(m, key)) {
       int64_t t;
-      if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER && v->via.u64 <= INT64_MAX)
+      if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        if (v->via.u64 > INT64_MAX) return Err{bad(key, "range", "out of range")};
         t = static_cast<int64_t>(v->via.u64);
-      else if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+      } else if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
         t = v->via.i64;
-      else
+      } else {
         return Err{bad(key, "type", "expected int (ns since the Unix epoch)")};
+      }
       (std::strcmp(key, "since") == 0 ? q.since : q.until) = t;
     }
   }
   if (const msgpack_object* v = map_get(m, "severity")) {
-    if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER && v->via.u64 <= 7) {
+    if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER || v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+      if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER || v->via.u64 > 7)
+        return Err{bad("severity", "range", "must be 0-7 (syslog levels)")};
       q.severity = static_cast<uint8_t>(v->via.u64);
     } else if (v->type == MSGPACK_OBJECT_STR) {
       auto s = severity_from_name(str_of(*v));
       if (!s) return Err{bad("severity", "range", "unknown severity name")};
       q.severity = *s;
     } else {
-      return Err{bad("severity", "range", "must be 0-7 or a severity name")};
+      return Err{bad("severity", "type", "expected uint 0-7 or a severity name")};
     }
   }
   if (const msgpack_object* v = map_get(m, "limit")) {
+    if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+      return Err{bad("limit", "range", "must be 1-" + std::to_string(kMaxQueryLimit))};
     if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER) return Err{bad("limit", "type", "expected uint")};
     if (v->via.u64 < 1 || v->via.u64 > kMaxQueryLimit)
       return Err{bad("limit", "range", "must be 1-" + std::to_string(kMaxQueryLimit))};

@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 
@@ -238,7 +239,7 @@ Test(event, fields_values_are_typed_and_strings_follow_text_rules) {
   expect_refused(build(1, [](Packer& pk) {
                    pk.str("fields"); pk.map(1); pk.str("k\nk"); pk.u64(1);
                  }),
-                 "fields.k\nk", "control_char");
+                 "fields.k\\x0ak", "control_char");
 }
 
 Test(event, fields_limits_on_entries_and_depth) {
@@ -302,4 +303,213 @@ Test(event, canonical_body_has_the_documented_key_order_and_trusted_fields) {
                  order[i]);
   cr_assert_eq(map_get(m, "pid")->via.u64, 42u);
   cr_assert_eq(map_get(m, "uid")->via.u64, 1000u);
+}
+
+// ---- one test per rule not covered above, and the canonical form in detail ----
+
+Test(event, event_that_is_not_a_map_is_refused) {
+  msgpack_object not_map{};
+  not_map.type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+  not_map.via.u64 = 1;
+  auto r = event_from_msgpack(not_map, Limits{});
+  cr_assert_not(r.ok());
+  cr_assert_eq(r.error().field, "event");
+  cr_assert_eq(r.error().rule, "type");
+}
+
+Test(event, non_string_event_key_is_a_type_error_on_the_event) {
+  expect_refused(build(1, [](Packer& pk) { pk.u64(1); pk.str("x"); }), "event", "type");
+}
+
+Test(event, unknown_key_that_is_not_clean_text_is_named_escaped) {
+  auto b = with_str("col\x1b[31mour", "red");
+  auto r = event_from_msgpack(b.obj(), Limits{});
+  cr_assert_not(r.ok());
+  cr_assert_eq(r.error().rule, "unknown_key");
+  cr_assert_eq(r.error().field, "col\\x1b[31mour");
+  cr_assert_not(check_text(r.error().message, 1024, false).has_value(),
+                "the message goes back to the client: %s", r.error().message.c_str());
+}
+
+Test(event, first_violation_in_map_order_wins) {
+  auto b = build(2, [](Packer& pk) {
+    pk.str("target"); pk.str("a\x01");
+    pk.str("actor"); pk.str("\xff");
+  });
+  expect_refused(b, "target", "control_char");
+}
+
+Test(event, severity_names_are_case_insensitive_with_aliases) {
+  cr_assert_eq(event_from_msgpack(with_str("severity", "WARNING").obj(), Limits{}).value().severity, 4);
+  cr_assert_eq(event_from_msgpack(with_str("severity", "Critical").obj(), Limits{}).value().severity, 2);
+  cr_assert_eq(event_from_msgpack(with_str("severity", "warn").obj(), Limits{}).value().severity, 4);
+  cr_assert_eq(event_from_msgpack(with_str("severity", "emerg").obj(), Limits{}).value().severity, 0);
+  cr_assert_eq(event_from_msgpack(with_str("severity", "debug").obj(), Limits{}).value().severity, 7);
+  expect_refused(build(1, [](Packer& pk) { pk.str("severity"); pk.boolean(true); }), "severity", "type");
+}
+
+Test(event, time_accepts_zero_and_refuses_floats) {
+  auto r = event_from_msgpack(build(1, [](Packer& pk) { pk.str("time"); pk.u64(0); }).obj(), Limits{});
+  cr_assert(r.ok());
+  cr_assert_eq(*r.value().time, 0);
+  expect_refused(build(1, [](Packer& pk) { pk.str("time"); pk.f64(1.0); }), "time", "type");
+}
+
+Test(event, idem_may_be_a_str_and_is_kept_as_bytes) {
+  auto r = event_from_msgpack(with_str("idem", "retry-key-1").obj(), Limits{});
+  cr_assert(r.ok());
+  cr_assert_eq(r.value().idem, "retry-key-1");
+  expect_refused(with_str("idem", "short"), "idem", "too_short");
+  auto bin32 = build(1, [](Packer& pk) { pk.str("idem"); pk.bin(std::string(32, '\xff')); });
+  cr_assert(event_from_msgpack(bin32.obj(), Limits{}).ok(), "bin idem is raw bytes: no text rules");
+}
+
+Test(event, fields_key_with_invalid_utf8_is_named_escaped) {
+  auto b = build(1, [](Packer& pk) {
+    pk.str("fields"); pk.map(1); pk.str("user"); pk.map(1); pk.str("n\xff"); pk.u64(1);
+  });
+  auto r = event_from_msgpack(b.obj(), Limits{});
+  cr_assert_not(r.ok());
+  cr_assert_eq(r.error().rule, "utf8");
+  cr_assert_eq(r.error().field, "fields.user.n\\xff");
+  cr_assert_not(check_text(r.error().field, 1024, false).has_value());
+  cr_assert_not(check_text(r.error().message, 1024, false).has_value());
+}
+
+Test(event, fields_key_over_max_string_is_too_long_and_shown_short) {
+  auto b = build(1, [](Packer& pk) {
+    pk.str("fields"); pk.map(1); pk.str(std::string(1025, 'k')); pk.u64(1);
+  });
+  auto r = event_from_msgpack(b.obj(), Limits{});
+  cr_assert_not(r.ok());
+  cr_assert_eq(r.error().rule, "too_long");
+  cr_assert_eq(r.error().field, "fields." + std::string(64, 'k') + "...");
+}
+
+Test(event, fields_key_must_not_be_empty) {
+  expect_refused(build(1, [](Packer& pk) { pk.str("fields"); pk.map(1); pk.str(""); pk.u64(1); }),
+                 "fields.", "empty");
+}
+
+Test(event, fields_keys_must_be_strings) {
+  expect_refused(build(1, [](Packer& pk) { pk.str("fields"); pk.map(1); pk.u64(1); pk.u64(1); }),
+                 "fields", "type");
+}
+
+Test(event, fields_floats_must_be_finite) {
+  for (double bad : {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity(),
+                     -std::numeric_limits<double>::infinity()})
+    expect_refused(build(1, [&](Packer& pk) { pk.str("fields"); pk.map(1); pk.str("x"); pk.f64(bad); }),
+                   "fields.x", "range");
+}
+
+Test(event, fields_values_of_ext_type_are_refused) {
+  expect_refused(build(1, [](Packer& pk) {
+                   pk.str("fields"); pk.map(1); pk.str("x");
+                   pk.raw(std::string("\xd4\x01\x02", 3));  // fixext1
+                 }),
+                 "fields.x", "type");
+}
+
+Test(event, fields_arrays_count_entries_too) {
+  expect_refused(build(1, [](Packer& pk) {
+                   pk.str("fields"); pk.map(1); pk.str("list"); pk.array(65);
+                   for (int i = 0; i < 65; ++i) pk.u64(1);
+                 }),
+                 "fields.list", "too_many_entries");
+  Limits small;
+  small.max_fields = 2;
+  auto b = build(1, [](Packer& pk) { pk.str("fields"); pk.map(1); pk.str("l"); pk.array(3);
+                                     pk.u64(1); pk.u64(2); pk.u64(3); });
+  auto r = event_from_msgpack(b.obj(), small);
+  cr_assert_not(r.ok());
+  cr_assert_eq(r.error().field, "fields.l");
+  cr_assert_eq(r.error().rule, "too_many_entries");
+}
+
+Test(event, fields_depth_counts_arrays) {
+  // fields(1) > a(2) > [0](3) > [0](4) holds scalars; one more level is too deep.
+  auto ok = build(1, [](Packer& pk) {
+    pk.str("fields"); pk.map(1); pk.str("a"); pk.array(1); pk.array(1); pk.array(1); pk.u64(1);
+  });
+  cr_assert(event_from_msgpack(ok.obj(), Limits{}).ok());
+  expect_refused(build(1, [](Packer& pk) {
+                   pk.str("fields"); pk.map(1); pk.str("a"); pk.array(1); pk.array(1); pk.array(1);
+                   pk.map(0);
+                 }),
+                 "fields.a[0][0][0]", "too_deep");
+}
+
+std::string hex_of(const std::string& s) {
+  static const char* x = "0123456789abcdef";
+  std::string o;
+  for (unsigned char c : s) {
+    o += x[c >> 4];
+    o += x[c & 15];
+  }
+  return o;
+}
+
+Test(event, canonical_fields_use_shortest_ints_float64_and_sorted_keys) {
+  auto b = build(1, [](Packer& pk) {
+    pk.str("fields");
+    pk.map(4);
+    pk.str("u"); pk.raw(std::string("\xcf\0\0\0\0\0\0\0\x05", 9));        // uint64 5
+    pk.str("n"); pk.raw(std::string("\xd3\xff\xff\xff\xff\xff\xff\xff\xfe", 9));  // int64 -2
+    pk.str("f"); pk.raw(std::string("\xca\x3f\xc0\x00\x00", 5));           // float32 1.5
+    pk.str("b"); pk.raw(std::string("\xd1\x01\x00", 3));                   // int16 256
+  });
+  auto e = event_from_msgpack(b.obj(), Limits{});
+  cr_assert(e.ok());
+  // {"b":256, "f":1.5 (float64), "n":-2, "u":5}
+  cr_assert_eq(hex_of(e.value().fields),
+               "84" "a162" "cd0100" "a166" "cb3ff8000000000000" "a16e" "fe" "a175" "05",
+               "got %s", hex_of(e.value().fields).c_str());
+}
+
+Test(event, canonical_key_sort_is_bytewise_not_signed_char) {
+  // "\xc3\xa9" (é) sorts after "z" byte-wise; a signed-char compare would put it first.
+  auto b = build(1, [](Packer& pk) {
+    pk.str("fields"); pk.map(3);
+    pk.str("\xc3\xa9"); pk.u64(1); pk.str("z"); pk.u64(2); pk.str("Z"); pk.u64(3);
+  });
+  auto e = event_from_msgpack(b.obj(), Limits{});
+  cr_assert(e.ok());
+  cr_assert_eq(hex_of(e.value().fields), "83" "a15a03" "a17a02" "a2c3a901", "got %s",
+               hex_of(e.value().fields).c_str());
+}
+
+Test(event, canonical_body_of_a_full_event_is_exact) {
+  Event e;
+  e.type = "T";
+  e.severity = 3;
+  e.actor = "a";
+  e.action = "b";
+  e.target = "c";
+  e.outcome = Outcome::failure;
+  e.time = 1000;
+  e.message = "m";
+  e.fields = "\x81\xa1k\x01";
+  e.idem = "12345678";
+  e.sync = true;  // not part of the body
+  Trusted t{-1, 70000, 0, 5, "x"};
+  std::string body = event_canonical_body(e, t);
+  cr_assert_eq(hex_of(body),
+               "8f"
+               "a474797065" "a154"                  // type: "T"
+               "a8736576657269747903"               // severity: 3
+               "a56163746f72" "a161"                // actor
+               "a6616374696f6e" "a162"              // action
+               "a6746172676574" "a163"              // target
+               "a76f7574636f6d65" "a76661696c757265"  // outcome: "failure"
+               "a474696d65" "cd03e8"                // time: 1000
+               "a76d657373616765" "a16d"            // message
+               "a66669656c6473" "81a16b01"          // fields, spliced
+               "a46964656d" "c4083132333435363738"  // idem: bin
+               "a87265636569766564" "ff"            // received: -1 (ns before the epoch)
+               "a3706964" "ce00011170"              // pid: 70000
+               "a3756964" "00"                      // uid: 0
+               "a3676964" "05"                      // gid: 5
+               "a4636f6d6d" "a178",                 // comm: "x"
+               "got %s", hex_of(body).c_str());
 }

@@ -2,12 +2,16 @@
 // carry the right code; and the hex example in PROTOCOL.md §7 is exactly what we send.
 #include <criterion/criterion.h>
 
+#include <functional>
+#include <memory>
 #include <string>
 
 #include "../../../protocol/frame.hpp"
 #include "../../../protocol/message.hpp"
+#include "../../../protocol/pack.hpp"
 
 using namespace cairn::proto;
+using cairn::proto::detail::Packer;
 
 namespace {
 
@@ -278,4 +282,428 @@ Test(message, reply_peek_reads_id_ok_and_ack_fields_without_unpacking) {
   cr_assert_not(reply_peek(b.subspan(0, b.size() - 1)).has_value());
   std::string longer(f.substr(4) + "\x01");
   cr_assert_not(reply_peek({reinterpret_cast<const uint8_t*>(longer.data()), longer.size()}).has_value());
+}
+
+// ---- requests: hello, simple ops, id/op errors, query arguments ----
+
+namespace {
+
+// Parses a hand-built request map (no frame) and reads its op and id.
+struct Parsed {
+  std::unique_ptr<std::string> bytes;  // the Decoded borrows these
+  Decoded decoded;
+};
+Parsed parse_map(std::string bytes) {
+  auto owned = std::make_unique<std::string>(std::move(bytes));
+  auto d = Decoded::parse({reinterpret_cast<const uint8_t*>(owned->data()), owned->size()}, 8);
+  cr_assert(d.ok(), "%s", d.ok() ? "" : d.error().c_str());
+  return Parsed{std::move(owned), std::move(d.value())};
+}
+
+std::string query_map(const std::function<void(Packer&)>& args, size_t n) {
+  std::string b;
+  Packer pk(b);
+  pk.map(2 + n);
+  pk.str("op"); pk.str("query");
+  pk.str("id"); pk.u64(1);
+  args(pk);
+  return b;
+}
+
+void expect_query_refused(const std::function<void(Packer&)>& args, const char* field,
+                          const char* rule) {
+  Parsed p = parse_map(query_map(args, 1));
+  auto req = request_from(p.decoded);
+  cr_assert(req.ok());
+  auto q = query_from(req.value(), Limits{});
+  cr_assert_not(q.ok(), "expected %s/%s", field, rule);
+  cr_assert_eq(q.error().field, field, "field %s", q.error().field.c_str());
+  cr_assert_eq(q.error().rule, rule, "rule %s (%s)", q.error().rule.c_str(), q.error().message.c_str());
+}
+
+}  // namespace
+
+Test(message, hello_request_round_trips) {
+  std::string f;
+  encode_hello(f, 1, 1, "myapp");
+  Decoded d = decode_frame(f);
+  auto req = request_from(d);
+  cr_assert(req.ok());
+  cr_assert_eq(req.value().op, Op::hello);
+  auto h = hello_from(req.value());
+  cr_assert(h.ok());
+  cr_assert_eq(h.value().version, 1u);
+  cr_assert_eq(h.value().client, "myapp");
+}
+
+Test(message, hello_without_version_means_version_1) {
+  Parsed p = parse_map(std::string("\x82\xa2op\xa5hello\xa2id\x01", 14));
+  auto h = hello_from(request_from(p.decoded).value());
+  cr_assert(h.ok());
+  cr_assert_eq(h.value().version, kProtocolVersion);
+  cr_assert(h.value().client.empty());
+}
+
+Test(message, hello_reports_other_versions_for_the_daemon_to_judge) {
+  std::string f;
+  encode_hello(f, 1, 9, "");
+  Decoded d = decode_frame(f);
+  auto h = hello_from(request_from(d).value());
+  cr_assert(h.ok());
+  cr_assert_eq(h.value().version, 9u);
+}
+
+Test(message, hello_client_name_follows_text_rules_and_64_bytes) {
+  std::string f;
+  encode_hello(f, 1, 1, std::string(65, 'c'));
+  Decoded d = decode_frame(f);
+  auto h = hello_from(request_from(d).value());
+  cr_assert_not(h.ok());
+  cr_assert_eq(h.error().field, "client");
+  cr_assert_eq(h.error().rule, "too_long");
+  std::string g;
+  encode_hello(g, 1, 1, "app\x1b");
+  Decoded d2 = decode_frame(g);
+  auto h2 = hello_from(request_from(d2).value());
+  cr_assert_not(h2.ok());
+  cr_assert_eq(h2.error().rule, "control_char");
+}
+
+Test(message, hello_version_of_wrong_type_is_refused) {
+  std::string b;
+  Packer pk(b);
+  pk.map(3);
+  pk.str("op"); pk.str("hello");
+  pk.str("id"); pk.u64(1);
+  pk.str("version"); pk.str("1");
+  Parsed p = parse_map(b);
+  auto h = hello_from(request_from(p.decoded).value());
+  cr_assert_not(h.ok());
+  cr_assert_eq(h.error().field, "version");
+  cr_assert_eq(h.error().rule, "type");
+}
+
+Test(message, every_simple_op_round_trips_by_name) {
+  for (Op op : {Op::flush, Op::stats, Op::verify, Op::ping}) {
+    std::string f;
+    encode_simple(f, 1000 + static_cast<int>(op), op);
+    Decoded d = decode_frame(f);
+    auto r = request_from(d);
+    cr_assert(r.ok());
+    cr_assert_eq(r.value().op, op);
+    cr_assert_eq(r.value().id, 1000u + static_cast<int>(op));
+    cr_assert_eq(op_from_name(op_name(op)), op);
+  }
+  cr_assert_not(op_from_name("PING").has_value());
+}
+
+Test(message, pong_is_id_and_ok) {
+  std::string f;
+  encode_pong(f, 12);
+  Decoded d = decode_frame(f);
+  Reply r = reply_of(d);
+  cr_assert(r.ok);
+  cr_assert_eq(r.id, 12u);
+  cr_assert_eq(d.root().via.map.size, 2u);
+}
+
+Test(message, negative_id_is_malformed_with_id_0) {
+  Parsed p = parse_map(std::string("\x82\xa2op\xa4ping\xa2id\xff", 13));  // id: -1
+  auto r = request_from(p.decoded);
+  cr_assert_not(r.ok());
+  cr_assert_eq(r.error().code, ErrorCode::malformed);
+  cr_assert_eq(r.error().id, 0u);
+  cr_assert_eq(r.error().field, "id");
+}
+
+Test(message, op_of_wrong_type_is_malformed_and_keeps_the_id) {
+  Parsed p = parse_map(std::string("\x82\xa2op\x01\xa2id\x05", 9));
+  auto r = request_from(p.decoded);
+  cr_assert_not(r.ok());
+  cr_assert_eq(r.error().code, ErrorCode::malformed);
+  cr_assert_eq(r.error().id, 5u);
+  cr_assert_eq(r.error().field, "op");
+}
+
+Test(message, missing_op_is_malformed_and_keeps_the_id) {
+  Parsed p = parse_map(std::string("\x81\xa2id\x05", 5));
+  auto r = request_from(p.decoded);
+  cr_assert_not(r.ok());
+  cr_assert_eq(r.error().code, ErrorCode::malformed);
+  cr_assert_eq(r.error().id, 5u);
+}
+
+Test(message, unknown_op_that_is_not_clean_text_is_echoed_escaped) {
+  Parsed p = parse_map(std::string("\x82\xa2op\xa2\x1b\xff\xa2id\x05", 11));
+  auto r = request_from(p.decoded);
+  cr_assert_not(r.ok());
+  cr_assert_eq(r.error().code, ErrorCode::unknown_op);
+  cr_assert(r.error().message.find("\\x1b\\xff") != std::string::npos, "%s",
+            r.error().message.c_str());
+}
+
+Test(message, query_without_arguments_gets_defaults) {
+  Parsed p = parse_map(query_map([](Packer&) {}, 0));
+  auto q = query_from(request_from(p.decoded).value(), Limits{});
+  cr_assert(q.ok());
+  cr_assert_eq(q.value().limit, 100u);
+  cr_assert_not(q.value().type.has_value());
+  cr_assert_not(q.value().severity.has_value());
+  cr_assert_not(q.value().after.has_value());
+}
+
+Test(message, query_limit_must_be_1_to_1000) {
+  expect_query_refused([](Packer& pk) { pk.str("limit"); pk.u64(0); }, "limit", "range");
+  expect_query_refused([](Packer& pk) { pk.str("limit"); pk.u64(1001); }, "limit", "range");
+  expect_query_refused([](Packer& pk) { pk.str("limit"); pk.i64(-1); }, "limit", "range");
+  expect_query_refused([](Packer& pk) { pk.str("limit"); pk.str("10"); }, "limit", "type");
+}
+
+Test(message, query_strings_follow_text_rules) {
+  expect_query_refused([](Packer& pk) { pk.str("actor"); pk.str("a\x1b"); }, "actor", "control_char");
+  expect_query_refused([](Packer& pk) { pk.str("type"); pk.str("\xff"); }, "type", "utf8");
+  expect_query_refused([](Packer& pk) { pk.str("type"); pk.u64(1); }, "type", "type");
+}
+
+Test(message, query_severity_takes_levels_or_names) {
+  Parsed p = parse_map(query_map([](Packer& pk) { pk.str("severity"); pk.str("err"); }, 1));
+  auto q = query_from(request_from(p.decoded).value(), Limits{});
+  cr_assert(q.ok());
+  cr_assert_eq(*q.value().severity, 3);
+  expect_query_refused([](Packer& pk) { pk.str("severity"); pk.u64(8); }, "severity", "range");
+  expect_query_refused([](Packer& pk) { pk.str("severity"); pk.str("loud"); }, "severity", "range");
+  expect_query_refused([](Packer& pk) { pk.str("severity"); pk.boolean(true); }, "severity", "type");
+}
+
+Test(message, query_times_and_cursor_are_typed) {
+  Parsed p = parse_map(query_map([](Packer& pk) { pk.str("since"); pk.i64(-5); }, 1));
+  auto q = query_from(request_from(p.decoded).value(), Limits{});
+  cr_assert(q.ok());
+  cr_assert_eq(*q.value().since, -5);
+  expect_query_refused([](Packer& pk) { pk.str("since"); pk.str("now"); }, "since", "type");
+  expect_query_refused([](Packer& pk) { pk.str("until"); pk.u64(UINT64_MAX); }, "until", "range");
+  expect_query_refused([](Packer& pk) { pk.str("after"); pk.i64(-1); }, "after", "type");
+}
+
+Test(message, query_args_are_the_query_map_without_op_and_id) {
+  QuerySpec q;
+  q.actor = "bob";
+  q.limit = 7;
+  std::string args;
+  encode_query_args(args, q);
+  Parsed p = parse_map(args);
+  cr_assert_null(map_get(p.decoded.root(), "op"));
+  cr_assert_null(map_get(p.decoded.root(), "id"));
+  cr_assert_eq(std::string(map_get(p.decoded.root(), "actor")->via.str.ptr, 3), "bob");
+  cr_assert_eq(map_get(p.decoded.root(), "limit")->via.u64, 7u);
+}
+
+// ---- replies: the client-side decoders ----
+
+Test(message, reply_decoders_ignore_keys_they_do_not_know) {
+  // An ack from a future daemon with extra keys, one of them before the known ones.
+  std::string b;
+  Packer pk(b);
+  pk.map(7);
+  pk.str("future"); pk.array(2); pk.u64(1); pk.str("x");
+  pk.str("id"); pk.u64(3);
+  pk.str("ok"); pk.boolean(true);
+  pk.str("seq"); pk.u64(10);
+  pk.str("durable"); pk.boolean(true);
+  pk.str("duplicate"); pk.boolean(true);
+  pk.str("trace"); pk.map(1); pk.str("k"); pk.nil();
+  Parsed p = parse_map(b);
+  auto r = reply_from(p.decoded);
+  cr_assert(r.ok());
+  auto a = ack_from(r.value());
+  cr_assert(a.ok());
+  cr_assert_eq(a.value().seq, 10u);
+  cr_assert(a.value().duplicate);
+  auto h = reply_peek({reinterpret_cast<const uint8_t*>(b.data()), b.size()});
+  cr_assert(h.has_value());
+  cr_assert_eq(h->seq, 10u);
+}
+
+Test(message, reply_without_ok_is_not_a_reply) {
+  Parsed p = parse_map(std::string("\x81\xa2id\x05", 5));
+  cr_assert_not(reply_from(p.decoded).ok());
+}
+
+Test(message, error_reply_with_an_unknown_code_keeps_its_name) {
+  std::string b;
+  Packer pk(b);
+  pk.map(4);
+  pk.str("id"); pk.u64(1);
+  pk.str("ok"); pk.boolean(false);
+  pk.str("error"); pk.str("quota_exceeded");
+  pk.str("message"); pk.str("later");
+  Parsed p = parse_map(b);
+  Reply r = reply_of(p.decoded);
+  cr_assert_not(r.error.has_value());
+  cr_assert_eq(r.error_name, "quota_exceeded");
+  cr_assert_not(ack_from(r).ok(), "an error reply is not an ack");
+}
+
+Test(message, error_reply_without_field_omits_field_and_rule) {
+  std::string f;
+  encode_error(f, 0, ErrorCode::malformed, "payload is not a map");
+  Decoded d = decode_frame(f);
+  cr_assert_eq(d.root().via.map.size, 4u);
+  cr_assert_null(map_get(d.root(), "field"));
+  cr_assert_null(map_get(d.root(), "rule"));
+}
+
+Test(message, last_query_page_has_nil_next) {
+  QueryPage page;
+  std::string f;
+  encode_query_reply(f, 4, page);
+  Decoded d = decode_frame(f);
+  cr_assert_eq(map_get(d.root(), "next")->type, MSGPACK_OBJECT_NIL);
+  auto back = query_page_from(reply_of(d));
+  cr_assert(back.ok());
+  cr_assert(back.value().events.empty());
+  cr_assert_not(back.value().next.has_value());
+}
+
+Test(message, query_page_round_trips_real_canonical_bodies) {
+  QueryPage page;
+  for (uint64_t seq : {9, 8}) {
+    Event e;
+    e.type = "AuthFailure";
+    e.severity = 4;
+    e.actor = "user" + std::to_string(seq);
+    // {a:1, b:[true,1.5]}, canonical
+    e.fields = std::string("\x82\xa1" "a\x01\xa1" "b\x92\xc3\xcb\x3f\xf8\0\0\0\0\0\0", 17);
+    StoredEvent se;
+    se.seq = seq;
+    se.hash.fill(static_cast<uint8_t>(seq));
+    se.body = event_canonical_body(e, Trusted{123456789, 1, 2, 3, "sshd"});
+    page.events.push_back(se);
+  }
+  std::string f;
+  encode_query_reply(f, 4, page);
+  Decoded d = decode_frame(f);
+  auto back = query_page_from(reply_of(d));
+  cr_assert(back.ok());
+  cr_assert_eq(back.value().events.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    cr_assert_eq(back.value().events[i].seq, page.events[i].seq);
+    cr_assert_eq(back.value().events[i].hash, page.events[i].hash);
+    cr_assert_eq(hex(back.value().events[i].body), hex(page.events[i].body),
+                 "the body must come back byte for byte, or the hash chain cannot be checked");
+  }
+}
+
+Test(message, full_stats_round_trip) {
+  Stats s;
+  s.events = 1;
+  s.by_type = {{"Login", 5}, {"Logout", 2}};
+  s.head_seq = 3;
+  s.queue_depth = 4;
+  s.queue_bytes = 5;
+  s.commits = 6;
+  s.events_committed = 7;
+  s.events_per_commit = 1.25;
+  s.fsync_p50_us = 8;
+  s.fsync_p99_us = 9;
+  s.fsync_max_us = 10;
+  s.storage_errors = 11;
+  s.db_bytes = 1ull << 40;
+  s.connections = 13;
+  s.flush_mode = "batched";
+  s.uptime_s = 14;
+  std::string f;
+  encode_stats_reply(f, 1, s);
+  Decoded d = decode_frame(f);
+  cr_assert_eq(map_get(d.root(), "by_type")->type, MSGPACK_OBJECT_MAP);
+  auto b = stats_from(reply_of(d));
+  cr_assert(b.ok());
+  const Stats& t = b.value();
+  cr_assert_eq(t.events, 1u);
+  cr_assert_eq(t.by_type, s.by_type);
+  cr_assert_eq(t.head_seq, 3u);
+  cr_assert_eq(t.queue_depth, 4u);
+  cr_assert_eq(t.queue_bytes, 5u);
+  cr_assert_eq(t.commits, 6u);
+  cr_assert_eq(t.events_committed, 7u);
+  cr_assert_eq(t.events_per_commit, 1.25);
+  cr_assert_eq(t.fsync_p50_us, 8u);
+  cr_assert_eq(t.fsync_p99_us, 9u);
+  cr_assert_eq(t.fsync_max_us, 10u);
+  cr_assert_eq(t.storage_errors, 11u);
+  cr_assert_eq(t.db_bytes, 1ull << 40);
+  cr_assert_eq(t.connections, 13u);
+  cr_assert_eq(t.flush_mode, "batched");
+  cr_assert_eq(t.uptime_s, 14u);
+}
+
+Test(message, valid_verify_report_round_trips_without_break) {
+  VerifyReport v;
+  v.checked = 1000;
+  v.head_seq = 1000;
+  for (size_t i = 0; i < v.head_hash.size(); ++i) v.head_hash[i] = static_cast<uint8_t>(i);
+  std::string f;
+  encode_verify_reply(f, 2, v);
+  Decoded d = decode_frame(f);
+  cr_assert_eq(map_get(d.root(), "head_hash")->type, MSGPACK_OBJECT_BIN);
+  cr_assert_null(map_get(d.root(), "break_seq"));
+  auto b = verify_from(reply_of(d));
+  cr_assert(b.ok());
+  cr_assert(b.value().valid);
+  cr_assert_eq(b.value().checked, 1000u);
+  cr_assert_eq(b.value().head_hash, v.head_hash);
+  cr_assert_not(b.value().break_seq.has_value());
+}
+
+Test(message, hello_reply_carries_all_limits) {
+  HelloInfo h;
+  h.server = "cairnd 0.1.0";
+  h.flush_mode = "hybrid";
+  h.limits.max_frame = 1 << 20;
+  h.limits.max_string = 200;
+  h.limits.max_fields = 10;
+  h.limits.max_depth = 2;
+  h.max_inflight = 64;
+  std::string f;
+  encode_hello_reply(f, 1, h);
+  Decoded d = decode_frame(f);
+  cr_assert_eq(map_get(d.root(), "version")->via.u64, 1u);
+  auto b = hello_info_from(reply_of(d));
+  cr_assert(b.ok());
+  cr_assert_eq(b.value().flush_mode, "hybrid");
+  cr_assert_eq(b.value().limits.max_frame, 1u << 20);
+  cr_assert_eq(b.value().limits.max_string, 200u);
+  cr_assert_eq(b.value().limits.max_fields, 10u);
+  cr_assert_eq(b.value().limits.max_depth, 2u);
+  cr_assert_eq(b.value().max_inflight, 64u);
+}
+
+Test(message, append_with_every_field_round_trips) {
+  EventView ev;
+  ev.type = "FileRead";
+  ev.severity = 7;
+  ev.actor = "a";
+  ev.action = "read";
+  ev.target = "/etc/shadow";
+  ev.message = "line1\nline2";
+  ev.outcome = Outcome::failure;
+  ev.time = 1700000000123456789;
+  ev.fields = "\x81\xa1k\xa1v";
+  ev.idem = std::string_view("\0\1\2\3\4\5\6\7\x08", 9);
+  std::string f;
+  encode_append(f, 1, ev);
+  Decoded d = decode_frame(f);
+  cr_assert(request_from(d).ok());
+  auto e = event_from_msgpack(*map_get(d.root(), "event"), Limits{});
+  cr_assert(e.ok(), "%s", e.ok() ? "" : e.error().message.c_str());
+  const Event& v = e.value();
+  cr_assert_eq(v.severity, 7);
+  cr_assert_eq(*v.action, "read");
+  cr_assert_eq(*v.target, "/etc/shadow");
+  cr_assert_eq(*v.message, "line1\nline2");
+  cr_assert_eq(v.outcome, Outcome::failure);
+  cr_assert_eq(*v.time, 1700000000123456789);
+  cr_assert_eq(v.fields, "\x81\xa1k\xa1v");
+  cr_assert_eq(v.idem, std::string("\0\1\2\3\4\5\6\7\x08", 9));
+  cr_assert_not(v.sync);
 }
