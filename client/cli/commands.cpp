@@ -57,11 +57,20 @@ const char* const kSendUsage =
     "  --sync            ask for a durable ack even in batched/hybrid mode\n"
     "  --idem KEY        idempotency key, 8-32 bytes [random]\n"
     "  --stdin           read newline-delimited JSON events; print one seq per line\n"
+    "  --reconnect MS    with --stdin: if cairnd restarts, reconnect for up to MS and\n"
+    "                    resend unacked events (same idem keys: no loss, no duplicates)\n"
+    "                    [0: fail at once]\n"
     "  -o table|json     print the seq, or the whole ack as JSON\n"
     "  key=value         a field; integers and true/false become typed values\n"
     "  key:=value        a field kept as a string whatever it looks like\n"
+    "  --socket PATH     cairnd's socket [$CAIRN_SOCKET, else /run/cairn/cairn.sock]\n"
+    "Field values: a value that is wholly an integer (-?[0-9]{1,18}) is sent as an int,\n"
+    "true/false as a bool, anything else as a string; key:=value always sends a string.\n"
     "Each stdin line is a JSON object with the event keys of PROTOCOL.md (type, severity,\n"
-    "actor, action, target, outcome, message, time, fields, sync, idem).\n";
+    "actor, action, target, outcome, message, time, fields, sync, idem); `time` is ns or\n"
+    "a WHEN string, `fields` a JSON object. Events are pipelined; one seq (or `-` for a\n"
+    "refused line, named with its line number on stderr) is printed per line, in order.\n"
+    "Exit 0 ok, 1 an event was refused, 2 usage or connection error.\n";
 
 const char* const kQueryUsage =
     "Usage: cairn query [OPTIONS]\n"
@@ -70,10 +79,13 @@ const char* const kQueryUsage =
     "  --limit N         events to show [50]; pages are walked by cursor\n"
     "  --after CURSOR    continue below this seq (printed as `next:`)\n"
     "  --follow          keep printing new events as they arrive (Ctrl-C stops)\n"
-    "  --db PATH         read the database file directly\n"
-    "  -o table|json\n"
-    "WHEN: now, today, yesterday, 30s, 15m, 1h, 2d, 1w (ago), 2026-11-23,\n"
-    "      2026-11-23T10:00:05Z, 2026-11-23T10:00+02:00, @NANOSECONDS\n";
+    "  --db PATH         read the database file directly, read-only (daemon down)\n"
+    "  --socket PATH     cairnd's socket [$CAIRN_SOCKET, else /run/cairn/cairn.sock]\n"
+    "  -o table|json     table, or one JSON object per event (hash and idem as hex)\n"
+    "WHEN: now, today, yesterday (local midnight), 30s, 15m, 1h, 2d, 1w (that long ago),\n"
+    "      2026-11-23 (local midnight), 2026-11-23T10:00:05.250 (local time),\n"
+    "      2026-11-23T10:00:05Z, 2026-11-23T10:00+02:00, @NANOSECONDS since the epoch\n"
+    "Exit 0 ok, 2 usage or connection error.\n";
 
 std::string socket_path(const Args& a) {
   if (a.has("socket")) return a.get("socket");
@@ -81,11 +93,13 @@ std::string socket_path(const Args& a) {
   return "/run/cairn/cairn.sock";
 }
 
-cairn_client* connect_or_report(const Args& a) {
+// Connects with reconnection off by default, so that a daemon that is down is reported
+// at once; `send --reconnect MS` turns it on for long --stdin streams.
+cairn_client* connect_or_report(const Args& a, int reconnect_ms = 0) {
   cairn_options o;
   cairn_options_init(&o);
   o.client_name = "cairn-cli";
-  o.reconnect_timeout_ms = 0;
+  o.reconnect_timeout_ms = reconnect_ms;
   cairn_client* c = nullptr;
   std::string path = socket_path(a);
   int rc = cairn_open(&c, path.c_str(), &o);
@@ -180,7 +194,10 @@ Result<OwnedEvent, std::string> event_from_json(const Json& j) {
   if (j.kind != Json::Kind::object) return Err{std::string("not a JSON object")};
   OwnedEvent o;
   o.ev.severity = -1;
-  for (const auto& [k, v] : j.members) {
+  for (size_t m = 0; m < j.members.size(); ++m) {
+    const auto& [k, v] = j.members[m];
+    for (size_t before = 0; before < m; ++before)
+      if (j.members[before].first == k) return Err{k + ": key given twice"};
     auto want_str = [&](std::string& dst, bool* has) -> Result<Ok, std::string> {
       if (v.kind != Json::Kind::string) return Err{k + ": expected a string"};
       dst = v.s;
@@ -266,6 +283,14 @@ int send_stdin(cairn_client* c, Output mode) {
     ev.value().bind();
     uint64_t ticket = 0;
     int rc = cairn_append_async(c, &ev.value().ev, &ticket);
+    if (rc == CAIRN_E_INVALID_ARG) {
+      // Refused before sending (e.g. over the daemon's max_frame): this line fails.
+      while (!sent.empty()) collect_one();
+      report_refusal(c, rc, "line " + std::to_string(lineno) + ": ");
+      std::printf("-\n");
+      status = 1;
+      continue;
+    }
     if (rc != 0) {
       while (!sent.empty()) collect_one();
       std::fprintf(stderr, "cairn: line %zu: %s\n", lineno, cairn_strerror(rc));
@@ -290,6 +315,7 @@ int cmd_send(int argc, char** argv) {
                       {{"socket", true}, {"type", true}, {"severity", true}, {"actor", true},
                        {"action", true}, {"target", true}, {"outcome", true}, {"message", true},
                        {"time", true}, {"sync", false}, {"idem", true}, {"stdin", false},
+                       {"reconnect", true},
                        {"output", true, 'o'}, {"help", false, 'h'}});
   if (!a) {
     std::fprintf(stderr, "cairn send: %s\n%s", a.error().c_str(), kSendUsage);
@@ -311,7 +337,16 @@ int cmd_send(int argc, char** argv) {
       std::fprintf(stderr, "cairn send: --stdin takes events from stdin only\n");
       return 2;
     }
-    cairn_client* c = connect_or_report(args);
+    int reconnect_ms = 0;
+    if (args.has("reconnect")) {
+      std::string r = args.get("reconnect");
+      if (!all_digits(r) || r[0] == '-' || r.size() > 9) {
+        std::fprintf(stderr, "cairn send: --reconnect takes milliseconds\n");
+        return 2;
+      }
+      reconnect_ms = std::atoi(r.c_str());
+    }
+    cairn_client* c = connect_or_report(args, reconnect_ms);
     if (c == nullptr) return 2;
     int rc = send_stdin(c, mode);
     cairn_close(c);
@@ -385,7 +420,7 @@ int cmd_send(int argc, char** argv) {
   if (rc != 0) {
     report_refusal(c, rc, "");
     cairn_close(c);
-    return rc == CAIRN_E_REJECTED || rc == CAIRN_E_STORAGE ? 1 : 2;
+    return rc == CAIRN_E_REJECTED || rc == CAIRN_E_STORAGE || rc == CAIRN_E_INVALID_ARG ? 1 : 2;
   }
   cairn_close(c);
   if (mode == Output::json)
@@ -595,6 +630,10 @@ int cmd_verify(int argc, char** argv) {
   }
   bool ok_mode = true;
   Output mode = output_of(args, &ok_mode);
+  if (!ok_mode) {
+    std::fprintf(stderr, "cairn verify: -o must be table or json\n");
+    return 2;
+  }
   proto::VerifyReport rep;
   if (args.has("db")) {
     auto s = store::Store::open(args.get("db"), store::OpenMode::readonly);
@@ -652,11 +691,18 @@ int cmd_stats(int argc, char** argv) {
   }
   const Args& args = a.value();
   if (args.has("help")) {
-    std::puts("Usage: cairn stats [--socket PATH | --db PATH] [-o table|json]");
+    std::puts("Usage: cairn stats [--socket PATH | --db PATH] [-o table|json]\n"
+              "Counts by type, queue depth, commits, fsync latency and database size. With\n"
+              "--db only what the file knows: events, by type, head seq, database size.\n"
+              "Exit 0 ok, 2 on errors.");
     return 0;
   }
   bool ok_mode = true;
   Output mode = output_of(args, &ok_mode);
+  if (!ok_mode) {
+    std::fprintf(stderr, "cairn stats: -o must be table or json\n");
+    return 2;
+  }
   proto::Stats st;
   if (args.has("db")) {
     auto s = store::Store::open(args.get("db"), store::OpenMode::readonly);
@@ -670,7 +716,7 @@ int cmd_stats(int argc, char** argv) {
       return 2;
     }
     st.events = r.value().events;
-    st.head_seq = r.value().events;
+    st.head_seq = s.value()->head_seq();
     st.by_type = r.value().by_type;
     st.db_bytes = r.value().db_bytes;
   } else {
@@ -687,7 +733,7 @@ int cmd_stats(int argc, char** argv) {
     }
     st = r.value();
   }
-  print_stats(stdout, st, mode);
+  print_stats(stdout, st, mode, args.has("db"));
   return 0;
 }
 
@@ -696,6 +742,11 @@ int cmd_ping(int argc, char** argv) {
   if (!a) {
     std::fprintf(stderr, "cairn ping: %s\n", a.error().c_str());
     return 2;
+  }
+  if (a.value().has("help")) {
+    std::puts("Usage: cairn ping [--socket PATH]\n"
+              "Prints \"pong\" and exits 0 when cairnd answers, else exits 2.");
+    return 0;
   }
   cairn_client* c = connect_or_report(a.value());
   if (c == nullptr) return 2;

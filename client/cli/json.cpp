@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "../../protocol/pack.hpp"
+#include "utf8.hpp"
 
 namespace cairn::cli {
 
@@ -74,6 +75,15 @@ struct Parser {
       char c = t[i++];
       if (c == '"') return true;
       if (static_cast<unsigned char>(c) < 0x20) return fail("raw control character in string");
+      if (static_cast<unsigned char>(c) >= 0x80) {
+        --i;
+        uint32_t cp = 0;
+        size_t n = utf8_decode(t.substr(i), cp);
+        if (n == 0) return fail("invalid UTF-8 in string");
+        out.append(t.substr(i, n));
+        i += n;
+        continue;
+      }
       if (c != '\\') {
         out += c;
         continue;
@@ -262,22 +272,32 @@ void json_to_msgpack(const Json& v, std::string& out) {
 
 void json_escape(std::string_view s, std::string& out) {
   out += '"';
-  for (unsigned char c : s) {
-    switch (c) {
+  char buf[16];
+  for (size_t i = 0; i < s.size();) {
+    uint32_t cp = 0;
+    size_t n = utf8_decode(s.substr(i), cp);
+    if (n == 0) {
+      // Not UTF-8 (the daemon refuses it; a damaged file might hold it). JSON text must
+      // be UTF-8, so the byte becomes U+FFFD.
+      out += "\\ufffd";
+      ++i;
+      continue;
+    }
+    switch (cp) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
       case '\n': out += "\\n"; break;
       case '\r': out += "\\r"; break;
       case '\t': out += "\\t"; break;
       default:
-        if (c < 0x20 || c == 0x7f) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+        if (unsafe_on_terminal(cp)) {
+          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(cp));
           out += buf;
         } else {
-          out += static_cast<char>(c);
+          out.append(s.substr(i, n));
         }
     }
+    i += n;
   }
   out += '"';
 }

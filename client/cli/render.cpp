@@ -3,6 +3,7 @@
 #include <msgpack.h>
 
 #include "json.hpp"
+#include "utf8.hpp"
 #include "when.hpp"
 
 namespace cairn::cli {
@@ -20,20 +21,27 @@ std::string hex(const uint8_t* p, size_t n) {
 
 std::string cell(std::string_view s, size_t max) {
   std::string out;
-  size_t chars = 0;
-  for (size_t i = 0; i < s.size() && chars < max; ++i) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+  size_t chars = 0, i = 0;
+  char buf[16];
+  while (i < s.size() && chars < max) {
+    uint32_t cp = 0;
+    size_t n = utf8_decode(s.substr(i), cp);
+    if (n == 0) {
+      // Not UTF-8 (the daemon refuses it; a damaged file might not): show the byte.
+      std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned char>(s[i]));
       out += buf;
-      chars += 4;
+      n = 1;
+    } else if (unsafe_on_terminal(cp)) {
+      if (cp < 0x80) std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned>(cp));
+      else std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(cp));
+      out += buf;
     } else {
-      out += static_cast<char>(c);
-      if ((c & 0xc0) != 0x80) ++chars;
+      out.append(s.substr(i, n));
     }
+    i += n;
+    ++chars;
   }
-  if (chars >= max && out.size() < s.size()) out += "…";
+  if (i < s.size()) out += "…";
   return out;
 }
 
@@ -108,17 +116,23 @@ void EventTable::row(const proto::StoredEvent& e) {
                static_cast<unsigned long long>(e.seq), received.c_str(), sev_name.c_str(),
                cell(b.str("type"), 22).c_str(), cell(b.str("actor"), 14).c_str(),
                cell(b.str("action"), 12).c_str(), cell(b.str("target"), 16).c_str(),
-               b.str("outcome").c_str(), b.num("pid").c_str(), b.num("uid").c_str(),
+               cell(b.str("outcome"), 7).c_str(), b.num("pid").c_str(), b.num("uid").c_str(),
                cell(b.str("comm"), 12).c_str(), cell(b.str("message"), 60).c_str());
 }
 
-void print_stats(FILE* out, const proto::Stats& s, Output mode) {
+void print_stats(FILE* out, const proto::Stats& s, Output mode, bool from_file) {
   if (mode == Output::json) {
     std::string j = "{\"events\":" + std::to_string(s.events) + ",\"by_type\":{";
     for (size_t i = 0; i < s.by_type.size(); ++i) {
       if (i) j += ',';
       json_escape(s.by_type[i].first, j);
       j += ':' + std::to_string(s.by_type[i].second);
+    }
+    if (from_file) {
+      j += "},\"head_seq\":" + std::to_string(s.head_seq) +
+           ",\"db_bytes\":" + std::to_string(s.db_bytes) + "}";
+      std::fprintf(out, "%s\n", j.c_str());
+      return;
     }
     char epc[32];
     std::snprintf(epc, sizeof epc, "%.2f", s.events_per_commit);
@@ -142,7 +156,7 @@ void print_stats(FILE* out, const proto::Stats& s, Output mode) {
   std::fprintf(out, "events            %llu (head seq %llu)\n",
                static_cast<unsigned long long>(s.events), static_cast<unsigned long long>(s.head_seq));
   std::fprintf(out, "database          %.1f MiB\n", static_cast<double>(s.db_bytes) / (1 << 20));
-  if (!s.flush_mode.empty()) {
+  if (!from_file) {
     std::fprintf(out, "flush mode        %s\n", s.flush_mode.c_str());
     std::fprintf(out, "queue             %llu events, %llu bytes\n",
                  static_cast<unsigned long long>(s.queue_depth),

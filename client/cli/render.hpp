@@ -28,7 +28,9 @@ class EventTable {
 // are rendered as \xNN so a hostile database cannot drive the terminal.
 std::string cell(std::string_view s, size_t max);
 
-void print_stats(FILE* out, const proto::Stats& s, Output mode);
+// `from_file`: only what a database file knows (events, by_type, head_seq, db_bytes) is
+// meaningful in `s`, and only that is printed.
+void print_stats(FILE* out, const proto::Stats& s, Output mode, bool from_file = false);
 std::string hex(const uint8_t* p, size_t n);
 
 }  // namespace cairn::cli

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -179,15 +180,36 @@ struct cairn_client {
 
   // ---- sending and receiving ----
 
+  void set_error(std::string code, std::string message) {
+    err_code = std::move(code);
+    err_field.clear();
+    err_rule.clear();
+    err_message = std::move(message);
+  }
+
+  // Queues one encoded request and writes it. On success the request is in flight and
+  // its result will reach `done` (possibly as a failure, if the connection is then lost
+  // for good). On error nothing was queued and no ticket was issued.
   int send(std::string&& frame, uint64_t id, uint64_t* ticket, bool keep_reply = false) {
     if (broken) return CAIRN_E_IO;
+    // A frame over the daemon's limit makes it close the connection, and resending it
+    // after the reconnect would do the same forever: refuse it before it leaves.
+    uint32_t max_frame = server.limits.max_frame ? server.limits.max_frame : proto::kDefaultMaxFrame;
+    if (frame.size() - proto::kFrameHeaderSize > max_frame) {
+      set_error("frame_too_large", "request of " + std::to_string(frame.size() - proto::kFrameHeaderSize) +
+                                       " bytes is over the daemon's max_frame of " +
+                                       std::to_string(max_frame));
+      return CAIRN_E_INVALID_ARG;
+    }
     if (!conn.open()) {
       int rc = on_lost();
       if (rc != 0) return rc;
     }
     while (inflight.size() >= window) {
+      // The oldest result moves to `done`; a lost connection that could not be restored
+      // fails what was in flight there, and this request is not sent.
       int rc = read_one();
-      if (rc != 0 && inflight.size() >= window) return rc;
+      if (rc != 0) return rc;
     }
     Pending p;
     p.ticket = next_ticket++;
@@ -197,9 +219,9 @@ struct cairn_client {
     inflight.push_back(std::move(p));
     if (ticket) *ticket = inflight.back().ticket;
     if (conn.write_all(inflight.back().frame) < 0) {
-      // The frame stays in flight: after a reconnect it is resent with the rest.
-      int rc = on_lost();
-      if (rc != 0) return 0;  // its failure is reported through done
+      // The frame stays in flight: after a reconnect it is resent with the rest, and if
+      // there is no reconnect its failure is reported through `done` like the others'.
+      (void)on_lost();
     }
     return 0;
   }
@@ -214,7 +236,11 @@ struct cairn_client {
                                          payload.size()};
     // Acks are read without unpacking; only refusals are decoded in full.
     auto head = proto::reply_peek(bytes);
-    if (!head || head->id != inflight.front().id) {
+    if (!head) return on_lost();
+    // An error with id 0 is one the daemon could not attribute (frame_too_large, or a
+    // payload whose id it could not read). Replies come in request order, so it answers
+    // the oldest request: fail that one rather than resend it to the same fate forever.
+    if (head->id != inflight.front().id && (head->id != 0 || head->ok)) {
       // Out of step with the daemon: start afresh on a new connection.
       return on_lost();
     }
@@ -358,11 +384,15 @@ int cairn_open(cairn_client** out, const char* socket_path, const cairn_options*
   auto* c = new (std::nothrow) cairn_client();
   if (c == nullptr) return CAIRN_E_NOMEM;
   c->path = socket_path;
-  if (opts != nullptr && opts->size >= sizeof(cairn_options)) {
-    if (opts->client_name) c->client_name = opts->client_name;
+  // `size` lets the struct grow: a caller built against an older, shorter cairn_options
+  // has only the members that end within its size read.
+  auto has = [opts](size_t end) { return opts != nullptr && opts->size >= end; };
+  if (has(offsetof(cairn_options, client_name) + sizeof opts->client_name) && opts->client_name)
+    c->client_name = opts->client_name;
+  if (has(offsetof(cairn_options, reconnect_timeout_ms) + sizeof opts->reconnect_timeout_ms))
     c->reconnect_ms = opts->reconnect_timeout_ms;
-    if (opts->max_inflight > 0) c->window = opts->max_inflight;
-  }
+  if (has(offsetof(cairn_options, max_inflight) + sizeof opts->max_inflight) && opts->max_inflight > 0)
+    c->window = opts->max_inflight;
   int rc = c->connect_once();
   if (rc == CAIRN_E_CONNECT && c->reconnect_ms > 0) rc = c->reconnect();
   if (rc != 0) {

@@ -16,7 +16,11 @@
  * libcairn reconnects with exponential backoff for up to reconnect_timeout_ms and resends
  * every unacked event with its idempotency key; the daemon answers duplicate:true with
  * the original seq for any it had already stored. A restart thus loses and duplicates
- * nothing. Events the daemon refused (invalid, storage_failed) are reported, not resent.
+ * nothing. An event answered shutting_down is resent the same way. Events the daemon
+ * refused (invalid_field, storage_failed ...) are reported, not resent. If the daemon is
+ * not back within reconnect_timeout_ms, what was in flight fails with CAIRN_E_CONNECT
+ * (CAIRN_E_IO when reconnection is disabled); the next call tries to connect again.
+ * No call reports success for an event without the daemon's ack for it.
  */
 #ifndef CAIRN_CAIRN_H
 #define CAIRN_CAIRN_H
@@ -104,7 +108,11 @@ void cairn_close(cairn_client *c);
 
 /* Sends one event and blocks until its ack. */
 int cairn_append(cairn_client *c, const cairn_event *ev, cairn_ack *ack);
-/* Sends one event without waiting; blocks only when max_inflight are outstanding. */
+/* Sends one event without waiting; blocks only when max_inflight are outstanding (it
+ * then reads the oldest result into the handle's queue for cairn_next_ack). 0 means the
+ * event is in flight and cairn_next_ack will report it; an error means it was not sent
+ * (CAIRN_E_INVALID_ARG also for an event over the daemon's max_frame, code
+ * "frame_too_large" in cairn_last_error). */
 int cairn_append_async(cairn_client *c, const cairn_event *ev, uint64_t *ticket);
 /* Result of the oldest event not yet collected, in send order: 0 and its ack, or that
  * event's error. CAIRN_E_INVALID_ARG if nothing is outstanding. */

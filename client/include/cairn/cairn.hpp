@@ -1,10 +1,22 @@
-// cairn.hpp — header-only C++ RAII wrapper over libcairn's C ABI. No exceptions: every
-// call returns the C error code (0 or negative CAIRN_E_*).
+// cairn.hpp — header-only C++ RAII wrapper over libcairn's C ABI.
+//
+// One Client owns one cairn_client handle (unique ownership, move-only); the destructor
+// closes it. No exceptions are thrown by libcairn: every call returns the C error code
+// (0 or a negative CAIRN_E_*), or a small struct carrying one. Thread-safety is the C
+// handle's: calls from several threads on one Client are serialised internally, but
+// destroying or moving a Client must not race with calls on it.
+//
+//   cairn_cpp::Client c;
+//   if (int rc = c.open("/run/cairn/cairn.sock"); rc != 0) { ... cairn_strerror(rc) ... }
+//   cairn_event ev{};  ev.type = "UserLogin";  ev.severity = -1;
+//   cairn_ack ack{};
+//   if (c.append(ev, ack) != 0) { auto why = c.last_error(); ... why.field, why.rule ... }
 #pragma once
 
 #include <cairn/cairn.h>
 
 #include <string>
+#include <string_view>
 #include <utility>
 
 namespace cairn_cpp {
@@ -24,13 +36,18 @@ class Client {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
-  // Connects; on failure the Client stays empty.
+  // Connects (closing any handle held before); on failure the Client stays empty.
   int open(const std::string& socket_path, const cairn_options* opts = nullptr) {
     cairn_close(c_);
     c_ = nullptr;
     return cairn_open(&c_, socket_path.c_str(), opts);
   }
+  // The same as a factory, for code that prefers not to hold an empty Client.
+  struct Opened;
+  static Opened create(const std::string& socket_path, const cairn_options* opts = nullptr);
+
   explicit operator bool() const { return c_ != nullptr; }
+  cairn_client* get() const { return c_; }
 
   int append(const cairn_event& ev, cairn_ack& ack) { return cairn_append(c_, &ev, &ack); }
   int append_async(const cairn_event& ev, uint64_t& ticket) {
@@ -39,8 +56,26 @@ class Client {
   int next_ack(uint64_t& ticket, cairn_ack& ack) { return cairn_next_ack(c_, &ticket, &ack); }
   int flush(uint64_t* durable_seq = nullptr) { return cairn_flush(c_, durable_seq); }
   int ping() { return cairn_ping(c_); }
-  cairn_client* get() const { return c_; }
 
+  // A raw request (query, stats, verify, flush, ping): `args_msgpack` is an encoded
+  // msgpack map of extra keys, or empty. `reply` is the whole reply map as msgpack; it is
+  // also filled for a refusal when the daemon sent one.
+  struct Reply {
+    int rc = 0;
+    std::string msgpack;
+  };
+  Reply request(const char* op, std::string_view args_msgpack = {}) {
+    Reply out;
+    void* buf = nullptr;
+    size_t len = 0;
+    out.rc = cairn_request(c_, op, args_msgpack.empty() ? nullptr : args_msgpack.data(),
+                           args_msgpack.size(), &buf, &len);
+    if (buf != nullptr) out.msgpack.assign(static_cast<const char*>(buf), len);
+    cairn_free(buf);
+    return out;
+  }
+
+  // Details of the latest refusal on this handle (empty strings when not sent).
   struct Refusal {
     std::string code, field, rule, message;
   };
@@ -53,5 +88,16 @@ class Client {
  private:
   cairn_client* c_ = nullptr;
 };
+
+struct Client::Opened {
+  Client client;  // empty when rc != 0
+  int rc = 0;
+};
+
+inline Client::Opened Client::create(const std::string& socket_path, const cairn_options* opts) {
+  Opened o;
+  o.rc = o.client.open(socket_path, opts);
+  return o;
+}
 
 }  // namespace cairn_cpp
