@@ -1,4 +1,9 @@
 // store.cpp — opening the database, the schema, and the writer's append path.
+//
+// Ownership: Store owns db_ (closed with sqlite3_close_v2 in ~Store) and, through
+// stmts_, every prepared statement and the writer's lock fd. open() fills them in one
+// at a time and returns early on any failure; the destructor copes with whatever was
+// built by then.
 #include <fcntl.h>
 #include <sodium.h>
 #include <sys/file.h>
@@ -6,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 
@@ -15,9 +21,12 @@ namespace cairn::store {
 namespace {
 
 constexpr int kSchemaVersion = 1;
+constexpr int kBusyTimeoutMs = 5000;
 
-// The schema. seq is the rowid, so the type/actor indexes are (type, seq) and
-// (actor, seq) in effect: newest-first keyset pages within a type need no sort.
+// The schema. seq is the rowid, so an index on (type) is (type, seq) in effect: a
+// newest-first keyset page within a type walks the index backwards and never sorts.
+// The same holds for actor. received serves time-range forensics with plain SQL; the
+// paged queries walk seq (see query.cpp).
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta (
   key   TEXT PRIMARY KEY,
@@ -32,7 +41,7 @@ CREATE TABLE IF NOT EXISTS events (
   actor    TEXT,
   action   TEXT,
   target   TEXT,
-  outcome  INTEGER NOT NULL,     -- 0 unknown, 1 success, 2 failure
+  outcome  INTEGER NOT NULL,     -- proto::Outcome: 0 unknown, 1 success, 2 failure
   pid      INTEGER NOT NULL,     -- trusted: SO_PEERCRED
   uid      INTEGER NOT NULL,
   gid      INTEGER NOT NULL,
@@ -56,46 +65,130 @@ int64_t now_ns() {
   return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
-StoreErrorKind kind_of(int rc) {
-  switch (rc & 0xff) {
-    case SQLITE_IOERR:
-    case SQLITE_FULL:
-    case SQLITE_CANTOPEN:
-    case SQLITE_READONLY:
-    case SQLITE_PERM:
-      return StoreErrorKind::io;
-    case SQLITE_CORRUPT:
-    case SQLITE_NOTADB:
-      return StoreErrorKind::corrupt;
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-      return StoreErrorKind::busy;
-    default:
-      return StoreErrorKind::misuse;
-  }
-}
-
-Result<Ok, StoreError> exec(sqlite3* db, const char* sql, const char* what) {
-  char* msg = nullptr;
-  int rc = sqlite3_exec(db, sql, nullptr, nullptr, &msg);
-  if (rc != SQLITE_OK) {
-    std::string m = std::string(what) + ": " + (msg ? msg : sqlite3_errstr(rc));
-    sqlite3_free(msg);
-    return Err{StoreError{kind_of(rc), rc, m}};
-  }
+StoreResult<Ok> exec(sqlite3* db, const char* sql, const char* what) {
+  int rc = sqlite3_exec(db, sql, nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK) return Err{make_error(db, rc, what)};
   return Ok{};
 }
 
-std::string pragma_text(sqlite3* db, const char* sql) {
-  int rc = 0;
-  sqlite3_stmt* st = prepare(db, sql, &rc);
+// The first column of the first row as text ("" when there is no row).
+StoreResult<std::string> query_text(sqlite3* db, const char* sql, const std::string& what) {
+  sqlite3_stmt* st = nullptr;
+  int rc = sqlite3_prepare_v2(db, sql, -1, &st, nullptr);
+  if (rc != SQLITE_OK) return Err{make_error(db, rc, what)};
   std::string out;
-  if (st != nullptr && sqlite3_step(st) == SQLITE_ROW) {
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
     const unsigned char* t = sqlite3_column_text(st, 0);
     if (t) out = reinterpret_cast<const char*>(t);
   }
+  StoreResult<std::string> res = out;
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) res = Err{make_error(db, rc, what)};
   sqlite3_finalize(st);
-  return out;
+  return res;
+}
+
+// What the file holds: no tables at all (fresh), or the meta schema_version ("" when
+// there is no meta table or no version row: some other application's database).
+struct Layout {
+  bool empty = false;
+  std::string version;
+};
+
+StoreResult<Layout> read_layout(sqlite3* db, const std::string& path) {
+  Layout l;
+  auto n = query_text(db, "SELECT count(*) FROM sqlite_schema", "open " + path);
+  if (!n) return Err{n.error()};
+  l.empty = n.value() == "0";
+  if (l.empty) return l;
+  auto has_meta = query_text(
+      db, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'meta'",
+      "open " + path);
+  if (!has_meta) return Err{has_meta.error()};
+  if (has_meta.value() == "0") return l;
+  auto v = query_text(db, "SELECT value FROM meta WHERE key = 'schema_version'",
+                      "read schema version of " + path);
+  if (!v) return Err{v.error()};
+  l.version = v.value();
+  return l;
+}
+
+StoreResult<Ok> check_version(const Layout& l, const std::string& path) {
+  if (l.version == std::to_string(kSchemaVersion)) return Ok{};
+  std::string what = l.version.empty() ? "has no cairn schema version (not a cairn database?)"
+                                       : "has schema version '" + l.version +
+                                             "', this build reads only " +
+                                             std::to_string(kSchemaVersion);
+  return Err{StoreError{StoreErrorKind::schema, 0, path + " " + what}};
+}
+
+// Writer setup. The version is checked before anything is written, so a database of
+// another version (or another program) is refused untouched.
+StoreResult<Ok> setup_writer(sqlite3* db, const std::string& path) {
+  auto layout = read_layout(db, path);
+  if (!layout) return Err{layout.error()};
+  if (!layout.value().empty) {
+    auto v = check_version(layout.value(), path);
+    if (!v) return v;
+  }
+  auto mode = query_text(db, "PRAGMA journal_mode=WAL", "journal_mode=WAL");
+  if (!mode) return Err{mode.error()};
+  if (mode.value() != "wal")
+    return Err{StoreError{StoreErrorKind::io, 0,
+                          path + ": cannot switch to WAL journal mode (still '" + mode.value() +
+                              "'); is the file system able to share memory maps?"}};
+  auto r = exec(db, "PRAGMA synchronous=FULL; PRAGMA cache_size=-8192;", "pragmas");
+  if (!r) return r;
+  auto sync = query_text(db, "PRAGMA synchronous", "synchronous");
+  if (!sync) return Err{sync.error()};
+  if (sync.value() != "2")
+    return Err{StoreError{StoreErrorKind::io, 0,
+                          path + ": synchronous=FULL did not take effect (got " +
+                              sync.value() + ")"}};
+  r = exec(db, "BEGIN IMMEDIATE", "create schema");
+  if (!r) return r;
+  // For an existing v1 database this only re-creates what is missing (an index or a
+  // trigger someone dropped); existing objects and rows are left alone.
+  r = exec(db, kSchema, "create schema");
+  if (r && layout.value().empty) {
+    std::string meta = "INSERT INTO meta(key, value) VALUES ('schema_version', " +
+                       std::to_string(kSchemaVersion) + "), ('genesis', '" +
+                       std::string(64, '0') + "'), ('created', " + std::to_string(now_ns()) +
+                       ")";
+    r = exec(db, meta.c_str(), "create schema");
+  }
+  if (r) r = exec(db, "COMMIT", "create schema");
+  if (!r && sqlite3_get_autocommit(db) == 0) (void)exec(db, "ROLLBACK", "create schema");
+  return r;
+}
+
+// "file:" URI for `path` with ?immutable=1. Characters that mean something in a URI
+// are percent-encoded.
+std::string immutable_uri(const std::string& path) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string uri = "file:";
+  for (unsigned char c : path) {
+    if (isalnum(c) || c == '/' || c == '.' || c == '_' || c == '-' || c == '~') {
+      uri += static_cast<char>(c);
+    } else {
+      uri += '%';
+      uri += hex[c >> 4];
+      uri += hex[c & 15];
+    }
+  }
+  return uri + "?immutable=1";
+}
+
+// A reader that cannot create PATH-wal/-shm (the directory is not writable by it, and
+// no daemon is running to have created them) gets SQLITE_READONLY or CANTOPEN on its
+// first read. If there is no WAL content, the main file holds every committed event
+// and can be read as immutable. With WAL content, immutable would silently hide the
+// newest events, so the error stands.
+bool can_fall_back_to_immutable(const std::string& path, int code) {
+  int primary = code & 0xff;
+  if (primary != SQLITE_READONLY && primary != SQLITE_CANTOPEN) return false;
+  struct stat sb {};
+  return stat((path + "-wal").c_str(), &sb) != 0 || sb.st_size == 0;
 }
 
 void bind_opt_text(sqlite3_stmt* st, int i, const std::optional<std::string>& s) {
@@ -105,24 +198,8 @@ void bind_opt_text(sqlite3_stmt* st, int i, const std::optional<std::string>& s)
 
 }  // namespace
 
-StoreError make_error(sqlite3* db, int rc, const std::string& what) {
-  int ext = db ? sqlite3_extended_errcode(db) : rc;
-  if ((ext & 0xff) != (rc & 0xff)) ext = rc;
-  std::string msg = what + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-  msg += " (" + std::string(sqlite3_errstr(ext)) + ", code " + std::to_string(ext) + ")";
-  return StoreError{kind_of(ext), ext, msg};
-}
-
-StoreError misuse(const std::string& what) { return StoreError{StoreErrorKind::misuse, 0, what}; }
-
-sqlite3_stmt* prepare(sqlite3* db, const char* sql, int* rc) {
-  sqlite3_stmt* st = nullptr;
-  *rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, nullptr);
-  return *rc == SQLITE_OK ? st : nullptr;
-}
-
 Store::Statements::~Statements() {
-  for (sqlite3_stmt* s : {insert, find_idem, head, hash_at, begin, commit, rollback})
+  for (sqlite3_stmt* s : {insert, begin, commit, rollback, find_idem, head, hash_at, count, by_type})
     sqlite3_finalize(s);
   for (auto& [k, s] : query) sqlite3_finalize(s);
   for (auto& [k, s] : query_offset) sqlite3_finalize(s);
@@ -134,6 +211,30 @@ Store::~Store() {
   if (db_ != nullptr) sqlite3_close_v2(db_);
 }
 
+StoreResult<Ok> Store::connect(bool immutable) {
+  if (db_ != nullptr) {  // a retry: nothing has been prepared on the old connection yet
+    sqlite3_close_v2(db_);
+    db_ = nullptr;
+  }
+  int flags = mode_ == OpenMode::writer         ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+              : mode_ == OpenMode::checkpointer ? SQLITE_OPEN_READWRITE
+                                                : SQLITE_OPEN_READONLY;
+  flags |= SQLITE_OPEN_NOMUTEX;
+  std::string name = path_;
+  if (immutable) {
+    name = immutable_uri(path_);
+    flags |= SQLITE_OPEN_URI;
+  }
+  int rc = sqlite3_open_v2(name.c_str(), &db_, flags, nullptr);
+  if (rc != SQLITE_OK) return Err{make_error(db_, rc, "open " + path_)};
+  sqlite3_extended_result_codes(db_, 1);
+  sqlite3_busy_timeout(db_, kBusyTimeoutMs);
+  if (mode_ == OpenMode::writer) return setup_writer(db_, path_);
+  auto layout = read_layout(db_, path_);
+  if (!layout) return Err{layout.error()};
+  return check_version(layout.value(), path_);
+}
+
 StoreResult<std::unique_ptr<Store>> Store::open(const std::string& path, OpenMode mode) {
   if (sodium_init() < 0) return Err{misuse("libsodium failed to initialise")};
   std::unique_ptr<Store> s(new Store());
@@ -142,85 +243,49 @@ StoreResult<std::unique_ptr<Store>> Store::open(const std::string& path, OpenMod
   s->stmts_ = std::make_unique<Statements>();
   if (mode == OpenMode::writer) {
     // One writer per database: a second daemon on the same file must fail at once,
-    // not interleave appends and fork the chain.
+    // not interleave appends and fork the chain. The lock is released when the fd is
+    // closed, including by the kernel when the process dies.
     std::string lock = path + "-lock";
     s->stmts_->lock_fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (s->stmts_->lock_fd < 0)
       return Err{StoreError{StoreErrorKind::io, 0, "open " + lock + ": " + strerror(errno)}};
     if (flock(s->stmts_->lock_fd, LOCK_EX | LOCK_NB) != 0)
       return Err{StoreError{StoreErrorKind::busy, 0,
-                            path + " is in use by another cairnd (lock " + lock + " is held)"}};
+                            path + " is in use by another writer (lock " + lock + " is held)"}};
   } else {
-    struct stat st {};
-    if (stat(path.c_str(), &st) != 0)
+    // SQLite would report a missing file as "unable to open"; say which file.
+    struct stat sb {};
+    if (stat(path.c_str(), &sb) != 0)
       return Err{StoreError{StoreErrorKind::io, 0, path + ": " + strerror(errno)}};
   }
-  int flags = mode == OpenMode::writer         ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
-              : mode == OpenMode::checkpointer ? SQLITE_OPEN_READWRITE
-                                               : SQLITE_OPEN_READONLY;
-  int rc = sqlite3_open_v2(path.c_str(), &s->db_, flags | SQLITE_OPEN_NOMUTEX, nullptr);
-  if (rc != SQLITE_OK) return Err{make_error(s->db_, rc, "open " + path)};
-  sqlite3_extended_result_codes(s->db_, 1);
-  sqlite3_busy_timeout(s->db_, 5000);
-
-  if (mode == OpenMode::writer) {
-    if (pragma_text(s->db_, "PRAGMA journal_mode=WAL") != "wal")
-      return Err{misuse(path + ": cannot switch to WAL journal mode")};
-    auto r = exec(s->db_, "PRAGMA synchronous=FULL; PRAGMA cache_size=-8192;", "pragmas");
-    if (!r) return Err{r.error()};
-    if (pragma_text(s->db_, "PRAGMA synchronous") != "2")
-      return Err{misuse(path + ": synchronous=FULL did not take effect")};
-    r = exec(s->db_, "BEGIN IMMEDIATE", "schema");
-    if (!r) return Err{r.error()};
-    r = exec(s->db_, kSchema, "schema");
-    if (!r) {
-      (void)exec(s->db_, "ROLLBACK", "schema");
-      return Err{r.error()};
-    }
-    std::string meta = "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', " +
-                       std::to_string(kSchemaVersion) + "), ('genesis', '" +
-                       std::string(64, '0') + "'), ('created', " + std::to_string(now_ns()) + ")";
-    r = exec(s->db_, meta.c_str(), "meta");
-    if (r) r = exec(s->db_, "COMMIT", "schema commit");
-    if (!r) {
-      (void)exec(s->db_, "ROLLBACK", "schema");
-      return Err{r.error()};
-    }
-  }
-  std::string version = pragma_text(s->db_, "SELECT value FROM meta WHERE key = 'schema_version'");
-  if (version != std::to_string(kSchemaVersion))
-    return Err{StoreError{StoreErrorKind::schema, 0,
-                          path + ": schema version '" + version + "' is not " +
-                              std::to_string(kSchemaVersion) + " (not a cairn database?)"}};
+  auto c = s->connect(false);
+  if (!c && mode == OpenMode::readonly && can_fall_back_to_immutable(path, c.error().sqlite_code))
+    c = s->connect(true);
+  if (!c) return Err{c.error()};
 
   auto& st = *s->stmts_;
   struct {
     sqlite3_stmt** slot;
     const char* sql;
+    bool writer_only;
   } stmts[] = {
-      {&st.head, "SELECT seq, hash, body FROM events ORDER BY seq DESC LIMIT 1"},
-      {&st.hash_at, "SELECT hash FROM events WHERE seq = ?1"},
-      {&st.find_idem, "SELECT seq FROM events WHERE idem = ?1"},
+      {&st.head, "SELECT seq, hash, body FROM events ORDER BY seq DESC LIMIT 1", false},
+      {&st.hash_at, "SELECT hash FROM events WHERE seq = ?1", false},
+      {&st.find_idem, "SELECT seq FROM events WHERE idem = ?1", false},
+      {&st.insert,
+       "INSERT INTO events (seq, received, time, type, severity, actor, action, target, "
+       "outcome, pid, uid, gid, comm, idem, body, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
+       "?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) ON CONFLICT(idem) DO NOTHING",
+       true},
+      {&st.begin, "BEGIN IMMEDIATE", true},
+      {&st.commit, "COMMIT", true},
+      {&st.rollback, "ROLLBACK", true},
   };
-  for (auto& p : stmts)
+  int rc = 0;
+  for (auto& p : stmts) {
+    if (p.writer_only && mode != OpenMode::writer) continue;
     if ((*p.slot = prepare(s->db_, p.sql, &rc)) == nullptr)
       return Err{make_error(s->db_, rc, "prepare")};
-  if (mode == OpenMode::writer) {
-    struct {
-      sqlite3_stmt** slot;
-      const char* sql;
-    } wstmts[] = {
-        {&st.insert,
-         "INSERT INTO events (seq, received, time, type, severity, actor, action, target, "
-         "outcome, pid, uid, gid, comm, idem, body, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
-         "?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) ON CONFLICT(idem) DO NOTHING"},
-        {&st.begin, "BEGIN IMMEDIATE"},
-        {&st.commit, "COMMIT"},
-        {&st.rollback, "ROLLBACK"},
-    };
-    for (auto& p : wstmts)
-      if ((*p.slot = prepare(s->db_, p.sql, &rc)) == nullptr)
-        return Err{make_error(s->db_, rc, "prepare")};
   }
   auto h = s->load_head();
   if (!h) return Err{h.error()};
@@ -250,9 +315,19 @@ StoreResult<Ok> Store::load_head() {
                           "chain head seq " + std::to_string(seq) + " has a malformed hash"}};
   }
   std::memcpy(stored.data(), sqlite3_column_blob(st, 1), stored.size());
-  std::string body(static_cast<const char*>(sqlite3_column_blob(st, 2)),
-                   static_cast<size_t>(sqlite3_column_bytes(st, 2)));
+  const void* blob = sqlite3_column_blob(st, 2);  // NULL for a zero-length blob
+  std::string body;
+  if (blob != nullptr)
+    body.assign(static_cast<const char*>(blob), static_cast<size_t>(sqlite3_column_bytes(st, 2)));
   sqlite3_reset(st);
+  if (mode_ != OpenMode::writer) {
+    // Only the writer extends the chain from this head, so only the writer refuses a
+    // torn one. A reader must still open a damaged file: `cairn verify --db` is how
+    // the operator learns which seq broke.
+    head_seq_ = seq;
+    head_hash_ = stored;
+    return Ok{};
+  }
   Hash prev = kGenesis;
   if (seq > 1) {
     sqlite3_stmt* hp = stmts_->hash_at;
@@ -315,7 +390,13 @@ StoreResult<AppendResult> Store::append(const proto::Event& e, const proto::Trus
   int rc = sqlite3_step(st);
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
-  if (rc != SQLITE_DONE) return Err{make_error(db_, rc, "insert seq " + std::to_string(seq))};
+  if (rc != SQLITE_DONE) {
+    StoreError err = make_error(db_, rc, "insert seq " + std::to_string(seq));
+    // Some errors (SQLITE_FULL, IOERR, NOMEM) make SQLite roll back the whole
+    // transaction, not just this statement: the in-memory head must follow the file.
+    if (!in_transaction()) (void)load_head();
+    return Err{err};
+  }
   if (sqlite3_changes(db_) == 0) {
     // The idem key is already stored: answer with the original event's seq.
     auto orig = seq_for_idem(e.idem);
@@ -376,41 +457,6 @@ void Store::hand_off_checkpoints(void (*on_commit)(void* ctx, int frames), void*
         return SQLITE_OK;
       },
       hook_.get());
-}
-
-StoreResult<std::optional<uint64_t>> Store::seq_for_idem(std::string_view idem) {
-  sqlite3_stmt* st = stmts_->find_idem;
-  sqlite3_bind_blob(st, 1, idem.data(), static_cast<int>(idem.size()), SQLITE_STATIC);
-  int rc = sqlite3_step(st);
-  std::optional<uint64_t> out;
-  if (rc == SQLITE_ROW) out = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
-  sqlite3_reset(st);
-  sqlite3_clear_bindings(st);
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Err{make_error(db_, rc, "find idem")};
-  return out;
-}
-
-StoreResult<StoreInfo> Store::info() {
-  StoreInfo info;
-  int rc = 0;
-  // seq is gap-free, so the newest seq is the count (COUNT(*) would scan).
-  sqlite3_stmt* st = prepare(db_, "SELECT IFNULL(MAX(seq), 0) FROM events", &rc);
-  if (st == nullptr) return Err{make_error(db_, rc, "info")};
-  if (sqlite3_step(st) == SQLITE_ROW) info.events = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
-  sqlite3_finalize(st);
-  st = prepare(db_, "SELECT type, COUNT(*) FROM events GROUP BY type ORDER BY 2 DESC, 1", &rc);
-  if (st == nullptr) return Err{make_error(db_, rc, "info")};
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    const unsigned char* t = sqlite3_column_text(st, 0);
-    info.by_type.emplace_back(t ? reinterpret_cast<const char*>(t) : "",
-                              static_cast<uint64_t>(sqlite3_column_int64(st, 1)));
-  }
-  sqlite3_finalize(st);
-  if (rc != SQLITE_DONE) return Err{make_error(db_, rc, "info by type")};
-  struct stat sb {};
-  if (stat(path_.c_str(), &sb) == 0) info.db_bytes += static_cast<uint64_t>(sb.st_size);
-  if (stat((path_ + "-wal").c_str(), &sb) == 0) info.db_bytes += static_cast<uint64_t>(sb.st_size);
-  return info;
 }
 
 }  // namespace cairn::store

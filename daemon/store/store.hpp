@@ -121,6 +121,10 @@ class Store {
 
  private:
   Store() = default;
+  // Opens db_ for mode_ (immutable: as a read-only "file:...?immutable=1" URI, for a
+  // reader that cannot create the -wal/-shm files), sets it up (writer) or checks that
+  // it is a cairn database of our schema version (other modes).
+  StoreResult<Ok> connect(bool immutable);
   StoreResult<Ok> load_head();
 
   sqlite3* db_ = nullptr;

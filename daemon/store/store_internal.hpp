@@ -1,4 +1,5 @@
-// store_internal.hpp — what store.cpp, query.cpp and verify.cpp share. Not installed.
+// store_internal.hpp — what store.cpp, query.cpp, verify.cpp and error.cpp share.
+// Not installed; nothing outside daemon/store/ includes it.
 #pragma once
 
 #include <sqlite3.h>
@@ -10,25 +11,40 @@
 
 namespace cairn::store {
 
-// Owns prepared statements; all are finalized in the destructor (null-safe), so a
-// half-built Store tears down cleanly.
+// Owns the prepared statements and the writer's lock file; all are released in the
+// destructor (null-safe, -1-safe), so a half-built Store tears down cleanly. Statements
+// must be finalized before the connection is closed: ~Store resets stmts_ first.
 struct Store::Statements {
-  sqlite3_stmt* insert = nullptr;
+  sqlite3_stmt* insert = nullptr;     // writer
+  sqlite3_stmt* begin = nullptr;      // writer
+  sqlite3_stmt* commit = nullptr;     // writer
+  sqlite3_stmt* rollback = nullptr;   // writer
   sqlite3_stmt* find_idem = nullptr;
   sqlite3_stmt* head = nullptr;
   sqlite3_stmt* hash_at = nullptr;
-  sqlite3_stmt* begin = nullptr;
-  sqlite3_stmt* commit = nullptr;
-  sqlite3_stmt* rollback = nullptr;
-  std::map<unsigned, sqlite3_stmt*> query;         // by filter mask
-  std::map<unsigned, sqlite3_stmt*> query_offset;  // by filter mask
-  int lock_fd = -1;                                // writer: flock on PATH-lock
+  sqlite3_stmt* count = nullptr;      // info(), built on first use
+  sqlite3_stmt* by_type = nullptr;    // info(), built on first use
+  std::map<unsigned, sqlite3_stmt*> query;         // by filter mask, built on first use
+  std::map<unsigned, sqlite3_stmt*> query_offset;  // by filter mask, built on first use
+  int lock_fd = -1;                                // writer: flock(LOCK_EX) on PATH-lock
 
   ~Statements();
 };
 
+// Maps a (possibly extended) SQLite result code to the kind the caller acts on.
+StoreErrorKind kind_of(int rc);
+// "SQLITE_IOERR_FSYNC", or "SQLite code N" for codes without a name here.
+std::string code_text(int code);
+// "<what>: <sqlite3_errmsg> (<code name>)", with the connection's extended code.
 StoreError make_error(sqlite3* db, int rc, const std::string& what);
 StoreError misuse(const std::string& what);
+// sqlite3_prepare_v3 with SQLITE_PREPARE_PERSISTENT (the statement lives as long as the
+// Store). Returns nullptr and sets *rc on failure.
 sqlite3_stmt* prepare(sqlite3* db, const char* sql, int* rc);
+// Prepares *slot on first use; returns it, or nullptr with *rc set.
+inline sqlite3_stmt* cached(sqlite3* db, sqlite3_stmt** slot, const char* sql, int* rc) {
+  if (*slot == nullptr) *slot = prepare(db, sql, rc);
+  return *slot;
+}
 
 }  // namespace cairn::store

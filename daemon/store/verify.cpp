@@ -58,7 +58,6 @@ bool str_eq(const msgpack_object* o, sqlite3_stmt* st, int col) {
 
 // Returns the name of the first column that disagrees with the body, or nullptr.
 const char* column_mismatch(const msgpack_object& body, sqlite3_stmt* st) {
-  if (body.type != MSGPACK_OBJECT_MAP) return "body";
   if (!str_eq(get(body, "type"), st, 3)) return "type";
   if (!int_eq(get(body, "severity"), st, 4)) return "severity";
   if (!str_eq(get(body, "actor"), st, 5)) return "actor";
@@ -92,6 +91,9 @@ const char* column_mismatch(const msgpack_object& body, sqlite3_stmt* st) {
 
 StoreResult<proto::VerifyReport> Store::verify() {
   int rc = 0;
+  // One statement is one read transaction: the walk sees a single snapshot even while
+  // the writer appends, and SQLite streams the rows, so memory does not grow with the
+  // database. Not cached: verify is rare and long.
   sqlite3_stmt* st = prepare(db_,
                              "SELECT seq, received, time, type, severity, actor, action, target, "
                              "outcome, pid, uid, gid, comm, idem, body, hash FROM events ORDER BY seq",
@@ -100,9 +102,11 @@ StoreResult<proto::VerifyReport> Store::verify() {
   proto::VerifyReport rep;
   Hash prev = kGenesis;
   uint64_t expect = 1;
-  msgpack_unpacked up;
-  msgpack_unpacked_init(&up);
-  auto broken = [&](uint64_t seq, std::string why) {
+  // One zone for every body, cleared per row: the decoded map points into the row's
+  // blob and into the zone, both valid until the next step.
+  msgpack_zone zone;
+  msgpack_zone_init(&zone, 4096);
+  auto broken = [&](uint64_t seq, const std::string& why) {
     rep.valid = false;
     rep.break_seq = seq;
     rep.reason = "seq " + std::to_string(seq) + ": " + why;
@@ -110,29 +114,34 @@ StoreResult<proto::VerifyReport> Store::verify() {
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     uint64_t seq = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
     if (seq != expect) {
-      broken(seq, "expected seq " + std::to_string(expect) + " (gap or reorder)");
+      broken(seq, expect == 1 ? "expected seq 1 first (gap)"
+                              : "expected seq " + std::to_string(expect) + " after " +
+                                    std::to_string(expect - 1) + " (gap)");
       break;
     }
     const char* body = static_cast<const char*>(sqlite3_column_blob(st, 14));
     size_t body_len = static_cast<size_t>(sqlite3_column_bytes(st, 14));
-    Hash computed = chain_hash(prev, seq, std::string_view(body ? body : "", body_len));
+    if (body == nullptr) body = "";
+    Hash computed = chain_hash(prev, seq, std::string_view(body, body_len));
     if (sqlite3_column_bytes(st, 15) != static_cast<int>(computed.size()) ||
         std::memcmp(sqlite3_column_blob(st, 15), computed.data(), computed.size()) != 0) {
       std::string stored = sqlite3_column_bytes(st, 15) == 32
-                               ? hex(static_cast<const uint8_t*>(sqlite3_column_blob(st, 15)), 32)
-                               : "(malformed)";
-      broken(seq, "hash mismatch (stored " + stored.substr(0, 16) + "…, computed " +
-                      hex(computed.data(), 32).substr(0, 16) + "…): body or an earlier row "
-                      "was altered");
+                               ? hex(static_cast<const uint8_t*>(sqlite3_column_blob(st, 15)), 8) + "…"
+                               : "malformed, " + std::to_string(sqlite3_column_bytes(st, 15)) + " bytes";
+      broken(seq, "hash mismatch (stored " + stored + ", computed " + hex(computed.data(), 8) +
+                      "…): this row's body or hash was altered");
       break;
     }
     size_t off = 0;
-    if (msgpack_unpack_next(&up, body, body_len, &off) != MSGPACK_UNPACK_SUCCESS || off != body_len) {
+    msgpack_object obj;
+    msgpack_zone_clear(&zone);
+    if (msgpack_unpack(body, body_len, &off, &zone, &obj) != MSGPACK_UNPACK_SUCCESS ||
+        obj.type != MSGPACK_OBJECT_MAP) {
       broken(seq, "body is not one msgpack map");
       break;
     }
-    if (const char* col = column_mismatch(up.data, st)) {
-      broken(seq, std::string("column ") + col + " differs from the hashed body");
+    if (const char* col = column_mismatch(obj, st)) {
+      broken(seq, std::string("column ") + col + " differs from body");
       break;
     }
     prev = computed;
@@ -141,7 +150,7 @@ StoreResult<proto::VerifyReport> Store::verify() {
     ++rep.checked;
     ++expect;
   }
-  msgpack_unpacked_destroy(&up);
+  msgpack_zone_destroy(&zone);
   bool done = rc == SQLITE_DONE || rc == SQLITE_ROW;
   StoreError err = done ? StoreError{} : make_error(db_, rc, "verify");
   sqlite3_finalize(st);

@@ -1,0 +1,362 @@
+// The writer's side of the store: schema and pragmas, the hash chain, idempotency,
+// rollback and failed inserts, reopen, append-only triggers, and who may open what.
+#include <sodium.h>
+#include <sys/stat.h>
+
+#include <cstring>
+
+#include "store_test.hpp"
+
+using namespace store_test;
+
+TestSuite(store_chain, .timeout = 60);
+
+Test(store_chain, open_creates_the_schema_in_wal_mode_with_synchronous_full) {
+  TempDb t;
+  auto s = open_store(t.path);
+  cr_assert_eq(sql_text(s->handle(), "PRAGMA journal_mode"), "wal");
+  cr_assert_eq(sql_text(s->handle(), "PRAGMA synchronous"), "2", "2 is FULL");
+  cr_assert_eq(sql_text(s->handle(), "SELECT value FROM meta WHERE key='schema_version'"), "1");
+  cr_assert_eq(sql_text(s->handle(), "SELECT value FROM meta WHERE key='genesis'"),
+               std::string(64, '0'));
+  cr_assert_neq(sql_text(s->handle(), "SELECT value FROM meta WHERE key='created'"), "");
+  for (const char* name : {"events", "events_type", "events_actor", "events_received",
+                           "events_no_update", "events_no_delete"}) {
+    std::string q = std::string("SELECT count(*) FROM sqlite_schema WHERE name='") + name + "'";
+    cr_assert_eq(sql_text(s->handle(), q.c_str()), "1", "schema object %s missing", name);
+  }
+  cr_assert_eq(s->head_seq(), 0u);
+  cr_assert(s->head_hash() == kGenesis);
+}
+
+Test(store_chain, chain_hash_is_sha256_of_prev_then_big_endian_seq_then_body) {
+  Hash prev;
+  for (size_t i = 0; i < prev.size(); ++i) prev[i] = static_cast<uint8_t>(i);
+  Hash h = chain_hash(prev, 0x0102030405060708ull, "body");
+  // Recompute through a second path: libsodium's one-shot API over the concatenation.
+  unsigned char buf[32 + 8 + 4];
+  std::memcpy(buf, prev.data(), 32);
+  const unsigned char seq_be[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  std::memcpy(buf + 32, seq_be, 8);
+  std::memcpy(buf + 40, "body", 4);
+  unsigned char ref[32];
+  crypto_hash_sha256(ref, buf, sizeof buf);
+  cr_assert_eq(memcmp(ref, h.data(), 32), 0, "chain_hash differs from SHA-256(prev||seq||body)");
+}
+
+Test(store_chain, appends_get_seqs_1_2_3_and_stored_hashes_chain_from_genesis) {
+  TempDb t;
+  auto s = open_store(t.path);
+  cr_assert(s->begin().ok());
+  std::string bodies[4];
+  for (uint64_t i = 1; i <= 3; ++i) {
+    auto e = event("UserLogin", "alice");
+    auto tr = trusted(static_cast<int64_t>(i));
+    bodies[i] = proto::event_canonical_body(e, tr);
+    auto r = s->append(e, tr, bodies[i]);
+    cr_assert(r.ok());
+    cr_assert_eq(r.value().seq, i);
+    cr_assert_not(r.value().duplicate);
+  }
+  cr_assert(s->commit().ok());
+  // Recompute the chain from the bodies with plain SHA-256 and compare with what is
+  // stored on disk, not with what the store says.
+  unsigned char prev[32] = {0};
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(s->handle(), "SELECT seq, body, hash FROM events ORDER BY seq", -1, &st, nullptr);
+  uint64_t n = 0;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    ++n;
+    cr_assert_eq(static_cast<uint64_t>(sqlite3_column_int64(st, 0)), n);
+    std::string body(static_cast<const char*>(sqlite3_column_blob(st, 1)),
+                     static_cast<size_t>(sqlite3_column_bytes(st, 1)));
+    cr_assert(body == bodies[n], "stored body of seq %llu is the canonical body",
+              static_cast<unsigned long long>(n));
+    std::string buf(reinterpret_cast<const char*>(prev), 32);
+    for (int b = 7; b >= 0; --b) buf += static_cast<char>(n >> (8 * b));
+    buf += body;
+    unsigned char want[32];
+    crypto_hash_sha256(want, reinterpret_cast<const unsigned char*>(buf.data()), buf.size());
+    cr_assert_eq(sqlite3_column_bytes(st, 2), 32);
+    cr_assert_eq(memcmp(sqlite3_column_blob(st, 2), want, 32), 0, "hash of seq %llu",
+                 static_cast<unsigned long long>(n));
+    std::memcpy(prev, want, 32);
+  }
+  sqlite3_finalize(st);
+  cr_assert_eq(n, 3u);
+  cr_assert_eq(memcmp(s->head_hash().data(), prev, 32), 0, "head is the last row's hash");
+}
+
+Test(store_chain, indexed_columns_are_taken_from_event_and_trusted) {
+  TempDb t;
+  auto s = open_store(t.path);
+  proto::Event e = event("FileRead", "bob", "idem-key-0001");
+  e.severity = 3;
+  e.action = "read";
+  e.target = "/etc/shadow";
+  e.outcome = proto::Outcome::failure;
+  e.time = -5;
+  proto::Trusted tr{123456789, 42, 1001, 1002, "sshd"};
+  cr_assert(s->begin().ok());
+  cr_assert(s->append(e, tr, proto::event_canonical_body(e, tr)).ok());
+  cr_assert(s->commit().ok());
+  cr_assert_eq(sql_text(s->handle(),
+                        "SELECT received||'|'||time||'|'||type||'|'||severity||'|'||actor||'|'||"
+                        "action||'|'||target||'|'||outcome||'|'||pid||'|'||uid||'|'||gid||'|'||"
+                        "comm||'|'||hex(idem) FROM events"),
+               "123456789|-5|FileRead|3|bob|read|/etc/shadow|2|42|1001|1002|sshd|" +
+                   std::string("6964656D2D6B65792D30303031"));
+  cr_assert_eq(sql_text(s->handle(), "SELECT count(*) FROM events WHERE actor IS NULL OR time IS NULL"), "0");
+}
+
+Test(store_chain, absent_optional_fields_are_stored_as_null) {
+  TempDb t;
+  auto s = open_store(t.path);
+  proto::Event e;
+  e.type = "Boot";
+  cr_assert(s->begin().ok());
+  append(*s, e, 1);
+  cr_assert(s->commit().ok());
+  cr_assert_eq(sql_text(s->handle(), "SELECT count(*) FROM events WHERE actor IS NULL AND "
+                                     "action IS NULL AND target IS NULL AND time IS NULL AND "
+                                     "idem IS NULL"), "1");
+}
+
+Test(store_chain, duplicate_idem_returns_the_original_seq_and_stores_nothing) {
+  TempDb t;
+  auto s = open_store(t.path);
+  cr_assert(s->begin().ok());
+  auto a = append(*s, event("A", "x", "idem-key-0001"), 1);
+  auto b = append(*s, event("B", "y"), 2);
+  Hash head = s->head_hash();
+  auto c = append(*s, event("A", "x", "idem-key-0001"), 3);
+  cr_assert(s->commit().ok());
+  cr_assert_eq(a.seq, 1u);
+  cr_assert_not(a.duplicate);
+  cr_assert_eq(b.seq, 2u);
+  cr_assert(c.duplicate);
+  cr_assert_eq(c.seq, 1u);
+  cr_assert_eq(s->head_seq(), 2u);
+  cr_assert(s->head_hash() == head, "a duplicate does not move the head");
+  cr_assert_eq(sql_text(s->handle(), "SELECT count(*) FROM events"), "2");
+  auto found = s->seq_for_idem("idem-key-0001");
+  cr_assert(found.ok() && found.value() && *found.value() == 1u);
+  auto missing = s->seq_for_idem("idem-key-9999");
+  cr_assert(missing.ok() && !missing.value());
+}
+
+Test(store_chain, duplicate_idem_is_found_after_reopen) {
+  TempDb t;
+  {
+    auto s = open_store(t.path);
+    cr_assert(s->begin().ok());
+    append(*s, event("A", "x"), 1);
+    append(*s, event("A", "x", "idem-key-0002"), 2);
+    cr_assert(s->commit().ok());
+  }
+  auto s = open_store(t.path);
+  cr_assert(s->begin().ok());
+  auto r = append(*s, event("A", "x", "idem-key-0002"), 3);
+  cr_assert(s->commit().ok());
+  cr_assert(r.duplicate);
+  cr_assert_eq(r.seq, 2u);
+  cr_assert_eq(s->head_seq(), 2u);
+}
+
+Test(store_chain, rollback_restores_the_head_from_disk) {
+  TempDb t;
+  auto s = open_store(t.path);
+  fill(*s, 3);
+  Hash h3 = s->head_hash();
+  cr_assert(s->begin().ok());
+  append(*s, event("X", "y"), 99);
+  append(*s, event("X", "y"), 100);
+  cr_assert_eq(s->head_seq(), 5u);
+  s->rollback();
+  cr_assert_not(s->in_transaction());
+  cr_assert_eq(s->head_seq(), 3u);
+  cr_assert(s->head_hash() == h3);
+  cr_assert_eq(sql_text(s->handle(), "SELECT max(seq) FROM events"), "3");
+  cr_assert(s->begin().ok());
+  cr_assert_eq(append(*s, event("X", "y"), 101).seq, 4u, "seq 4 is reused after a rollback");
+  cr_assert(s->commit().ok());
+  auto v = s->verify();
+  cr_assert(v.ok() && v.value().valid, "%s", v.ok() ? v.value().reason.c_str() : "");
+}
+
+Test(store_chain, a_failed_insert_leaves_the_head_where_it_was) {
+  TempDb t;
+  auto s = open_store(t.path);
+  fill(*s, 2);
+  Hash h2 = s->head_hash();
+  cr_assert(s->begin().ok());
+  // Someone else took seq 3 inside our transaction: the store's insert must fail.
+  exec(s->handle(),
+       "INSERT INTO events (seq, received, type, severity, outcome, pid, uid, gid, body, hash) "
+       "VALUES (3, 0, 'X', 6, 0, 0, 0, 0, x'80', zeroblob(32))");
+  auto e = event("Y", "z");
+  auto tr = trusted(5);
+  auto r = s->append(e, tr, proto::event_canonical_body(e, tr));
+  cr_assert_not(r.ok());
+  cr_assert_eq(r.error().sqlite_code, SQLITE_CONSTRAINT_PRIMARYKEY, "%s", r.error().message.c_str());
+  cr_assert(r.error().message.find("SQLITE_CONSTRAINT_PRIMARYKEY") != std::string::npos, "%s",
+            r.error().message.c_str());
+  cr_assert_eq(s->head_seq(), 2u);
+  cr_assert(s->head_hash() == h2);
+  s->rollback();
+  cr_assert_eq(s->head_seq(), 2u);
+}
+
+Test(store_chain, append_and_commit_outside_a_transaction_are_refused) {
+  TempDb t;
+  auto s = open_store(t.path);
+  auto e = event("A", "x");
+  auto tr = trusted(1);
+  auto r = s->append(e, tr, proto::event_canonical_body(e, tr));
+  cr_assert_not(r.ok());
+  cr_assert_eq(r.error().kind, StoreErrorKind::misuse);
+  auto c = s->commit();
+  cr_assert_not(c.ok());
+  cr_assert_eq(c.error().kind, StoreErrorKind::misuse);
+  cr_assert_eq(sql_text(s->handle(), "SELECT count(*) FROM events"), "0");
+}
+
+Test(store_chain, head_survives_reopen_and_the_chain_continues) {
+  TempDb t;
+  Hash h;
+  {
+    auto s = open_store(t.path);
+    fill(*s, 10);
+    h = s->head_hash();
+  }
+  auto s = open_store(t.path);
+  cr_assert_eq(s->head_seq(), 10u);
+  cr_assert(s->head_hash() == h);
+  cr_assert(s->begin().ok());
+  auto e = event("A", "x");
+  auto tr = trusted(77);
+  std::string body = proto::event_canonical_body(e, tr);
+  cr_assert_eq(s->append(e, tr, body).value().seq, 11u);
+  cr_assert(s->commit().ok());
+  cr_assert(s->head_hash() == chain_hash(h, 11, body), "seq 11 chains onto the reopened head");
+  auto v = s->verify();
+  cr_assert(v.ok());
+  cr_assert(v.value().valid, "%s", v.value().reason.c_str());
+  cr_assert_eq(v.value().checked, 11u);
+}
+
+Test(store_chain, update_and_delete_are_refused_by_triggers) {
+  TempDb t;
+  auto s = open_store(t.path);
+  fill(*s, 2);
+  char* err = nullptr;
+  cr_assert_neq(sqlite3_exec(s->handle(), "UPDATE events SET actor='mallory' WHERE seq=1", nullptr,
+                             nullptr, &err), SQLITE_OK);
+  cr_assert(err && std::string(err).find("append-only") != std::string::npos);
+  sqlite3_free(err);
+  err = nullptr;
+  cr_assert_neq(sqlite3_exec(s->handle(), "DELETE FROM events WHERE seq=2", nullptr, nullptr, &err),
+                SQLITE_OK);
+  cr_assert(err && std::string(err).find("append-only") != std::string::npos);
+  sqlite3_free(err);
+  cr_assert_eq(sql_text(s->handle(), "SELECT count(*) FROM events WHERE actor='mallory'"), "0");
+  cr_assert_eq(sql_text(s->handle(), "SELECT count(*) FROM events"), "2");
+}
+
+Test(store_chain, a_tampered_head_is_refused_on_open_as_corrupt) {
+  TempDb t;
+  {
+    auto s = open_store(t.path);
+    fill(*s, 3);
+    exec(s->handle(), "DROP TRIGGER events_no_update");
+    exec(s->handle(), "UPDATE events SET body = x'80' WHERE seq = 3");
+  }
+  auto s = Store::open(t.path, OpenMode::writer);
+  cr_assert_not(s.ok());
+  cr_assert_eq(s.error().kind, StoreErrorKind::corrupt, "%s", s.error().message.c_str());
+  // A reader still opens it, so that verify can say where the chain breaks.
+  auto r = open_store(t.path, OpenMode::readonly);
+  auto v = r->verify();
+  cr_assert(v.ok());
+  cr_assert_not(v.value().valid);
+  cr_assert_eq(*v.value().break_seq, 3u);
+}
+
+Test(store_chain, a_second_writer_on_the_same_file_fails_fast_with_busy) {
+  TempDb t;
+  auto w = open_store(t.path);
+  auto second = Store::open(t.path, OpenMode::writer);
+  cr_assert_not(second.ok());
+  cr_assert_eq(second.error().kind, StoreErrorKind::busy, "%s", second.error().message.c_str());
+  w.reset();
+  auto third = Store::open(t.path, OpenMode::writer);
+  cr_assert(third.ok(), "the lock goes with the first writer");
+}
+
+Test(store_chain, a_database_of_another_schema_version_is_refused_untouched) {
+  TempDb t;
+  {
+    auto w = open_store(t.path);
+    exec(w->handle(), "UPDATE meta SET value = 99 WHERE key = 'schema_version'");
+    exec(w->handle(), "DROP INDEX events_actor");
+  }
+  for (OpenMode m : {OpenMode::writer, OpenMode::readonly}) {
+    auto s = Store::open(t.path, m);
+    cr_assert_not(s.ok());
+    cr_assert_eq(s.error().kind, StoreErrorKind::schema, "%s", s.error().message.c_str());
+    cr_assert(s.error().message.find("99") != std::string::npos, "%s", s.error().message.c_str());
+  }
+  sqlite3* db = nullptr;
+  sqlite3_open(t.path.c_str(), &db);
+  cr_assert_eq(sql_text(db, "SELECT count(*) FROM sqlite_schema WHERE name='events_actor'"), "0",
+               "the writer did not repair a database of another version");
+  sqlite3_close(db);
+}
+
+Test(store_chain, another_programs_database_is_refused_and_not_modified) {
+  TempDb t;
+  exec_on_file(t.path, "CREATE TABLE contacts(name TEXT); INSERT INTO contacts VALUES ('x')");
+  auto s = Store::open(t.path, OpenMode::writer);
+  cr_assert_not(s.ok());
+  cr_assert_eq(s.error().kind, StoreErrorKind::schema, "%s", s.error().message.c_str());
+  sqlite3* db = nullptr;
+  sqlite3_open(t.path.c_str(), &db);
+  cr_assert_eq(sql_text(db, "SELECT group_concat(name) FROM sqlite_schema"), "contacts");
+  cr_assert_eq(sql_text(db, "PRAGMA journal_mode"), "delete", "journal mode left alone");
+  sqlite3_close(db);
+}
+
+Test(store_chain, a_file_that_is_not_a_database_is_reported_corrupt) {
+  TempDb t;
+  FILE* f = fopen(t.path.c_str(), "w");
+  fputs("this is a text file, long enough to have a header of a hundred bytes or so, surely "
+        "it is by now\n", f);
+  fclose(f);
+  auto s = Store::open(t.path, OpenMode::writer);
+  cr_assert_not(s.ok());
+  cr_assert_eq(s.error().kind, StoreErrorKind::corrupt, "%s", s.error().message.c_str());
+  cr_assert(s.error().message.find("SQLITE_NOTADB") != std::string::npos, "%s",
+            s.error().message.c_str());
+}
+
+Test(store_chain, readonly_open_of_a_missing_file_fails_without_creating_it) {
+  TempDb t;
+  auto s = Store::open(t.path, OpenMode::readonly);
+  cr_assert_not(s.ok());
+  cr_assert_eq(s.error().kind, StoreErrorKind::io);
+  struct stat sb {};
+  cr_assert_neq(stat(t.path.c_str(), &sb), 0, "readonly open created the file");
+}
+
+Test(store_chain, checkpoint_truncates_the_wal) {
+  TempDb t;
+  auto s = open_store(t.path);
+  fill(*s, 100);
+  struct stat sb {};
+  cr_assert_eq(stat((t.path + "-wal").c_str(), &sb), 0);
+  cr_assert_gt(sb.st_size, 0);
+  cr_assert(s->checkpoint().ok());
+  cr_assert_eq(stat((t.path + "-wal").c_str(), &sb), 0);
+  cr_assert_eq(sb.st_size, 0);
+  cr_assert_eq(sql_text(s->handle(), "SELECT count(*) FROM events"), "100");
+}
