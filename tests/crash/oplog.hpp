@@ -11,7 +11,10 @@
 
 namespace cairn::crash {
 
-enum class OpKind : uint8_t { write = 1, sync = 2, truncate = 3, remove = 4 };
+// sync_failed: an fsync the shim failed on purpose (CAIRN_VFS_FAULT). As Linux does after
+// a writeback error, the writes it would have covered are taken as never reaching the
+// disk, although the process goes on reading them from the page cache ("fsyncgate").
+enum class OpKind : uint8_t { write = 1, sync = 2, truncate = 3, remove = 4, sync_failed = 5 };
 inline constexpr int kFileDb = 0;
 inline constexpr int kFileWal = 1;
 

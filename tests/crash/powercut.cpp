@@ -1,15 +1,22 @@
 #include "powercut.hpp"
 
-#include <fstream>
 #include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
 
 namespace cairn::crash {
 
 const char* variant_name(CutVariant v) {
   switch (v) {
-    case CutVariant::drop_unsynced: return "drop";
-    case CutVariant::tear_last: return "tear";
-    case CutVariant::random_subset: return "subset";
+    case CutVariant::drop_unsynced:
+      return "drop";
+    case CutVariant::tear_last:
+      return "tear";
+    case CutVariant::random_subset:
+      return "subset";
+    case CutVariant::sector_subset:
+      return "sectors";
   }
   return "?";
 }
@@ -21,8 +28,26 @@ void PowerCut::apply(std::string& img, const Op& op, size_t max_len) {
   }
   size_t off = static_cast<size_t>(op.offset);
   size_t n = std::min(op.data.size(), max_len);
+  if (n == 0) return;
   if (img.size() < off + n) img.resize(off + n, '\0');
   img.replace(off, n, op.data, 0, n);
+}
+
+// Sector boundaries are those of the file (offset multiples of 512), as a disk sees them.
+void PowerCut::apply_sectors(std::string& img, const Op& op, std::mt19937_64& rng) {
+  if (op.kind == OpKind::truncate) {
+    if (rng() & 1) apply(img, op, SIZE_MAX);
+    return;
+  }
+  size_t off = static_cast<size_t>(op.offset), end = off + op.data.size();
+  for (size_t s = off; s < end;) {
+    size_t next = std::min(end, (s / 512 + 1) * 512);
+    if (rng() & 1) {
+      if (img.size() < next) img.resize(next, '\0');
+      img.replace(s, next - s, op.data, s - off, next - s);
+    }
+    s = next;
+  }
 }
 
 void PowerCut::advance_to(size_t k) {
@@ -40,6 +65,9 @@ void PowerCut::advance_to(size_t k) {
         for (const Op* p : f.pending) apply(f.durable, *p, SIZE_MAX);
         f.pending.clear();
         break;
+      case OpKind::sync_failed:
+        f.pending.clear();  // marked clean by the kernel, never written: lost for good
+        break;
       case OpKind::remove:
         f.durable.clear();
         f.pending.clear();
@@ -49,30 +77,39 @@ void PowerCut::advance_to(size_t k) {
   }
 }
 
-void PowerCut::materialize(const std::string& dir, CutVariant v, std::mt19937& rng) const {
+void PowerCut::materialize(const std::string& dir, CutVariant v, uint64_t seed) const {
   const char* names[2] = {"/cairn.db", "/cairn.db-wal"};
+  std::mt19937_64 rng(seed);
   unlink((dir + "/cairn.db-shm").c_str());
   for (int i = 0; i < 2; ++i) {
     const FileState& f = files_[i];
     std::string img = f.durable;
-    if (v == CutVariant::tear_last) {
-      for (size_t p = 0; p < f.pending.size(); ++p) {
-        const Op& op = *f.pending[p];
-        if (p + 1 < f.pending.size()) {
-          apply(img, op, SIZE_MAX);
-        } else {
-          size_t sectors = (op.data.size() + 511) / 512;
-          apply(img, op, (sectors / 2) * 512);  // the first half of the sectors made it
-        }
+    for (size_t p = 0; p < f.pending.size(); ++p) {
+      const Op& op = *f.pending[p];
+      switch (v) {
+        case CutVariant::drop_unsynced:
+          break;
+        case CutVariant::tear_last:
+          if (p + 1 < f.pending.size()) {
+            apply(img, op, SIZE_MAX);
+          } else {
+            size_t sectors = (op.data.size() + 511) / 512;
+            apply(img, op, (sectors / 2) * 512);  // the first half of the sectors made it
+          }
+          break;
+        case CutVariant::random_subset:
+          if (rng() & 1) apply(img, op, SIZE_MAX);
+          break;
+        case CutVariant::sector_subset:
+          apply_sectors(img, op, rng);
+          break;
       }
-    } else if (v == CutVariant::random_subset) {
-      for (const Op* p : f.pending)
-        if (rng() % 2) apply(img, *p, SIZE_MAX);
     }
     std::string path = dir + names[i];
     unlink(path.c_str());
     if (!f.exists && img.empty()) continue;
-    std::ofstream(path, std::ios::binary).write(img.data(), static_cast<std::streamsize>(img.size()));
+    std::ofstream(path, std::ios::binary)
+        .write(img.data(), static_cast<std::streamsize>(img.size()));
   }
 }
 

@@ -10,9 +10,24 @@
 //                           could have left them.
 //   CAIRN_VFS_FAULT=kind@N[,kind@N]   fail the N-th operation of that kind:
 //                           fsync_eio     N-th xSync returns SQLITE_IOERR_FSYNC, syncs nothing
+//                                         (logged as sync_failed: the writes it would
+//                                         have covered are lost to a power cut for good)
 //                           write_eio     N-th xWrite returns SQLITE_IOERR_WRITE, writes nothing
 //                           write_enospc  N-th xWrite returns SQLITE_FULL, writes nothing
-//                           a `+` after N (fsync_eio@5+) fails every one from N on.
+//                           db_write_eio  N-th xWrite to the main database file (only
+//                                         checkpoints and schema set-up write there)
+//                           db_fsync_eio  N-th xSync of the main database file
+//                           kind@N-M fails the N-th to the M-th; a `+` after N
+//                           (fsync_eio@5+) fails every one from N on.
+//                           Counts are per process and cover the main database and
+//                           -wal files only.
+//
+// Log order is real order: a write or truncation holds its file's lock shared from
+// logging it to finishing it, a sync holds it exclusively from logging to finishing. So
+// every write logged before a sync record had finished before that sync began (it is
+// covered), and every write logged after it began after the sync ended (it is not).
+// Without this a checkpointer's fsync of the -wal, racing the writer thread's frame
+// writes, could be logged as covering a frame that was in fact written after it.
 //
 // The -shm file is not logged: it is a cache that SQLite rebuilds from the WAL.
 #include <fcntl.h>
@@ -20,9 +35,11 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 
 #include "oplog.hpp"
@@ -35,11 +52,12 @@ int g_log_fd = -1;
 std::mutex g_log_mu;
 
 struct Fault {
-  int64_t at = 0;  // 0 = off
-  bool persist = false;
+  int64_t at = 0;     // first op that fails; 0 = off
+  int64_t until = 0;  // last op that fails (INT64_MAX: every one from `at` on)
 };
-Fault g_fsync_eio, g_write_eio, g_write_enospc;
-std::atomic<int64_t> g_syncs{0}, g_writes{0};
+Fault g_fsync_eio, g_write_eio, g_write_enospc, g_db_write_eio, g_db_fsync_eio;
+std::atomic<int64_t> g_syncs{0}, g_writes{0}, g_db_syncs{0}, g_db_writes{0};
+std::shared_mutex g_file_mu[2];  // per file id: orders log records as the I/O happened
 
 struct ShimFile {
   sqlite3_file base;
@@ -47,7 +65,15 @@ struct ShimFile {
   int file_id;         // cairn::crash::kFileDb, kFileWal, or -1 (not logged)
 };
 
-bool hits(const Fault& f, int64_t n) { return f.at != 0 && (n == f.at || (f.persist && n > f.at)); }
+// Says so on stderr (cairnd's log in the tests) the first time a fault fires, so a test
+// can tell that its fault was really injected.
+bool hits(const Fault& f, int64_t n, const char* kind) {
+  bool hit = f.at != 0 && n >= f.at && n <= f.until;
+  if (hit && n == f.at)
+    std::fprintf(stderr, "cairn-crash-shim: injecting %s at op %lld\n", kind,
+                 static_cast<long long>(n));
+  return hit;
+}
 
 void log_op(cairn::crash::OpKind kind, int file_id, int64_t offset, const void* data, int64_t len) {
   if (g_log_fd < 0 || file_id < 0) return;
@@ -67,24 +93,36 @@ int id_of(sqlite3_file* f) { return reinterpret_cast<ShimFile*>(f)->file_id; }
 int x_close(sqlite3_file* f) { return R(f)->pMethods->xClose(R(f)); }
 int x_read(sqlite3_file* f, void* b, int n, sqlite3_int64 o) { return R(f)->pMethods->xRead(R(f), b, n, o); }
 int x_write(sqlite3_file* f, const void* b, int n, sqlite3_int64 o) {
-  if (id_of(f) >= 0) {
-    int64_t k = ++g_writes;
-    if (hits(g_write_eio, k)) return SQLITE_IOERR_WRITE;
-    if (hits(g_write_enospc, k)) return SQLITE_FULL;
-  }
-  log_op(cairn::crash::OpKind::write, id_of(f), o, b, n);
+  const int id = id_of(f);
+  if (id < 0) return R(f)->pMethods->xWrite(R(f), b, n, o);
+  int64_t k = ++g_writes;
+  if (hits(g_write_eio, k, "write_eio")) return SQLITE_IOERR_WRITE;
+  if (hits(g_write_enospc, k, "write_enospc")) return SQLITE_FULL;
+  if (id == cairn::crash::kFileDb && hits(g_db_write_eio, ++g_db_writes, "db_write_eio"))
+    return SQLITE_IOERR_WRITE;
+  std::shared_lock lk(g_file_mu[id]);
+  log_op(cairn::crash::OpKind::write, id, o, b, n);
   return R(f)->pMethods->xWrite(R(f), b, n, o);
 }
 int x_truncate(sqlite3_file* f, sqlite3_int64 size) {
-  log_op(cairn::crash::OpKind::truncate, id_of(f), size, nullptr, 0);
+  const int id = id_of(f);
+  if (id < 0) return R(f)->pMethods->xTruncate(R(f), size);
+  std::shared_lock lk(g_file_mu[id]);
+  log_op(cairn::crash::OpKind::truncate, id, size, nullptr, 0);
   return R(f)->pMethods->xTruncate(R(f), size);
 }
 int x_sync(sqlite3_file* f, int flags) {
-  if (id_of(f) >= 0) {
-    int64_t k = ++g_syncs;
-    if (hits(g_fsync_eio, k)) return SQLITE_IOERR_FSYNC;
+  const int id = id_of(f);
+  if (id < 0) return R(f)->pMethods->xSync(R(f), flags);
+  int64_t k = ++g_syncs;
+  if (hits(g_fsync_eio, k, "fsync_eio") ||
+      (id == cairn::crash::kFileDb && hits(g_db_fsync_eio, ++g_db_syncs, "db_fsync_eio"))) {
+    std::unique_lock lk(g_file_mu[id]);
+    log_op(cairn::crash::OpKind::sync_failed, id, 0, nullptr, 0);
+    return SQLITE_IOERR_FSYNC;
   }
-  log_op(cairn::crash::OpKind::sync, id_of(f), 0, nullptr, 0);
+  std::unique_lock lk(g_file_mu[id]);
+  log_op(cairn::crash::OpKind::sync, id, 0, nullptr, 0);
   return R(f)->pMethods->xSync(R(f), flags);
 }
 int x_file_size(sqlite3_file* f, sqlite3_int64* s) { return R(f)->pMethods->xFileSize(R(f), s); }
@@ -129,15 +167,42 @@ int v_delete(sqlite3_vfs*, const char* name, int sync_dir) {
   return g_real->xDelete(g_real, name, sync_dir);
 }
 
-Fault parse_fault(const char* spec, const char* kind) {
-  Fault f;
-  const char* p = std::strstr(spec, kind);
-  if (p == nullptr) return f;
-  p += std::strlen(kind);
-  if (*p != '@') return f;
-  f.at = std::strtoll(p + 1, const_cast<char**>(&p), 10);
-  f.persist = *p == '+';
-  return f;
+// Parses "kind@N[-M|+][,...]". An unknown kind or a bad count aborts: a fault
+// test whose fault silently never fires would prove nothing.
+void parse_faults(const char* spec) {
+  struct Kind {
+    const char* name;
+    Fault* fault;
+  } kinds[] = {{"fsync_eio", &g_fsync_eio},
+               {"write_eio", &g_write_eio},
+               {"write_enospc", &g_write_enospc},
+               {"db_write_eio", &g_db_write_eio},
+               {"db_fsync_eio", &g_db_fsync_eio}};
+  std::string all(spec);
+  size_t pos = 0;
+  while (pos <= all.size()) {
+    size_t comma = all.find(',', pos);
+    std::string item =
+        all.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    pos = comma == std::string::npos ? all.size() + 1 : comma + 1;
+    if (item.empty()) continue;
+    size_t at = item.find('@');
+    Fault* target = nullptr;
+    for (auto& k : kinds)
+      if (at != std::string::npos && item.compare(0, at, k.name) == 0 && std::strlen(k.name) == at)
+        target = k.fault;
+    char* end = nullptr;
+    long long n = at == std::string::npos ? 0 : std::strtoll(item.c_str() + at + 1, &end, 10);
+    long long last = n;
+    if (end != nullptr && *end == '-') last = std::strtoll(end + 1, &end, 10);
+    if (target == nullptr || n <= 0 || last < n || end == nullptr ||
+        (*end != '\0' && std::strcmp(end, "+") != 0)) {
+      std::fprintf(stderr, "CAIRN_VFS_FAULT: cannot parse '%s'\n", item.c_str());
+      std::abort();
+    }
+    target->at = n;
+    target->until = *end == '+' ? INT64_MAX : last;
+  }
 }
 
 __attribute__((constructor)) void install() {
@@ -149,9 +214,7 @@ __attribute__((constructor)) void install() {
     if (g_log_fd < 0) std::abort();
   }
   if (fault != nullptr) {
-    g_fsync_eio = parse_fault(fault, "fsync_eio");
-    g_write_eio = parse_fault(fault, "write_eio");
-    g_write_enospc = parse_fault(fault, "write_enospc");
+    parse_faults(fault);
   }
   sqlite3_initialize();
   g_real = sqlite3_vfs_find(nullptr);

@@ -6,6 +6,7 @@
 #include <sodium.h>
 #include <sqlite3.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -319,6 +320,17 @@ int run_capture(const std::vector<std::string>& argv, std::string& out) {
   int st = 0;
   waitpid(pid, &st, 0);
   return exit_code(st);
+}
+
+bool wait_exit(pid_t pid, int timeout_ms) {
+  int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) return false;
+  pollfd p{fd, POLLIN, 0};
+  int rc;
+  while ((rc = poll(&p, 1, timeout_ms)) < 0 && errno == EINTR) {
+  }
+  close(fd);
+  return rc > 0;
 }
 
 }  // namespace cairn::test

@@ -116,4 +116,9 @@ int run_capture(const std::vector<std::string>& argv, std::string& out);
 
 int64_t now_ms();
 
+// Waits up to timeout_ms for process `pid` (a child) to exit, WITHOUT reaping it, so a
+// TestDaemon can still collect its status with stop(0). For a daemon expected to exit
+// by itself (e.g. after repeated storage failures). Uses a pidfd: no polling sleeps.
+bool wait_exit(pid_t pid, int timeout_ms);
+
 }  // namespace cairn::test
