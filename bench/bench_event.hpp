@@ -1,0 +1,37 @@
+// bench_event.hpp — the event cairn-bench sends and the SQLite baselines insert, so that
+// both sides of every ratio store the same rows.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "../protocol/message.hpp"
+
+namespace cairn::bench {
+
+inline constexpr const char* kType = "DataAccess";
+inline constexpr const char* kCriticalType = "AuthFailure";  // in hybrid's default critical set
+inline constexpr const char* kActor = "bench-user";
+inline constexpr const char* kAction = "read";
+inline constexpr const char* kTarget = "/srv/data/object";
+
+// The message length that makes the append frame `frame_bytes` long on the wire, as
+// libcairn encodes it (16-byte idempotency key, a request id below 2^32).
+inline size_t message_len(size_t frame_bytes) {
+  proto::EventView v;
+  v.type = kType;
+  v.actor = kActor;
+  v.action = kAction;
+  v.target = kTarget;
+  v.outcome = proto::Outcome::success;
+  std::string msg(40, 'm');  // long enough for its str8 header
+  v.message = std::string_view(msg);
+  std::string idem(16, 'k');
+  v.idem = idem;
+  std::string frame;
+  proto::encode_append(frame, 100000, v);
+  size_t base = frame.size() - msg.size();
+  return frame_bytes > base + 32 ? frame_bytes - base : 32;
+}
+
+}  // namespace cairn::bench
