@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <ctime>
+#include <iterator>
 
 #include <pthread.h>
 
@@ -94,36 +95,44 @@ void Writer::submit(std::vector<WriteRequest>& batch, bool urgent) {
   for (const auto& r : batch) bytes += r.cost();
   queued_events_ += batch.size();
   queued_bytes_ += bytes;
+  // Moved element by element into an exact-size vector: the caller's vector keeps its
+  // capacity for the next read, and the queue holds no slack.
+  WriteBatch b{batch.front().session, urgent, {}};
+  b.reqs.reserve(batch.size());
+  std::move(batch.begin(), batch.end(), std::back_inserter(b.reqs));
+  batch.clear();
   bool was_empty;
   {
     std::lock_guard lk(mu_);
-    was_empty = queue_.empty() && urgent_.empty();
-    auto& into = urgent ? urgent_ : queue_;
-    into.insert(into.end(), std::make_move_iterator(batch.begin()),
-                std::make_move_iterator(batch.end()));
-    if (urgent) urgent_pending_.store(true, std::memory_order_release);
+    was_empty = queue_.empty();
+    queue_.push_back(std::move(b));
+    if (urgent) {
+      ++urgent_batches_;
+      urgent_pending_.store(true, std::memory_order_release);
+    }
   }
-  batch.clear();
   // A non-empty queue means the worker has been woken already and not yet taken it.
   if (was_empty) cv_.notify_one();
 }
 
-// Builds the urgent group: for every session with an urgent request, its requests still
-// in queue_ (older, so first), then the urgent requests themselves. Everything else
-// stays queued, in order.
-void Writer::take_urgent(std::vector<WriteRequest>& group) {
-  std::vector<Session*> sessions;
-  for (const auto& r : urgent_)
-    if (std::find(sessions.begin(), sessions.end(), r.session) == sessions.end())
-      sessions.push_back(r.session);
-  std::vector<WriteRequest> rest;
-  for (auto& r : queue_) {
-    bool mine = std::find(sessions.begin(), sessions.end(), r.session) != sessions.end();
-    (mine ? group : rest).push_back(std::move(r));
+// Takes, in queue order, every batch of every session with an urgent batch, up to that
+// session's last urgent one. Each session's batches stay in its order (the queue is in
+// submit order); everything else stays queued.
+void Writer::take_urgent(std::deque<WriteBatch>& work) {
+  std::vector<std::pair<Session*, size_t>> last;  // session -> index of its last urgent batch
+  for (size_t i = 0; i < queue_.size(); ++i) {
+    if (!queue_[i].urgent) continue;
+    auto it = std::find_if(last.begin(), last.end(), [&](auto& p) { return p.first == queue_[i].session; });
+    if (it == last.end()) last.emplace_back(queue_[i].session, i);
+    else it->second = i;
+  }
+  std::deque<WriteBatch> rest;
+  for (size_t i = 0; i < queue_.size(); ++i) {
+    auto it = std::find_if(last.begin(), last.end(), [&](auto& p) { return p.first == queue_[i].session; });
+    (it != last.end() && i <= it->second ? work : rest).push_back(std::move(queue_[i]));
   }
   queue_.swap(rest);
-  for (auto& r : urgent_) group.push_back(std::move(r));
-  urgent_.clear();
+  urgent_batches_ = 0;
   urgent_pending_.store(false, std::memory_order_relaxed);
 }
 
@@ -176,14 +185,16 @@ void Writer::on_results(std::vector<WriteResult>& results) {
   if (stopped_.load() && thread_.joinable()) {
     thread_.join();
     // Results the worker posted after this wake-up's swap, then requests queued after the worker gave up (fatal storage error) get an answer too.
-    std::vector<WriteRequest> left;
+    std::deque<WriteBatch> left;
     {
       std::lock_guard lk(mu_);
       left.swap(queue_);
+      urgent_batches_ = 0;
     }
     std::vector<WriteResult> failed;
     mailbox_.take(failed);
-    for (auto& req : left) failed.push_back(failure_for(req));
+    for (auto& b : left)
+      for (auto& req : b.reqs) failed.push_back(failure_for(req));
     queued_events_ = 0;
     queued_bytes_ = 0;
     if (!failed.empty()) on_complete_(failed);
@@ -193,14 +204,14 @@ void Writer::on_results(std::vector<WriteResult>& results) {
 
 void Writer::run() {
   pthread_setname_np(pthread_self(), "cairnd-writer");  // shows in top -H, perf, gdb
-  std::vector<WriteRequest> group;
+  std::deque<WriteBatch> work;
   for (;;) {
     bool stopping;
     bool urgent_group = false;
     {
       std::unique_lock lk(mu_);
       for (;;) {
-        if (!queue_.empty() || !urgent_.empty() || stopping_) break;
+        if (!queue_.empty() || stopping_) break;
         if (open_ > 0) {
           // Batched/hybrid: the open transaction must be committed by its deadline even
           // if nothing else arrives.
@@ -212,17 +223,17 @@ void Writer::run() {
           cv_.wait(lk);
         }
       }
-      bool is_urgent = !urgent_.empty();
+      bool is_urgent = urgent_batches_ > 0;
       if (is_urgent) {
-        take_urgent(group);
+        take_urgent(work);
       } else {
-        group.swap(queue_);
+        work.swap(queue_);
       }
       stopping = stopping_;
       urgent_group = is_urgent;
     }
-    process(group, urgent_group);
-    group.clear();
+    process(work, urgent_group);
+    work.clear();
     // Shutdown: everything accepted is in `group` or earlier groups; commit it.
     if (stopping && open_ > 0) commit_open();
     mailbox_.post(ready_);
@@ -230,7 +241,7 @@ void Writer::run() {
       bool empty;
       {
         std::lock_guard lk(mu_);
-        empty = queue_.empty() && urgent_.empty();
+        empty = queue_.empty();
       }
       if (!empty) continue;
       break;
@@ -250,75 +261,29 @@ void Writer::run() {
   mailbox_.wake();
 }
 
-void Writer::process(std::vector<WriteRequest>& group, bool is_urgent) {
-  bool durable_waiter = !waiting_.empty();
+void Writer::process(std::deque<WriteBatch>& work, bool is_urgent) {
   uint64_t released_bytes = 0;
   size_t done = 0;
-  for (auto& req : group) {
-    // An urgent request arrived while we work through a long routine group: put the
-    // rest back at the head of the queue and serve it first (checked every 16).
-    if (!is_urgent && (done & 15) == 0 && done > 0 &&
-        urgent_pending_.load(std::memory_order_acquire)) {
-      std::lock_guard lk(mu_);
-      queue_.insert(queue_.begin(), std::make_move_iterator(group.begin() + static_cast<long>(done)),
-                    std::make_move_iterator(group.end()));
-      group.resize(done);
-      break;
-    }
-    ++done;
-    released_bytes += req.cost();
-    WriteResult res = result_for(req);
-    if (failed_) {
-      res.error = proto::ErrorCode::storage_failed;
-      ready_.push_back(res);
-      continue;
-    }
-    if (req.kind == WriteRequest::Kind::barrier) {
-      res.ok = true;
-      waiting_.push_back(res);
-      durable_waiter = true;
-      continue;
-    }
-    if (!store_->in_transaction()) {
-      busy_since_ns_ = monotonic_ns();
-      auto b = store_->begin();
-      busy_since_ns_ = 0;
-      if (!b) {
-        fail_open(b.error(), "begin");
-        res.error = proto::ErrorCode::storage_failed;
-        ready_.push_back(res);
-        durable_waiter = !waiting_.empty();
-        continue;
+  for (size_t bi = 0; bi < work.size(); ++bi) {
+    auto& reqs = work[bi].reqs;
+    for (size_t ri = 0; ri < reqs.size(); ++ri) {
+      // An urgent batch arrived while we work through a long routine group: put the
+      // rest back at the head of the queue and serve it first (checked every 16).
+      if (!is_urgent && done > 0 && (done & 15) == 0 &&
+          urgent_pending_.load(std::memory_order_acquire)) {
+        reqs.erase(reqs.begin(), reqs.begin() + static_cast<long>(ri));
+        std::lock_guard lk(mu_);
+        for (size_t k = work.size(); k-- > bi;) queue_.push_front(std::move(work[k]));
+        bi = work.size();
+        break;
       }
-    }
-    busy_since_ns_ = monotonic_ns();
-    auto r = store_->append(req.event, req.trusted, req.body);
-    busy_since_ns_ = 0;
-    if (!r) {
-      fail_open(r.error(), "append");
-      res.error = proto::ErrorCode::storage_failed;
-      ready_.push_back(res);
-      durable_waiter = !waiting_.empty();
-      continue;
-    }
-    res.ok = true;
-    res.seq = r.value().seq;
-    res.duplicate = r.value().duplicate;
-    if (!res.duplicate) {
-      if (open_ == 0) oldest_ns_ = monotonic_ns();
-      ++open_;
-    }
-    if (req.durable_ack) {
-      waiting_.push_back(res);
-      durable_waiter = true;
-    } else {
-      if (!res.duplicate) ++open_nondurable_;
-      ready_.push_back(res);
-    }
-    if (policy_.batch_full(open_)) {
-      mailbox_.post(ready_);
-      commit_open();
-      durable_waiter = false;
+      ++done;
+      released_bytes += reqs[ri].cost();
+      append_one(reqs[ri]);
+      // Hand out acks that need no commit as we go, not once per group: a group can be
+      // thousands of events, and a burst of thousands of acks comes back as a burst of
+      // thousands of frames that stalls the loop (and every critical frame behind it).
+      if ((done & (kAckBatch - 1)) == 0) mailbox_.post(ready_);
     }
   }
   queued_events_ -= done;
@@ -326,7 +291,60 @@ void Writer::process(std::vector<WriteRequest>& group, bool is_urgent) {
   open_atomic_ = open_;
   // Acks that do not wait for durability go out before we spend time in fsync.
   mailbox_.post(ready_);
-  if (policy_.must_commit(open_, durable_waiter, oldest_ns_, monotonic_ns())) commit_open();
+  if (policy_.must_commit(open_, !waiting_.empty(), oldest_ns_, monotonic_ns())) commit_open();
+}
+
+// Inserts one request into the open transaction (beginning one if needed). Its result
+// goes to ready_ (answer now) or waiting_ (answer after the commit).
+void Writer::append_one(WriteRequest& req) {
+  WriteResult res = result_for(req);
+  if (failed_) {
+    res.error = proto::ErrorCode::storage_failed;
+    ready_.push_back(res);
+    return;
+  }
+  if (req.kind == WriteRequest::Kind::barrier) {
+    res.ok = true;
+    waiting_.push_back(res);
+    return;
+  }
+  if (!store_->in_transaction()) {
+    busy_since_ns_ = monotonic_ns();
+    auto b = store_->begin();
+    busy_since_ns_ = 0;
+    if (!b) {
+      fail_open(b.error(), "begin");
+      res.error = proto::ErrorCode::storage_failed;
+      ready_.push_back(res);
+      return;
+    }
+  }
+  busy_since_ns_ = monotonic_ns();
+  auto r = store_->append(req.event, req.trusted, req.body);
+  busy_since_ns_ = 0;
+  if (!r) {
+    fail_open(r.error(), "append");
+    res.error = proto::ErrorCode::storage_failed;
+    ready_.push_back(res);
+    return;
+  }
+  res.ok = true;
+  res.seq = r.value().seq;
+  res.duplicate = r.value().duplicate;
+  if (!res.duplicate) {
+    if (open_ == 0) oldest_ns_ = monotonic_ns();
+    ++open_;
+  }
+  if (req.durable_ack) {
+    waiting_.push_back(res);
+  } else {
+    if (!res.duplicate) ++open_nondurable_;
+    ready_.push_back(res);
+  }
+  if (policy_.batch_full(open_)) {
+    mailbox_.post(ready_);
+    commit_open();
+  }
 }
 
 void Writer::commit_open() {

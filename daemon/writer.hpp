@@ -22,6 +22,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -52,6 +53,15 @@ struct WriteRequest {
   std::string body;
 
   size_t cost() const { return sizeof(*this) + body.size() + event.fields.size() + 128; }
+};
+
+// One session's requests from one read, in that session's order. The writer's queue is
+// a FIFO of these, so jumping it (hybrid's critical events) moves a few batches, never
+// thousands of requests.
+struct WriteBatch {
+  Session* session = nullptr;
+  bool urgent = false;  // ends with an event that forces a commit
+  std::vector<WriteRequest> reqs;
 };
 
 struct WriteResult {
@@ -90,9 +100,10 @@ class Writer {
 
   // Starts the thread. Returns a negative libuv error if the async handle failed.
   int start();
-  // Queues a group of requests (moved out of `batch`). Never blocks on I/O. An urgent
-  // group (it holds an event that forces a commit) goes ahead of the queue, taking the
-  // same sessions' earlier queued requests with it so each connection keeps its order.
+  // Queues one session's requests (moved out of `batch`, which must all belong to that
+  // session). Never blocks on I/O. An urgent batch (it ends with an event that forces a
+  // commit) goes ahead of the queue, taking the same session's earlier queued batches
+  // with it so each connection keeps its order.
   void submit(std::vector<WriteRequest>& batch, bool urgent = false);
   // Asks the thread to commit everything queued, checkpoint, close the store and exit;
   // on_stopped runs on the loop afterwards. Submitting after stop() is a bug.
@@ -109,8 +120,9 @@ class Writer {
 
  private:
   void run();
-  void process(std::vector<WriteRequest>& group, bool is_urgent);
-  void take_urgent(std::vector<WriteRequest>& group);  // under mu_
+  void process(std::deque<WriteBatch>& work, bool is_urgent);
+  void take_urgent(std::deque<WriteBatch>& work);  // under mu_
+  void append_one(WriteRequest& req);
   void commit_open();
   void fail_open(const store::StoreError& err, const char* what);
   void reopen_store();
@@ -125,6 +137,7 @@ class Writer {
   // copy runs on checkpointer_, then a small catch-up here lets the WAL start over.
   int wal_frames_ = 0;
   static constexpr int kCheckpointFrames = 1000;
+  static constexpr size_t kAckBatch = 32;  // post ready acks at least every this many inserts
   static constexpr int kWalHardLimitFrames = 32 * kCheckpointFrames;  // ~128 MiB
   Checkpointer checkpointer_;
   uint64_t checkpoints_seen_ = 0;
@@ -139,9 +152,9 @@ class Writer {
   // Loop -> worker.
   std::mutex mu_;
   std::condition_variable cv_;
-  std::vector<WriteRequest> queue_;
-  std::vector<WriteRequest> urgent_;
-  std::atomic<bool> urgent_pending_{false};
+  std::deque<WriteBatch> queue_;  // submit order; urgent batches are flagged in place
+  size_t urgent_batches_ = 0;     // urgent batches in queue_
+  std::atomic<bool> urgent_pending_{false};  // urgent_batches_ > 0, read without mu_
   bool stopping_ = false;
 
   // Worker -> loop: results go through mailbox_; these say the worker has exited.

@@ -190,6 +190,38 @@ Test(core, hybrid_mode_critical_ack_is_durable_across_sigkill) {
   cr_assert_eq(rows.back().seq, ack.seq);
 }
 
+// Critical events jump the writer's queue in hybrid mode, taking their connection's
+// earlier events along. Whatever jumps, each connection's events must be stored in the
+// order it sent them, every ack must match the file, and every critical ack must be
+// durable.
+Test(core, hybrid_queue_jumping_keeps_each_connections_order) {
+  TestDaemon d;
+  cr_assert(d.start({.args = {"--flush-mode", "hybrid", "--batch-size", "1000000",
+                              "--batch-interval-ms", "60000"}}));
+  Streamer s;
+  StreamOptions o = stream(8, 2000, "DataAccess");
+  o.window = 64;
+  o.type_for = [](int t, int i) { return (i * 7 + t) % 23 == 0 ? "AuthFailure" : "DataAccess"; };
+  s.run(d.socket(), o);
+  s.join();
+  cr_assert_eq(s.count.load(), 16000u, "acked %llu of 16000",
+               static_cast<unsigned long long>(s.count.load()));
+  cr_assert_eq(exit_code(d.stop(SIGTERM)), 0);
+  expect_acked_present(d.db(), s.acked, false);
+  for (int t = 0; t < 8; ++t) {
+    uint64_t prev = 0;
+    for (int i = 0; i < 2000; ++i) {
+      const AckRecord& a = s.acked.at(stream_idem(o.prefix, t, i));
+      cr_assert_gt(a.seq, prev, "connection %d: event %d stored as seq %llu, before its predecessor (seq %llu)",
+                   t, i, static_cast<unsigned long long>(a.seq), static_cast<unsigned long long>(prev));
+      prev = a.seq;
+      if ((i * 7 + t) % 23 == 0) cr_assert(a.durable, "critical event %d of connection %d acked non-durable", i, t);
+    }
+  }
+  std::string problem = check_database(d.db());
+  cr_assert(problem.empty(), "%s", problem.c_str());
+}
+
 Test(core, restart_continues_the_chain) {
   TestDaemon d;
   for (int run = 0; run < 2; ++run) {
