@@ -2,7 +2,7 @@
 //
 //   cairn-bench append --socket S -c CONNS -w WINDOW [-n EVENTS_PER_CONN] [--seconds T]
 //                      [--size BYTES] [--critical FRACTION] [--pid DAEMON_PID]
-//                      [--no-stats] [--trace FILE]
+//                      [--no-stats] [--trace FILE] [--warmup SECONDS]
 //   cairn-bench query  --socket S -c CONNS [--seconds T | --pages N] [--depth PAGES]
 //                      [--type T1,T2,...] [--limit 50]
 //
@@ -10,7 +10,8 @@
 // sent EVENTS_PER_CONN or T seconds have passed (whichever is first; then the window
 // drains). Each event's append frame is BYTES long on the wire; FRACTION of them are
 // critical (type AuthFailure) and reported separately. Latency is send -> ack as the
-// client sees it.
+// client sees it. With --warmup, events sent in the first SECONDS (the start-up burst
+// of C x W events at once) count for neither latency nor throughput.
 // query: CONNS connections, each walking newest-first pages of `limit` events of one
 // type (round-robin over the list) by cursor, back to the newest page after DEPTH pages
 // or at the end of the log.
@@ -51,6 +52,7 @@ struct Opts {
   int conns = 1;
   long events = 0;        // per connection; 0 = no limit (then --seconds must be set)
   double seconds = 0;     // 0 = no limit
+  double warmup = 0;      // append: seconds at the start left out of the figures
   unsigned window = 1;
   size_t size = 256;      // append frame bytes on the wire
   double critical = 0;
@@ -257,7 +259,7 @@ int run_append(const Opts& o) {
   std::string message(cairn::bench::message_len(o.size), 'm');
   std::vector<cairn_client*> clients;
   for (int t = 0; t < o.conns; ++t) clients.push_back(connect(o));
-  std::atomic<int64_t> t0{0}, deadline{0};
+  std::atomic<int64_t> t0{0}, deadline{0}, measure_from{0};
   std::barrier start(o.conns + 1);
   std::vector<std::thread> threads;
   for (int t = 0; t < o.conns; ++t) {
@@ -270,6 +272,7 @@ int run_append(const Opts& o) {
         bool critical;
       };
       std::deque<Sent> inflight;
+      int64_t from = 0;  // events sent before this are warm-up
       uint64_t rnd = 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(t + 1);
       auto collect = [&] {
         uint64_t ticket;
@@ -279,7 +282,7 @@ int run_append(const Opts& o) {
         const Sent& s = inflight.front();
         if (rc != 0) {
           ++failed;
-        } else {
+        } else if (s.at >= from) {
           if (ack.durable) ++durable;
           if (ack.duplicate) ++duplicate;
           (s.critical ? my_crit : my_lat).push_back(now - s.at);
@@ -289,6 +292,7 @@ int run_append(const Opts& o) {
       };
       start.arrive_and_wait();
       const int64_t end = deadline.load();
+      from = measure_from.load();
       for (long i = 0; !done_by(o, i, end); ++i) {
         rnd ^= rnd << 13;
         rnd ^= rnd >> 7;
@@ -320,6 +324,7 @@ int run_append(const Opts& o) {
   }
   t0 = now_ns();
   deadline = o.seconds > 0 ? t0 + static_cast<int64_t>(o.seconds * 1e9) : 0;
+  measure_from = t0 + static_cast<int64_t>(o.warmup * 1e9);
   start.arrive_and_wait();
   for (auto& th : threads) th.join();
   int64_t t1 = now_ns();
@@ -327,7 +332,7 @@ int run_append(const Opts& o) {
   long rss_now = o.pid ? proc_status_kib(o.pid, "VmRSS:") : 0;
   for (auto* c : clients) cairn_close(c);
   if (have_stats) have_stats = daemon_stats(o, after);
-  double secs = static_cast<double>(t1 - t0) / 1e9;
+  double secs = static_cast<double>(t1 - measure_from.load()) / 1e9;
   long total = static_cast<long>(lat.size() + crit_lat.size());
   std::vector<int64_t> all = lat;
   all.insert(all.end(), crit_lat.begin(), crit_lat.end());
@@ -341,11 +346,11 @@ int run_append(const Opts& o) {
     }
   }
   std::printf("{\"mode\":\"append\",\"conns\":%d,\"window\":%u,\"frame_bytes\":%zu,\"events\":%ld,"
-              "\"seconds\":%.3f,\"events_per_s\":%.1f,\"failed\":%ld,\"durable\":%ld,\"duplicate\":%ld,"
+              "\"warmup_s\":%.3f,\"seconds\":%.3f,\"events_per_s\":%.1f,\"failed\":%ld,\"durable\":%ld,\"duplicate\":%ld,"
               "%s,%s,%s,\"commits\":%llu,\"events_per_commit\":%.1f,\"daemon_fsync_p50_us\":%llu,"
               "\"daemon_fsync_p99_us\":%llu,\"flush_mode\":\"%s\",\"daemon_rss_hwm_kib\":%ld,"
               "\"daemon_rss_kib\":%ld}\n",
-              o.conns, o.window, o.size, total, secs, static_cast<double>(total) / secs, failed.load(),
+              o.conns, o.window, o.size, total, o.warmup, secs, static_cast<double>(total) / secs, failed.load(),
               durable.load(), duplicate.load(), pct_json(all, "ack").c_str(),
               pct_json(lat, "routine").c_str(), pct_json(crit_lat, "critical").c_str(),
               static_cast<unsigned long long>(commits),
@@ -458,6 +463,7 @@ int main(int argc, char** argv) {
     else if (a == "-c") o.conns = std::atoi(val().c_str());
     else if (a == "-n") o.events = std::atol(val().c_str());
     else if (a == "--seconds") o.seconds = std::atof(val().c_str());
+    else if (a == "--warmup") o.warmup = std::atof(val().c_str());
     else if (a == "-w") o.window = static_cast<unsigned>(std::atoi(val().c_str()));
     else if (a == "--size") o.size = static_cast<size_t>(std::atol(val().c_str()));
     else if (a == "--critical") o.critical = std::atof(val().c_str());

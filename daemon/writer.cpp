@@ -391,22 +391,32 @@ void Writer::commit_open() {
 }
 
 void Writer::maybe_checkpoint() {
-  if (!store_ || wal_frames_ < kCheckpointFrames) return;
-  bool copied = checkpointer_.completed() != checkpoints_seen_;
-  if (!copied && !checkpointer_.busy() && wal_frames_ < kWalHardLimitFrames) {
-    checkpointer_.request();  // the heavy copy, off this thread
-    return;
+  if (!store_) return;
+  // Keep the database file close behind the WAL: a background copy for every
+  // kCheckpointFrames new frames. It copies what was committed when it started.
+  if (wal_frames_ - copy_requested_at_ >= kCheckpointFrames && !checkpointer_.busy()) {
+    checkpointer_.request();
+    copy_requested_at_ = wal_frames_;
   }
-  if (!copied && wal_frames_ < kWalHardLimitFrames) return;  // still copying
+  // SQLite starts the WAL over only if a transaction begins when every frame has been
+  // copied. Under load that takes a catch-up here (the frames written since the last
+  // copy began, and an fsync of the database: ~1 ms that every request waits out), so
+  // it is done when the writer is idle (nothing queued; a lone client's next event may
+  // still wait for it, hence a threshold there too), or once the WAL has grown to
+  // kWalRestartFrames, not after every copy.
+  bool idle = queued_events_.load(std::memory_order_relaxed) == 0;
+  bool hard = wal_frames_ >= kWalHardLimitFrames;
+  if (wal_frames_ < (idle ? kWalIdleRestartFrames : kWalRestartFrames)) return;
+  bool copied = checkpointer_.completed() != checkpoints_seen_ && !checkpointer_.busy();
+  if (!copied && !hard) return;  // still copying
   // A critical event is waiting: its commit first, the catch-up at a later commit.
-  if (urgent_pending_.load(std::memory_order_acquire) && wal_frames_ < kWalHardLimitFrames) return;
-  // Catch up (only frames written since the copy) so the next transaction restarts the
-  // WAL; past the hard limit, do it all here rather than let the WAL grow.
+  if (urgent_pending_.load(std::memory_order_acquire) && !hard) return;
   checkpoints_seen_ = checkpointer_.completed();
   busy_since_ns_ = monotonic_ns();
   auto r = store_->checkpoint_passive();
   busy_since_ns_ = 0;
   wal_frames_ = 0;
+  copy_requested_at_ = 0;
   if (!r) log_msg(LogLevel::warning, "checkpoint: %s", r.error().message.c_str());
 }
 

@@ -134,11 +134,14 @@ class Writer {
   std::string db_path_;
   // WAL size in frames after the last commit (from SQLite's wal hook). Checkpoints never
   // run inside a COMMIT whose acks wait (SQLite's autocheckpoint would do that): the
-  // copy runs on checkpointer_, then a small catch-up here lets the WAL start over.
+  // copy runs on checkpointer_, and a small catch-up here lets the WAL start over.
   int wal_frames_ = 0;
-  static constexpr int kCheckpointFrames = 1000;
+  int copy_requested_at_ = 0;  // wal_frames_ when the last background copy was asked for
+  static constexpr int kCheckpointFrames = 250;     // background copy every ~1 MiB of WAL
+  static constexpr int kWalIdleRestartFrames = 1000; // catch-up when idle at ~4 MiB
+  static constexpr int kWalRestartFrames = 8192;    // ... under load at ~32 MiB
+  static constexpr int kWalHardLimitFrames = 32768; // ... and regardless at ~128 MiB
   static constexpr size_t kAckBatch = 32;  // post ready acks at least every this many inserts
-  static constexpr int kWalHardLimitFrames = 32 * kCheckpointFrames;  // ~128 MiB
   Checkpointer checkpointer_;
   uint64_t checkpoints_seen_ = 0;
   static void on_wal_commit(void* self, int frames) { static_cast<Writer*>(self)->wal_frames_ = frames; }
