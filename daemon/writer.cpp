@@ -392,12 +392,6 @@ void Writer::commit_open() {
 
 void Writer::maybe_checkpoint() {
   if (!store_) return;
-  // Keep the database file close behind the WAL: a background copy for every
-  // kCheckpointFrames new frames. It copies what was committed when it started.
-  if (wal_frames_ - copy_requested_at_ >= kCheckpointFrames && !checkpointer_.busy()) {
-    checkpointer_.request();
-    copy_requested_at_ = wal_frames_;
-  }
   // SQLite starts the WAL over only if a transaction begins when every frame has been
   // copied. Under load that takes a catch-up here (the frames written since the last
   // copy began, and an fsync of the database: ~1 ms that every request waits out), so
@@ -406,12 +400,18 @@ void Writer::maybe_checkpoint() {
   // kWalRestartFrames, not after every copy.
   bool idle = queued_events_.load(std::memory_order_relaxed) == 0;
   bool hard = wal_frames_ >= kWalHardLimitFrames;
-  if (wal_frames_ < (idle ? kWalIdleRestartFrames : kWalRestartFrames)) return;
-  bool copied = checkpointer_.completed() != checkpoints_seen_ && !checkpointer_.busy();
-  if (!copied && !hard) return;  // still copying
-  // A critical event is waiting: its commit first, the catch-up at a later commit.
-  if (urgent_pending_.load(std::memory_order_acquire) && !hard) return;
-  checkpoints_seen_ = checkpointer_.completed();
+  if (wal_frames_ < (idle ? kWalIdleRestartFrames : kWalRestartFrames)) {
+    // Until then, keep the database file close behind the WAL: a background copy for
+    // every kCheckpointFrames new frames (it copies what was committed when it began).
+    if (wal_frames_ - copy_requested_at_ >= kCheckpointFrames && !checkpointer_.busy()) {
+      checkpointer_.request();
+      copy_requested_at_ = wal_frames_;
+    }
+    return;
+  }
+  // A restart is due: no new copy; let the running one finish, then catch up. A
+  // critical event that is waiting goes first (its commit, then a later catch-up).
+  if ((checkpointer_.busy() || urgent_pending_.load(std::memory_order_acquire)) && !hard) return;
   busy_since_ns_ = monotonic_ns();
   auto r = store_->checkpoint_passive();
   busy_since_ns_ = 0;

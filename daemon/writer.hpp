@@ -143,7 +143,6 @@ class Writer {
   static constexpr int kWalHardLimitFrames = 32768; // ... and regardless at ~128 MiB
   static constexpr size_t kAckBatch = 32;  // post ready acks at least every this many inserts
   Checkpointer checkpointer_;
-  uint64_t checkpoints_seen_ = 0;
   static void on_wal_commit(void* self, int frames) { static_cast<Writer*>(self)->wal_frames_ = frames; }
   void maybe_checkpoint();
   FlushPolicy policy_;
