@@ -57,6 +57,8 @@ const char* const kUsage =
     "  --max-connections N        connections in total [1024]\n"
     "  --max-connections-per-uid N  connections per peer uid [256]\n"
     "  --query-threads N          threads answering query/stats/verify [2]\n"
+    "  --query-mmap-mb N          MiB of the database each query thread memory-maps; 0 reads\n"
+    "                             with pread instead [2047]\n"
     "  --query-uids UID,...       uids allowed to query besides root and cairnd's own\n"
     "  --query-gids GID,...       gids allowed to query\n"
     "  --shutdown-linger-ms MS    on SIGTERM, after all is durable, how long to wait for\n"
@@ -181,6 +183,8 @@ Result<Ok, std::string> config_set(Config& c, const std::string& key, const std:
     return num(1, 1'000'000, c.max_connections_per_uid);
   } else if (key == "query-threads") {
     return num(1, 64, c.query_threads);
+  } else if (key == "query-mmap-mb") {
+    return num(0, 2047, c.query_mmap_mb);
   } else if (key == "query-uids" || key == "query-gids") {
     for (const auto& s : split_list(v)) {
       auto r = parse_uint(key, s, 0, 0xfffffffeu);

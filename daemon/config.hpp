@@ -33,6 +33,9 @@ struct Config {
   uint32_t max_connections = 1024;
   uint32_t max_connections_per_uid = 256;
   uint32_t query_threads = 2;
+  // Each query thread maps up to this much of the database (SQLite mmap_size; SQLite
+  // caps it just under 2 GiB): a page read is a memory access, not a pread + copy.
+  uint32_t query_mmap_mb = 2047;
   std::vector<uid_t> query_uids;      // may query/verify/stats besides root and our euid
   std::vector<gid_t> query_gids;
   uint32_t shutdown_linger_ms = 5000; // after everything is durable, wait this long for

@@ -53,6 +53,7 @@ int Daemon::run() {
       },
       [this](bool fatal) { on_writer_stopped(fatal); });
   reader_ = std::make_unique<Reader>(&loop_, config_.db_path, config_.query_threads,
+                                     uint64_t{config_.query_mmap_mb} << 20,
                                      [](std::vector<ReadResult>& results) {
                                        for (auto& r : results) r.session->complete_read(r);
                                      });

@@ -6,10 +6,12 @@
 
 namespace cairn::daemon {
 
-Reader::Reader(uv_loop_t* loop, std::string db_path, unsigned threads, CompleteFn on_complete)
+Reader::Reader(uv_loop_t* loop, std::string db_path, unsigned threads, uint64_t mmap_bytes,
+               CompleteFn on_complete)
     : loop_(loop),
       db_path_(std::move(db_path)),
       nthreads_(threads == 0 ? 1 : threads),
+      mmap_bytes_(mmap_bytes),
       on_complete_(std::move(on_complete)) {}
 
 Reader::~Reader() {
@@ -75,18 +77,28 @@ void Reader::run() {
     res.id = req.id;
     if (!store) {
       auto s = store::Store::open(db_path_, store::OpenMode::readonly);
-      if (s) store = std::move(s.value());
-      else res.error = s.error().message;
+      if (s) {
+        store = std::move(s.value());
+        store->map_reads(mmap_bytes_);
+      } else {
+        res.error = s.error().message;
+      }
     }
     if (store) {
       switch (req.kind) {
         case ReadRequest::Kind::query: {
-          auto r = store->query(req.spec);
-          if (r) {
+          // Encoded here, row by row from SQLite's buffers: the loop only sends it.
+          proto::QueryReplyBuilder reply(res.frame, req.id);
+          auto next = store->query_each(req.spec, [&](uint64_t seq, std::string_view hash,
+                                                      std::string_view body) {
+            reply.add(seq, hash, body);
+          });
+          if (next) {
+            reply.finish(next.value());
             res.ok = true;
-            proto::encode_query_reply(res.frame, req.id, r.value());
           } else {
-            res.error = r.error().message;
+            res.frame.clear();
+            res.error = next.error().message;
           }
           break;
         }

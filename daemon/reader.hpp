@@ -47,7 +47,8 @@ class Reader {
  public:
   using CompleteFn = std::function<void(std::vector<ReadResult>&)>;
 
-  Reader(uv_loop_t* loop, std::string db_path, unsigned threads, CompleteFn on_complete);
+  Reader(uv_loop_t* loop, std::string db_path, unsigned threads, uint64_t mmap_bytes,
+         CompleteFn on_complete);
   ~Reader();
   Reader(const Reader&) = delete;
   Reader& operator=(const Reader&) = delete;
@@ -64,6 +65,7 @@ class Reader {
   uv_loop_t* loop_;
   std::string db_path_;
   unsigned nthreads_;
+  uint64_t mmap_bytes_;
   CompleteFn on_complete_;
   Mailbox<ReadResult> mailbox_;
   std::vector<std::thread> threads_;

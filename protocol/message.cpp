@@ -281,24 +281,41 @@ void encode_pong(std::string& out, uint64_t id) {
   finish_frame(out, at);
 }
 
-void encode_query_reply(std::string& out, uint64_t id, const QueryPage& page) {
-  size_t at = begin_frame(out);
-  Packer pk(out);
+QueryReplyBuilder::QueryReplyBuilder(std::string& out, uint64_t id) : out_(out) {
+  frame_at_ = begin_frame(out_);
+  Packer pk(out_);
   pk.map(4);
   pk.str("id"); pk.u64(id);
   pk.str("ok"); pk.boolean(true);
   pk.str("events");
-  pk.array(page.events.size());
-  for (const auto& e : page.events) {
-    pk.map(3);
-    pk.str("seq"); pk.u64(e.seq);
-    pk.str("hash"); put_hash(pk, e.hash);
-    pk.str("event"); pk.raw(e.body);  // already a canonical msgpack map
-  }
+  count_at_ = out_.size();
+  out_.append("\xdc\0\0", 3);  // array16; the count is patched by finish()
+}
+
+void QueryReplyBuilder::add(uint64_t seq, std::string_view hash, std::string_view body) {
+  Packer pk(out_);
+  pk.map(3);
+  pk.str("seq"); pk.u64(seq);
+  pk.str("hash"); pk.bin(hash);
+  pk.str("event"); pk.raw(body);  // already a canonical msgpack map
+  ++count_;
+}
+
+void QueryReplyBuilder::finish(std::optional<uint64_t> next) {
+  out_[count_at_ + 1] = static_cast<char>(count_ >> 8);
+  out_[count_at_ + 2] = static_cast<char>(count_);
+  Packer pk(out_);
   pk.str("next");
-  if (page.next) pk.u64(*page.next);
+  if (next) pk.u64(*next);
   else pk.nil();
-  finish_frame(out, at);
+  finish_frame(out_, frame_at_);
+}
+
+void encode_query_reply(std::string& out, uint64_t id, const QueryPage& page) {
+  QueryReplyBuilder b(out, id);
+  for (const auto& e : page.events)
+    b.add(e.seq, {reinterpret_cast<const char*>(e.hash.data()), e.hash.size()}, e.body);
+  b.finish(page.next);
 }
 
 void encode_stats_reply(std::string& out, uint64_t id, const Stats& s) {

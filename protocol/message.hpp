@@ -150,6 +150,21 @@ void encode_hello_reply(std::string& out, uint64_t id, const HelloInfo& info);
 void encode_ack(std::string& out, uint64_t id, uint64_t seq, bool durable, bool duplicate);
 void encode_flush_reply(std::string& out, uint64_t id, uint64_t durable_seq);
 void encode_query_reply(std::string& out, uint64_t id, const QueryPage& page);
+// Builds the same reply one event at a time, straight from the rows storage reads (no
+// per-event copy). The event count is patched in by finish(), so the events array
+// always has a 16-bit length header (fine for kMaxQueryLimit events).
+class QueryReplyBuilder {
+ public:
+  QueryReplyBuilder(std::string& out, uint64_t id);
+  void add(uint64_t seq, std::string_view hash, std::string_view body);  // hash: 32 bytes
+  void finish(std::optional<uint64_t> next);
+  uint32_t count() const { return count_; }
+
+ private:
+  std::string& out_;
+  size_t frame_at_ = 0, count_at_ = 0;
+  uint32_t count_ = 0;
+};
 void encode_stats_reply(std::string& out, uint64_t id, const Stats& stats);
 void encode_verify_reply(std::string& out, uint64_t id, const VerifyReport& report);
 void encode_pong(std::string& out, uint64_t id);

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <limits>
 
 #include "store_internal.hpp"
@@ -51,9 +52,9 @@ sqlite3_int64 clamp_i64(uint64_t v) {
   return static_cast<sqlite3_int64>(std::min(v, kMax));
 }
 
-StoreResult<proto::QueryPage> run_query(sqlite3* db, std::map<unsigned, sqlite3_stmt*>& cache,
-                                        const proto::QuerySpec& q, bool with_offset,
-                                        uint64_t offset) {
+StoreResult<std::optional<uint64_t>> run_query(sqlite3* db, std::map<unsigned, sqlite3_stmt*>& cache,
+                                               const proto::QuerySpec& q, bool with_offset,
+                                               uint64_t offset, const Store::RowFn& row) {
   unsigned mask = mask_of(q);
   sqlite3_stmt*& st = cache[mask];
   int rc = 0;
@@ -72,36 +73,69 @@ StoreResult<proto::QueryPage> run_query(sqlite3* db, std::map<unsigned, sqlite3_
   sqlite3_bind_int64(st, 6, clamp_i64(q.after.value_or(UINT64_MAX)));
   sqlite3_bind_int64(st, 7, q.limit);
   if (with_offset) sqlite3_bind_int64(st, 8, clamp_i64(offset));
-  proto::QueryPage page;
-  // limit comes from a peer; the protocol caps it, but do not trust that for a reserve.
-  page.events.reserve(std::min<uint32_t>(q.limit, proto::kMaxQueryLimit));
+  uint64_t rows = 0, last = 0;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    proto::StoredEvent e;
-    e.seq = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
-    if (sqlite3_column_bytes(st, 1) == static_cast<int>(e.hash.size()))
-      std::memcpy(e.hash.data(), sqlite3_column_blob(st, 1), e.hash.size());
+    last = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
+    // The views point into SQLite's row buffer: valid until the next step.
+    const void* hash = sqlite3_column_blob(st, 1);
+    std::string_view h = hash ? std::string_view(static_cast<const char*>(hash),
+                                                 static_cast<size_t>(sqlite3_column_bytes(st, 1)))
+                              : std::string_view();
     const void* body = sqlite3_column_blob(st, 2);
-    if (body != nullptr)
-      e.body.assign(static_cast<const char*>(body), static_cast<size_t>(sqlite3_column_bytes(st, 2)));
-    page.events.push_back(std::move(e));
+    std::string_view b = body ? std::string_view(static_cast<const char*>(body),
+                                                 static_cast<size_t>(sqlite3_column_bytes(st, 2)))
+                              : std::string_view();
+    row(last, h, b);
+    ++rows;
   }
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
   if (rc != SQLITE_DONE) return Err{make_error(db, rc, "query")};
-  if (!page.events.empty() && page.events.size() == q.limit) page.next = page.events.back().seq;
+  std::optional<uint64_t> next;
+  if (rows > 0 && rows == q.limit) next = last;
+  return next;
+}
+
+// A whole page in memory (the CLI's offline reads, tests, the OFFSET baseline).
+StoreResult<proto::QueryPage> collect(const std::function<StoreResult<std::optional<uint64_t>>(
+                                          const Store::RowFn&)>& run,
+                                      uint32_t limit) {
+  proto::QueryPage page;
+  // limit comes from a peer; the protocol caps it, but do not trust that for a reserve.
+  page.events.reserve(std::min<uint32_t>(limit, proto::kMaxQueryLimit));
+  auto next = run([&](uint64_t seq, std::string_view hash, std::string_view body) {
+    proto::StoredEvent e;
+    e.seq = seq;
+    if (hash.size() == e.hash.size()) std::memcpy(e.hash.data(), hash.data(), e.hash.size());
+    e.body.assign(body);
+    page.events.push_back(std::move(e));
+  });
+  if (!next) return Err{next.error()};
+  page.next = next.value();
   return page;
 }
 
 }  // namespace
 
+void Store::map_reads(uint64_t bytes) {
+  if (mode_ != OpenMode::readonly) return;
+  std::string sql = "PRAGMA mmap_size=" + std::to_string(bytes);
+  sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr);  // best effort: pread otherwise
+}
+
+StoreResult<std::optional<uint64_t>> Store::query_each(const proto::QuerySpec& spec, const RowFn& row) {
+  return run_query(db_, stmts_->query, spec, false, 0, row);
+}
+
 StoreResult<proto::QueryPage> Store::query(const proto::QuerySpec& spec) {
-  return run_query(db_, stmts_->query, spec, false, 0);
+  return collect([&](const RowFn& row) { return query_each(spec, row); }, spec.limit);
 }
 
 StoreResult<proto::QueryPage> Store::query_offset(const proto::QuerySpec& spec, uint64_t offset) {
   proto::QuerySpec q = spec;
   q.after.reset();  // OFFSET paging has no cursor
-  return run_query(db_, stmts_->query_offset, q, true, offset);
+  return collect([&](const RowFn& row) { return run_query(db_, stmts_->query_offset, q, true, offset, row); },
+                 q.limit);
 }
 
 StoreResult<std::optional<uint64_t>> Store::seq_for_idem(std::string_view idem) {
