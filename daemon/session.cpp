@@ -349,6 +349,10 @@ void Session::handle_append(const proto::Request& req, uint64_t slot) {
   w.durable_ack = policy.waits_for_commit(w.event);
   bool urgent = policy.urgent(w.event);
   w.body = proto::event_canonical_body(w.event, w.trusted);
+  // The store needs only the indexed columns beside the body; the message and fields
+  // live on in the body. Freed now, not after the request has waited in the queue.
+  w.event.message.reset();
+  std::string().swap(w.event.fields);
   ++outstanding_;
   staged_.push_back(std::move(w));
   if (urgent) staged_urgent_ = staged_.size();

@@ -52,7 +52,9 @@ struct WriteRequest {
   proto::Trusted trusted;
   std::string body;
 
-  size_t cost() const { return sizeof(*this) + body.size() + event.fields.size() + 128; }
+  // Bytes this request holds while queued: itself, the body, ~128 for the short column
+  // strings and allocator overhead (message and fields are dropped once in the body).
+  size_t cost() const { return sizeof(*this) + body.size() + 128; }
 };
 
 // One session's requests from one read, in that session's order. The writer's queue is

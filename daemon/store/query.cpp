@@ -118,7 +118,8 @@ StoreResult<proto::QueryPage> collect(const std::function<StoreResult<std::optio
 }  // namespace
 
 void Store::map_reads(uint64_t bytes) {
-  if (mode_ != OpenMode::readonly) return;
+  if (mode_ != OpenMode::readonly || bytes == mapped_) return;
+  mapped_ = bytes;
   std::string sql = "PRAGMA mmap_size=" + std::to_string(bytes);
   sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr);  // best effort: pread otherwise
 }

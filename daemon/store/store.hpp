@@ -110,7 +110,8 @@ class Store {
   // Reads pages of the main file through a memory map of up to `bytes` (PRAGMA
   // mmap_size; 0 = pread). Saves a syscall and a 4 KiB copy per page read; the cost is
   // that a disk read error in a mapped page is SIGBUS instead of an error return.
-  // Only for read-only connections: the writer never maps.
+  // Only for read-only connections: the writer never maps. Unmapping (0) drops the
+  // pages from this process's RSS.
   void map_reads(uint64_t bytes);
   // Newest first, keyset by seq (never OFFSET): calls row(seq, hash, body) for each
   // event, with views valid only during the call; returns the cursor for the next page
@@ -140,6 +141,7 @@ class Store {
 
   sqlite3* db_ = nullptr;
   OpenMode mode_ = OpenMode::readonly;
+  uint64_t mapped_ = 0;  // current mmap_size (map_reads)
   std::string path_;
   uint64_t head_seq_ = 0;
   Hash head_hash_{};
