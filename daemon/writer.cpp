@@ -401,9 +401,11 @@ void Writer::maybe_checkpoint() {
   bool idle = queued_events_.load(std::memory_order_relaxed) == 0;
   bool hard = wal_frames_ >= kWalHardLimitFrames;
   if (wal_frames_ < (idle ? kWalIdleRestartFrames : kWalRestartFrames)) {
-    // Until then, keep the database file close behind the WAL: a background copy for
-    // every kCheckpointFrames new frames (it copies what was committed when it began).
-    if (wal_frames_ - copy_requested_at_ >= kCheckpointFrames && !checkpointer_.busy()) {
+    // Until then, under load, keep the database file close behind the WAL: a background
+    // copy for every kCheckpointFrames new frames (it copies what was committed when it
+    // began). Idle, the catch-up below does it all at once: each copy ends in an fsync
+    // of the database that a lone client's next commit would wait behind.
+    if (!idle && wal_frames_ - copy_requested_at_ >= kCheckpointFrames && !checkpointer_.busy()) {
       checkpointer_.request();
       copy_requested_at_ = wal_frames_;
     }
