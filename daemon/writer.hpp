@@ -141,8 +141,8 @@ class Writer {
   int copy_requested_at_ = 0;  // wal_frames_ when the last background copy was asked for
   static constexpr int kCheckpointFrames = 250;     // background copy every ~1 MiB of WAL
   static constexpr int kWalIdleRestartFrames = 1000; // catch-up when idle at ~4 MiB
-  static constexpr int kWalRestartFrames = 8192;    // ... under load at ~32 MiB
-  static constexpr int kWalHardLimitFrames = 32768; // ... and regardless at ~128 MiB
+  static constexpr int kWalRestartFrames = 32768;   // ... under load at ~128 MiB
+  static constexpr int kWalHardLimitFrames = 65536; // ... and regardless at ~256 MiB
   static constexpr size_t kAckBatch = 32;  // post ready acks at least every this many inserts
   Checkpointer checkpointer_;
   static void on_wal_commit(void* self, int frames) { static_cast<Writer*>(self)->wal_frames_ = frames; }
