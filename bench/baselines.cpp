@@ -62,18 +62,6 @@ std::string arg(int argc, char** argv, const char* name, const char* def) {
   return def;
 }
 
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  size_t at = 0;
-  while (at <= s.size()) {
-    size_t comma = s.find(',', at);
-    if (comma == std::string::npos) comma = s.size();
-    if (comma > at) out.push_back(s.substr(at, comma - at));
-    at = comma + 1;
-  }
-  return out;
-}
-
 void put_be64(std::string& s, size_t at, uint64_t v) {
   for (int k = 0; k < 8; ++k) s[at + static_cast<size_t>(k)] = static_cast<char>(v >> (56 - 8 * k));
 }
@@ -374,7 +362,7 @@ int main(int argc, char** argv) {
   if (cmd == "naive") return run_naive(db, seconds);
   if (cmd == "gen-db") return run_gen_db(db, std::atol(arg(argc, argv, "--events", "1000000").c_str()));
   if (cmd == "offset") {
-    auto types = split(arg(argc, argv, "--type", "DataAccess"));
+    auto types = cairn::bench::split(arg(argc, argv, "--type", "DataAccess"));
     if (types.empty()) return 2;
     return run_offset(db, std::atoi(arg(argc, argv, "-c", "40").c_str()), seconds,
                       std::max(1L, std::atol(arg(argc, argv, "--depth", "200").c_str())), types);

@@ -1,9 +1,10 @@
 // bench_event.hpp — the event cairn-bench sends and the SQLite baselines insert, so that
-// both sides of every ratio store the same rows.
+// both sides of every ratio store the same rows; and what both command lines share.
 #pragma once
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "../protocol/message.hpp"
 
@@ -32,6 +33,19 @@ inline size_t message_len(size_t frame_bytes) {
   proto::encode_append(frame, 100000, v);
   size_t base = frame.size() - msg.size();
   return frame_bytes > base + 32 ? frame_bytes - base : 32;
+}
+
+// "a,b,,c" -> {"a", "b", "c"}: the comma-separated lists of the command lines.
+inline std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  size_t at = 0;
+  while (at <= s.size()) {
+    size_t comma = s.find(',', at);
+    if (comma == std::string::npos) comma = s.size();
+    if (comma > at) out.push_back(s.substr(at, comma - at));
+    at = comma + 1;
+  }
+  return out;
 }
 
 }  // namespace cairn::bench

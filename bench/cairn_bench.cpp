@@ -429,18 +429,6 @@ int run_query(const Opts& o) {
   return failed.load() ? 1 : 0;
 }
 
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  size_t at = 0;
-  while (at <= s.size()) {
-    size_t comma = s.find(',', at);
-    if (comma == std::string::npos) comma = s.size();
-    if (comma > at) out.push_back(s.substr(at, comma - at));
-    at = comma + 1;
-  }
-  return out;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -472,7 +460,7 @@ int main(int argc, char** argv) {
     else if (a == "--trace") o.trace = val();
     else if (a == "--pages") o.pages = std::atol(val().c_str());
     else if (a == "--depth") o.depth = std::atol(val().c_str());
-    else if (a == "--type") o.types = split(val());
+    else if (a == "--type") o.types = cairn::bench::split(val());
     else if (a == "--limit") o.limit = static_cast<unsigned>(std::atoi(val().c_str()));
     else {
       std::fprintf(stderr, "cairn-bench: unknown option %s\n", a.c_str());

@@ -315,26 +315,21 @@ void Writer::append_one(WriteRequest& req) {
     waiting_.push_back(res);
     return;
   }
+  auto refuse = [&](const store::StoreError& err, const char* what) {
+    fail_open(err, what);
+    res.error = proto::ErrorCode::storage_failed;
+    ready_.push_back(res);
+  };
   if (!store_->in_transaction()) {
     busy_since_ns_ = monotonic_ns();
     auto b = store_->begin();
     busy_since_ns_ = 0;
-    if (!b) {
-      fail_open(b.error(), "begin");
-      res.error = proto::ErrorCode::storage_failed;
-      ready_.push_back(res);
-      return;
-    }
+    if (!b) return refuse(b.error(), "begin");
   }
   busy_since_ns_ = monotonic_ns();
   auto r = store_->append(req.event, req.trusted, req.body);
   busy_since_ns_ = 0;
-  if (!r) {
-    fail_open(r.error(), "append");
-    res.error = proto::ErrorCode::storage_failed;
-    ready_.push_back(res);
-    return;
-  }
+  if (!r) return refuse(r.error(), "append");
   res.ok = true;
   res.seq = r.value().seq;
   res.duplicate = r.value().duplicate;
