@@ -182,7 +182,7 @@ bool Writer::stuck(int64_t limit_ns) const {
 }
 
 void Writer::on_results(std::vector<WriteResult>& results) {
-  if (!results.empty()) on_complete_(results);
+  on_complete_(results);  // even empty: a bare wake() means "look at the queue again"
   if (stopped_.load() && thread_.joinable()) {
     thread_.join();
     // Results the worker posted after this wake-up's swap, then requests queued after the worker gave up (fatal storage error) get an answer too.
@@ -263,7 +263,6 @@ void Writer::run() {
 }
 
 void Writer::process(std::deque<WriteBatch>& work, bool is_urgent) {
-  uint64_t released_bytes = 0;
   size_t done = 0;
   for (size_t bi = 0; bi < work.size(); ++bi) {
     auto& reqs = work[bi].reqs;
@@ -279,7 +278,12 @@ void Writer::process(std::deque<WriteBatch>& work, bool is_urgent) {
         break;
       }
       ++done;
-      released_bytes += reqs[ri].cost();
+      // Off the queue figures before its result can be posted (here or by a commit in
+      // append_one): the loop resumes sessions paused on a full queue only when a
+      // delivery finds the queue drained, so a result must never arrive ahead of its
+      // own decrement.
+      queued_events_ -= 1;
+      queued_bytes_ -= reqs[ri].cost();
       append_one(reqs[ri]);
       // Hand out acks that need no commit as we go, not once per group: a group can be
       // thousands of events, and a burst of thousands of acks comes back as a burst of
@@ -293,11 +297,12 @@ void Writer::process(std::deque<WriteBatch>& work, bool is_urgent) {
       }
     }
   }
-  queued_events_ -= done;
-  queued_bytes_ -= released_bytes;
   open_atomic_ = open_;
-  // Acks that do not wait for durability go out before we spend time in fsync.
-  mailbox_.post(ready_);
+  // Acks that do not wait for durability go out before we spend time in fsync. With
+  // none left, still wake the loop: the queue has drained since its last delivery and
+  // paused sessions may resume.
+  if (!ready_.empty()) mailbox_.post(ready_);
+  else if (done > 0) mailbox_.wake();
   if (policy_.must_commit(open_, !waiting_.empty(), oldest_ns_, monotonic_ns())) commit_open();
 }
 

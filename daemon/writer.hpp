@@ -91,6 +91,8 @@ struct WriterFigures {
 
 class Writer {
  public:
+  // Runs on the loop with results; with none, it is a nudge: the queue has drained,
+  // sessions paused on it may resume.
   using CompleteFn = std::function<void(std::vector<WriteResult>&)>;
   using StoppedFn = std::function<void(bool fatal)>;
 

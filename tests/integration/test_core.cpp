@@ -222,6 +222,26 @@ Test(core, hybrid_queue_jumping_keeps_each_connections_order) {
   cr_assert(problem.empty(), "%s", problem.c_str());
 }
 
+// A full writer queue pauses reading from every connection; they must all be resumed
+// once it drains, whatever the order in which results and queue figures reach the loop.
+// (A tiny queue makes the daemon pause and resume sessions thousands of times.)
+Test(core, backpressure_pauses_and_always_resumes) {
+  for (const char* mode : {"batched", "immediate", "hybrid"}) {
+    TestDaemon d;
+    cr_assert(d.start({.args = {"--flush-mode", mode, "--queue-max-events", "64"}}));
+    Streamer s;
+    StreamOptions o = stream(8, 3000, "DataAccess");
+    o.window = 256;
+    s.run(d.socket(), o);
+    cr_assert(s.wait_count(24000, 60'000), "%s: only %llu of 24000 acked: sessions left paused",
+              mode, static_cast<unsigned long long>(s.count.load()));
+    s.join();
+    cr_assert_eq(s.failures.load(), 0u, "%s", mode);
+    cr_assert_eq(exit_code(d.stop(SIGTERM)), 0);
+    expect_acked_present(d.db(), s.acked, false);
+  }
+}
+
 Test(core, restart_continues_the_chain) {
   TestDaemon d;
   for (int run = 0; run < 2; ++run) {
