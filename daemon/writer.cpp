@@ -278,13 +278,12 @@ void Writer::process(std::deque<WriteBatch>& work, bool is_urgent) {
         break;
       }
       ++done;
-      // Off the queue figures before its result can be posted (here or by a commit in
-      // append_one): the loop resumes sessions paused on a full queue only when a
-      // delivery finds the queue drained, so a result must never arrive ahead of its
-      // own decrement.
+      append_one(reqs[ri]);
+      // Off the queue figures as it is freed: what the loop may admit next is what this
+      // request gave back (the end of the group wakes the loop to look again).
       queued_events_ -= 1;
       queued_bytes_ -= reqs[ri].cost();
-      append_one(reqs[ri]);
+      reqs[ri] = WriteRequest{};
       // Hand out acks that need no commit as we go, not once per group: a group can be
       // thousands of events, and a burst of thousands of acks comes back as a burst of
       // thousands of frames that stalls the loop (and every critical frame behind it).
@@ -296,6 +295,7 @@ void Writer::process(std::deque<WriteBatch>& work, bool is_urgent) {
         sched_yield();
       }
     }
+    std::vector<WriteRequest>().swap(reqs);  // done with this batch: free it now
   }
   open_atomic_ = open_;
   // Acks that do not wait for durability go out before we spend time in fsync. With
