@@ -180,13 +180,17 @@ void Server::session_closed(Session* s) {
     hooks_.all_closed();
 }
 
-void Server::wait_for_writer(Session* s) { waiting_writer_.push_back(s); }
+void Server::wait_for_writer(Session* s) {
+  waiting_writer_.push_back(s);
+  writer_.set_sessions_paused(true);
+}
 
 void Server::writer_progress() {
   if (waiting_writer_.empty() || !writer_.below_resume()) return;
   std::vector<Session*> resume;
   resume.swap(waiting_writer_);
-  for (Session* s : resume) s->resume();
+  writer_.set_sessions_paused(false);
+  for (Session* s : resume) s->resume();  // may pause some again (set_sessions_paused)
 }
 
 bool Server::may_query(uid_t uid, gid_t gid) const {

@@ -299,10 +299,11 @@ void Writer::process(std::deque<WriteBatch>& work, bool is_urgent) {
   }
   open_atomic_ = open_;
   // Acks that do not wait for durability go out before we spend time in fsync. With
-  // none left, still wake the loop: the queue has drained since its last delivery and
-  // paused sessions may resume.
+  // none left, still wake the loop if sessions wait for the queue to drain: it may have
+  // drained after the last delivery, and only a delivery makes the loop look.
   if (!ready_.empty()) mailbox_.post(ready_);
-  else if (done > 0) mailbox_.wake();
+  else if (done > 0 && sessions_paused_.load(std::memory_order_acquire) && below_resume())
+    mailbox_.wake();
   if (policy_.must_commit(open_, !waiting_.empty(), oldest_ns_, monotonic_ns())) commit_open();
 }
 

@@ -117,6 +117,9 @@ class Writer {
 
   bool over_limit() const;      // backpressure: pause reading from sockets
   bool below_resume() const;    // ... resume when the queue has drained to this
+  // Loop: some session is paused on the queue (true) / all were resumed (false). While
+  // true, the worker wakes the loop when a group leaves the queue drained.
+  void set_sessions_paused(bool paused) { sessions_paused_.store(paused, std::memory_order_release); }
   WriterFigures figures() const;
   const FlushPolicy& policy() const { return policy_; }
   // Watchdog: true if one store operation has been running longer than `limit_ns`.
@@ -161,6 +164,7 @@ class Writer {
   std::deque<WriteBatch> queue_;  // submit order; urgent batches are flagged in place
   size_t urgent_batches_ = 0;     // urgent batches in queue_
   std::atomic<bool> urgent_pending_{false};  // urgent_batches_ > 0, read without mu_
+  std::atomic<bool> sessions_paused_{false};
   bool stopping_ = false;
 
   // Worker -> loop: results go through mailbox_; these say the worker has exited.
