@@ -57,7 +57,6 @@ void Checkpointer::run() {
         s.reset();
       }
     }
-    completed_.fetch_add(1, std::memory_order_acq_rel);
     busy_.store(false, std::memory_order_release);
   }
 }

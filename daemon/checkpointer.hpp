@@ -9,7 +9,6 @@
 
 #include <atomic>
 #include <condition_variable>
-#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -29,7 +28,6 @@ class Checkpointer {
   // Asks for one PASSIVE checkpoint; ignored while one is running.
   void request();
   bool busy() const { return busy_.load(std::memory_order_acquire); }
-  uint64_t completed() const { return completed_.load(std::memory_order_acquire); }
 
  private:
   void run();
@@ -40,7 +38,6 @@ class Checkpointer {
   std::condition_variable cv_;
   bool stopping_ = false;
   std::atomic<bool> busy_{false};
-  std::atomic<uint64_t> completed_{0};
 };
 
 }  // namespace cairn::daemon

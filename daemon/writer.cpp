@@ -107,10 +107,7 @@ void Writer::submit(std::vector<WriteRequest>& batch, bool urgent) {
     std::lock_guard lk(mu_);
     was_empty = queue_.empty();
     queue_.push_back(std::move(b));
-    if (urgent) {
-      ++urgent_batches_;
-      urgent_pending_.store(true, std::memory_order_release);
-    }
+    if (urgent) urgent_pending_.store(true, std::memory_order_release);
   }
   // A non-empty queue means the worker has been woken already and not yet taken it.
   if (was_empty) cv_.notify_one();
@@ -133,7 +130,6 @@ void Writer::take_urgent(std::deque<WriteBatch>& work) {
     (it != last.end() && i <= it->second ? work : rest).push_back(std::move(queue_[i]));
   }
   queue_.swap(rest);
-  urgent_batches_ = 0;
   urgent_pending_.store(false, std::memory_order_relaxed);
 }
 
@@ -190,7 +186,7 @@ void Writer::on_results(std::vector<WriteResult>& results) {
     {
       std::lock_guard lk(mu_);
       left.swap(queue_);
-      urgent_batches_ = 0;
+      urgent_pending_.store(false, std::memory_order_relaxed);
     }
     std::vector<WriteResult> failed;
     mailbox_.take(failed);
@@ -224,7 +220,7 @@ void Writer::run() {
           cv_.wait(lk);
         }
       }
-      bool is_urgent = urgent_batches_ > 0;
+      bool is_urgent = urgent_pending_.load(std::memory_order_relaxed);  // set under mu_
       if (is_urgent) {
         take_urgent(work);
       } else {
@@ -264,7 +260,8 @@ void Writer::run() {
 
 void Writer::process(std::deque<WriteBatch>& work, bool is_urgent) {
   size_t done = 0;
-  for (size_t bi = 0; bi < work.size(); ++bi) {
+  bool put_back = false;
+  for (size_t bi = 0; bi < work.size() && !put_back; ++bi) {
     auto& reqs = work[bi].reqs;
     for (size_t ri = 0; ri < reqs.size(); ++ri) {
       // An urgent batch arrived while we work through a long routine group: put the
@@ -274,7 +271,7 @@ void Writer::process(std::deque<WriteBatch>& work, bool is_urgent) {
         reqs.erase(reqs.begin(), reqs.begin() + static_cast<long>(ri));
         std::lock_guard lk(mu_);
         for (size_t k = work.size(); k-- > bi;) queue_.push_front(std::move(work[k]));
-        bi = work.size();
+        put_back = true;
         break;
       }
       ++done;
@@ -295,7 +292,7 @@ void Writer::process(std::deque<WriteBatch>& work, bool is_urgent) {
         sched_yield();
       }
     }
-    std::vector<WriteRequest>().swap(reqs);  // done with this batch: free it now
+    if (!put_back) std::vector<WriteRequest>().swap(reqs);  // done with this batch: free it
   }
   open_atomic_ = open_;
   // Acks that do not wait for durability go out before we spend time in fsync. With

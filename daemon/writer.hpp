@@ -162,8 +162,9 @@ class Writer {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<WriteBatch> queue_;  // submit order; urgent batches are flagged in place
-  size_t urgent_batches_ = 0;     // urgent batches in queue_
-  std::atomic<bool> urgent_pending_{false};  // urgent_batches_ > 0, read without mu_
+  // queue_ holds an urgent batch. Written under mu_; the worker also reads it without
+  // mu_ mid-group, to notice urgent work.
+  std::atomic<bool> urgent_pending_{false};
   std::atomic<bool> sessions_paused_{false};
   bool stopping_ = false;
 
