@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <string_view>
 
 #include "cairn_config.h"
@@ -17,6 +18,27 @@ const char* flush_mode_name(FlushMode m) {
     case FlushMode::hybrid: return "hybrid";
   }
   return "?";
+}
+
+std::string key_file_path(const Config& c) { return c.key_file.empty() ? c.db_path + ".key" : c.key_file; }
+
+// "30s", "500ms", "2m", "1h", a bare number of seconds, or "0"/"off".
+static std::optional<uint64_t> parse_duration_ms(const std::string& v) {
+  if (v == "off" || v == "0") return 0;
+  size_t i = 0;
+  uint64_t n = 0;
+  while (i < v.size() && v[i] >= '0' && v[i] <= '9') {
+    n = n * 10 + static_cast<uint64_t>(v[i] - '0');
+    if (n > 1'000'000'000) return std::nullopt;
+    ++i;
+  }
+  if (i == 0) return std::nullopt;
+  std::string unit = v.substr(i);
+  if (unit == "ms") return n;
+  if (unit == "s" || unit.empty()) return n * 1000;
+  if (unit == "m" || unit == "min") return n * 60'000;
+  if (unit == "h") return n * 3'600'000;
+  return std::nullopt;
 }
 
 const char* const kUsage =
@@ -57,6 +79,13 @@ const char* const kUsage =
     "  --max-connections N        connections in total [1024]\n"
     "  --max-connections-per-uid N  connections per peer uid [256]\n"
     "  --query-threads N          threads answering query/stats/verify [2]\n"
+    "  --seal-interval DURATION   close the epoch with a signed seal and a new key this\n"
+    "                             often (30s, 500ms, 2m; 0 or off: no sealing) [30s]\n"
+    "  --key-file PATH            the epoch key file [DB.key]\n"
+    "  --origin NAME              the log's name in seals and checkpoints\n"
+    "                             [cairn/<machine-id>]\n"
+    "  --accept-loss              start although the database lacks records the key\n"
+    "                             file says were sealed; the loss is recorded in the log\n"
     "  --query-mmap-mb N          MiB of the database each query thread memory-maps; 0 reads\n"
     "                             with pread instead [2047]\n"
     "  --query-uids UID,...       uids allowed to query besides root and cairnd's own\n"
@@ -129,7 +158,7 @@ Result<Ok, std::string> load_file(Config& c, const std::string& path) {
   return Ok{};
 }
 
-bool is_flag_only(std::string_view key) { return key == "verbose"; }
+bool is_flag_only(std::string_view key) { return key == "verbose" || key == "accept-loss"; }
 
 }  // namespace
 
@@ -194,6 +223,21 @@ Result<Ok, std::string> config_set(Config& c, const std::string& key, const std:
     }
   } else if (key == "shutdown-linger-ms") {
     return num(0, 600'000, c.shutdown_linger_ms);
+  } else if (key == "seal-interval") {
+    auto ms = parse_duration_ms(v);
+    if (!ms || *ms > 86'400'000 || (*ms != 0 && *ms < 100))
+      return Err{"seal-interval: '" + v + "' is not a duration from 100ms to 24h (e.g. 30s, 500ms, 2m) or 0/off"};
+    c.seal_interval_ms = static_cast<uint32_t>(*ms);
+  } else if (key == "key-file") {
+    if (v.empty()) return Err{std::string("key-file: empty path")};
+    c.key_file = v;
+  } else if (key == "origin") {
+    if (v.empty() || v.size() > 200 || v.find_first_of(" \t\n+") != std::string::npos ||
+        proto::check_text(v, 200, false))
+      return Err{"origin: '" + v + "' must be 1-200 printable characters without spaces or '+'"};
+    c.origin = v;
+  } else if (key == "accept-loss") {
+    c.accept_loss = (v.empty() || v == "true" || v == "1" || v == "yes");
   } else if (key == "verbose") {
     c.verbose = (v.empty() || v == "true" || v == "1" || v == "yes");
   } else {

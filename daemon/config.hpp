@@ -41,7 +41,15 @@ struct Config {
   uint32_t shutdown_linger_ms = 5000; // after everything is durable, wait this long for
                                       // slow clients to read their acks before closing
   bool verbose = false;
+  // Seals (PROTOCOL.md §5): every seal_interval_ms the writer closes the epoch with a
+  // signed seal record and moves to a new key. 0 turns sealing off (no key file).
+  uint32_t seal_interval_ms = 30'000;
+  std::string key_file;  // default: db_path + ".key"
+  std::string origin;    // default: "cairn/" + /etc/machine-id
+  bool accept_loss = false;  // start although the database is behind the key file
 };
+// The key file path in effect.
+std::string key_file_path(const Config& c);
 
 enum class ParseOutcome { run, exit_ok };
 

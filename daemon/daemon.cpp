@@ -45,8 +45,21 @@ int Daemon::run() {
   }
   loop_ready_ = true;
 
+  std::unique_ptr<Sealer> sealer;
+  if (config_.seal_interval_ms > 0) {
+    auto sl = Sealer::open(config_, *store.value());
+    if (!sl) {
+      log_msg(LogLevel::err, "cannot start sealing: %s", sl.error().c_str());
+      return 1;
+    }
+    sealer = std::move(sl.value());
+    const KeyPublic& k = sealer->keys();
+    log_msg(LogLevel::info, "log %s: epoch %llu, sealed through seq %llu; key file %s", k.origin.c_str(),
+            static_cast<unsigned long long>(k.epoch), static_cast<unsigned long long>(k.sealed_seq),
+            key_file_path(config_).c_str());
+  }
   writer_ = std::make_unique<Writer>(
-      &loop_, std::move(store.value()), config_,
+      &loop_, std::move(store.value()), std::move(sealer), config_,
       [this](std::vector<WriteResult>& results) {
         for (auto& r : results) r.session->complete_write(r);
         if (server_) server_->writer_progress();

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <sched.h>
 
+#include "../seal/record.hpp"
 #include "log.hpp"
 
 namespace cairn::daemon {
@@ -43,10 +44,12 @@ WriteResult failure_for(const WriteRequest& req) {
 }
 }  // namespace
 
-Writer::Writer(uv_loop_t* loop, std::unique_ptr<store::Store> store, const Config& config,
-               CompleteFn on_complete, StoppedFn on_stopped)
+Writer::Writer(uv_loop_t* loop, std::unique_ptr<store::Store> store, std::unique_ptr<Sealer> sealer,
+               const Config& config, CompleteFn on_complete, StoppedFn on_stopped)
     : loop_(loop),
       store_(std::move(store)),
+      sealer_(std::move(sealer)),
+      accept_loss_(config.accept_loss),
       db_path_(config.db_path),
       checkpointer_(config.db_path),
       policy_(config),
@@ -56,7 +59,9 @@ Writer::Writer(uv_loop_t* loop, std::unique_ptr<store::Store> store, const Confi
       on_stopped_(std::move(on_stopped)) {
   commit_us_.reserve(kLatencyWindow);
   head_seq_ = store_->head_seq();
+  max_handed_seq_ = store_->head_seq();
   store_->hand_off_checkpoints(&Writer::on_wal_commit, this);
+  if (sealer_) next_seal_ns_ = monotonic_ns() + sealer_->interval_ns();
 }
 
 Writer::~Writer() {
@@ -157,6 +162,7 @@ WriterFigures Writer::figures() const {
   f.events_committed = events_committed_.load();
   f.storage_errors = storage_errors_.load();
   f.lost_nondurable = lost_nondurable_.load();
+  f.seals = seals_.load();
   f.head_seq = head_seq_.load();
   std::vector<uint32_t> lat;
   {
@@ -209,16 +215,19 @@ void Writer::run() {
       std::unique_lock lk(mu_);
       for (;;) {
         if (!queue_.empty() || stopping_) break;
-        if (open_ > 0) {
-          // Batched/hybrid: the open transaction must be committed by its deadline even
-          // if nothing else arrives.
-          auto deadline_ns = policy_.commit_deadline(oldest_ns_);
-          auto wait_ns = deadline_ns - monotonic_ns();
-          if (wait_ns <= 0) break;
-          cv_.wait_for(lk, std::chrono::nanoseconds(wait_ns));
-        } else {
+        // Batched/hybrid: the open transaction must be committed by its deadline even
+        // if nothing else arrives; and an epoch is sealed on time even when idle (an
+        // unsealed stretch of time is where a truncation could hide).
+        int64_t deadline_ns = INT64_MAX;
+        if (open_ > 0) deadline_ns = policy_.commit_deadline(oldest_ns_);
+        if (sealer_ && !failed_) deadline_ns = std::min(deadline_ns, next_seal_ns_);
+        if (deadline_ns == INT64_MAX) {
           cv_.wait(lk);
+          continue;
         }
+        auto wait_ns = deadline_ns - monotonic_ns();
+        if (wait_ns <= 0) break;
+        cv_.wait_for(lk, std::chrono::nanoseconds(wait_ns));
       }
       bool is_urgent = urgent_pending_.load(std::memory_order_relaxed);  // set under mu_
       if (is_urgent) {
@@ -233,6 +242,7 @@ void Writer::run() {
     work.clear();
     // Shutdown: everything accepted is in `group` or earlier groups; commit it.
     if (stopping && open_ > 0) commit_open();
+    if (sealer_ && !failed_ && !stopping && monotonic_ns() >= next_seal_ns_) seal_epoch();
     mailbox_.post(ready_);
     if (stopping) {
       bool empty;
@@ -244,6 +254,9 @@ void Writer::run() {
       break;
     }
   }
+  // A clean stop seals the last epoch, so nothing written before it stays unsealed.
+  if (sealer_ && !failed_) seal_epoch();
+  mailbox_.post(ready_);
   bool fatal = failed_;
   checkpointer_.stop();
   if (store_ && !failed_) {
@@ -340,10 +353,12 @@ void Writer::append_one(WriteRequest& req) {
     if (open_ == 0) oldest_ns_ = monotonic_ns();
     ++open_;
   }
+  if (sealer_) sealer_->saw(req.trusted.received);
   if (req.durable_ack) {
     waiting_.push_back(res);
   } else {
     if (!res.duplicate) ++open_nondurable_;
+    max_handed_seq_ = std::max(max_handed_seq_, res.seq);  // handed out now, durable or not
     ready_.push_back(res);
   }
   if (policy_.batch_full(open_)) {
@@ -384,6 +399,7 @@ void Writer::commit_open() {
     if (w.ok) {
       w.durable = true;
       if (w.barrier) w.seq = durable_seq;
+      else max_handed_seq_ = std::max(max_handed_seq_, w.seq);
     }
     ready_.push_back(w);
   }
@@ -430,6 +446,7 @@ void Writer::maybe_checkpoint() {
 // Everything in the open transaction is gone: fail whoever still waits, count what was
 // already acked durable:false, and reopen the database from the file.
 void Writer::fail_open(const store::StoreError& err, const char* what) {
+  last_failure_ = std::string(what) + " failed: " + err.message;
   storage_errors_ += 1;
   ++consecutive_failures_;
   if (store_ && store_->in_transaction()) store_->rollback();
@@ -480,8 +497,61 @@ void Writer::reopen_store() {
   store_ = std::move(s.value());
   store_->hand_off_checkpoints(&Writer::on_wal_commit, this);
   head_seq_ = store_->head_seq();
-  log_msg(LogLevel::notice, "reopened %s; chain head is seq %llu", db_path_.c_str(),
+  log_msg(LogLevel::notice, "reopened %s; head is seq %llu", db_path_.c_str(),
           static_cast<unsigned long long>(store_->head_seq()));
+  // A seal whose commit "failed" may still have reached the file: the key file must
+  // follow what the file says (never re-sign an epoch the file shows as closed).
+  if (sealer_) {
+    auto r = sealer_->reconcile(*store_, false);
+    if (!r) {
+      log_msg(LogLevel::err, "after reopening: %s; refusing writes", r.error().c_str());
+      store_.reset();
+      failed_ = true;
+      std::lock_guard lk(mu_);
+      stopping_ = true;
+      return;
+    }
+  }
+  (void)fill_lost("acked durable:false, then " + last_failure_);
+}
+
+bool Writer::fill_lost(const std::string& why) {
+  uint64_t head = store_->head_seq();
+  if (head >= max_handed_seq_) return true;
+  proto::Trusted stamp = own_stamp(realtime_ns());
+  auto r = store_->begin();
+  for (uint64_t seq = head + 1; r && seq <= max_handed_seq_; ++seq) {
+    auto a = store_->append_record(seal::kLostType, seal::lost_fields(why), stamp);
+    if (!a) r = Err{a.error()};
+  }
+  if (r) r = store_->commit();
+  if (!r) {
+    if (store_->in_transaction()) store_->rollback();
+    fail_open(r.error(), "recording lost seqs");
+    return false;
+  }
+  log_msg(LogLevel::err, "seq %llu..%llu were acked durable:false and lost; recorded as cairn.lost records",
+          static_cast<unsigned long long>(head + 1), static_cast<unsigned long long>(max_handed_seq_));
+  head_seq_ = store_->head_seq();
+  return true;
+}
+
+void Writer::seal_epoch() {
+  if (open_ > 0 || !waiting_.empty()) commit_open();
+  if (failed_ || !store_ || !sealer_) return;
+  next_seal_ns_ = monotonic_ns() + sealer_->interval_ns();
+  busy_since_ns_ = monotonic_ns();
+  auto r = sealer_->seal(*store_);
+  busy_since_ns_ = 0;
+  if (!r) {
+    fail_open(r.error(), "seal");
+    return;
+  }
+  consecutive_failures_ = 0;
+  seals_ += 1;
+  head_seq_ = store_->head_seq();
+  max_handed_seq_ = std::max(max_handed_seq_, store_->head_seq());
+  maybe_checkpoint();
 }
 
 }  // namespace cairn::daemon

@@ -35,6 +35,7 @@
 #include "checkpointer.hpp"
 #include "flush_policy.hpp"
 #include "mailbox.hpp"
+#include "sealer.hpp"
 #include "store/store.hpp"
 
 namespace cairn::daemon {
@@ -85,6 +86,7 @@ struct WriterFigures {
   uint64_t events_committed = 0;
   uint64_t storage_errors = 0;
   uint64_t lost_nondurable = 0;  // acked durable:false, then their commit failed
+  uint64_t seals = 0;            // epochs sealed since start
   uint64_t head_seq = 0;
   uint64_t commit_p50_us = 0, commit_p99_us = 0, commit_max_us = 0;
 };
@@ -96,8 +98,9 @@ class Writer {
   using CompleteFn = std::function<void(std::vector<WriteResult>&)>;
   using StoppedFn = std::function<void(bool fatal)>;
 
-  Writer(uv_loop_t* loop, std::unique_ptr<store::Store> store, const Config& config,
-         CompleteFn on_complete, StoppedFn on_stopped);
+  // `sealer` is null when sealing is off.
+  Writer(uv_loop_t* loop, std::unique_ptr<store::Store> store, std::unique_ptr<Sealer> sealer,
+         const Config& config, CompleteFn on_complete, StoppedFn on_stopped);
   ~Writer();
   Writer(const Writer&) = delete;
   Writer& operator=(const Writer&) = delete;
@@ -133,11 +136,21 @@ class Writer {
   void commit_open();
   void fail_open(const store::StoreError& err, const char* what);
   void reopen_store();
+  // Seals the epoch (everything open is committed first). Worker thread.
+  void seal_epoch();
+  // After a failed commit: placeholders for every seq an ack handed out that the file
+  // no longer has, so no seq is ever handed out twice. Returns false if that failed too.
+  bool fill_lost(const std::string& why);
   void on_results(std::vector<WriteResult>& results);
 
   uv_loop_t* loop_;
   Mailbox<WriteResult> mailbox_;
   std::unique_ptr<store::Store> store_;  // worker thread only, after start()
+  std::unique_ptr<Sealer> sealer_;       // worker thread only, after start(); null: no seals
+  int64_t next_seal_ns_ = 0;             // monotonic deadline of the next seal
+  bool accept_loss_ = false;
+  uint64_t max_handed_seq_ = 0;          // highest seq any ack has named (durable or not)
+  std::string last_failure_;             // why the last transaction failed
   std::string db_path_;
   // WAL size in frames after the last commit (from SQLite's wal hook). Checkpoints never
   // run inside a COMMIT whose acks wait (SQLite's autocheckpoint would do that): the
@@ -185,7 +198,7 @@ class Writer {
   // Figures (written by the worker or submit, read anywhere).
   std::atomic<uint64_t> queued_events_{0}, queued_bytes_{0}, open_atomic_{0};
   std::atomic<uint64_t> commits_{0}, events_committed_{0}, storage_errors_{0};
-  std::atomic<uint64_t> lost_nondurable_{0}, head_seq_{0};
+  std::atomic<uint64_t> lost_nondurable_{0}, head_seq_{0}, seals_{0};
   std::atomic<int64_t> busy_since_ns_{0};
   mutable std::mutex lat_mu_;
   std::vector<uint32_t> commit_us_;  // ring of recent commit latencies

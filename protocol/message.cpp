@@ -348,7 +348,7 @@ void encode_stats_reply(std::string& out, uint64_t id, const Stats& s) {
 void encode_verify_reply(std::string& out, uint64_t id, const VerifyReport& r) {
   size_t at = begin_frame(out);
   Packer pk(out);
-  pk.map(6 + (r.break_seq ? 2 : 0));
+  pk.map(14 + (r.break_seq ? 2 : 0) + (r.failure.empty() ? 0 : 1));
   pk.str("id"); pk.u64(id);
   pk.str("ok"); pk.boolean(true);
   pk.str("valid"); pk.boolean(r.valid);
@@ -359,6 +359,19 @@ void encode_verify_reply(std::string& out, uint64_t id, const VerifyReport& r) {
     pk.str("break_seq"); pk.u64(*r.break_seq);
     pk.str("reason"); pk.str(r.reason);
   }
+  if (!r.failure.empty()) {
+    pk.str("failure"); pk.str(r.failure);
+  }
+  pk.str("root"); put_hash(pk, r.root);
+  pk.str("keyed"); pk.boolean(r.keyed);
+  pk.str("epochs"); pk.u64(r.epochs);
+  pk.str("sealed_seq"); pk.u64(r.sealed_seq);
+  pk.str("sealed_time"); pk.i64(r.sealed_time);
+  pk.str("unsealed"); pk.u64(r.unsealed);
+  pk.str("checkpoints"); pk.u64(r.checkpoints);
+  pk.str("notes");
+  pk.array(r.notes.size());
+  for (const auto& n : r.notes) pk.str(n);
   finish_frame(out, at);
 }
 
@@ -535,6 +548,20 @@ Result<VerifyReport, std::string> verify_from(const Reply& reply) {
   read_hash(*reply.map, "head_hash", r.head_hash);
   r.break_seq = get_uint(*reply.map, "break_seq");
   r.reason = get_str(*reply.map, "reason");
+  r.failure = get_str(*reply.map, "failure");
+  read_hash(*reply.map, "root", r.root);
+  const msgpack_object* keyed = map_get(*reply.map, "keyed");
+  r.keyed = keyed != nullptr && keyed->type == MSGPACK_OBJECT_BOOLEAN && keyed->via.boolean;
+  r.epochs = get_uint(*reply.map, "epochs").value_or(0);
+  r.sealed_seq = get_uint(*reply.map, "sealed_seq").value_or(0);
+  r.sealed_time = static_cast<int64_t>(get_uint(*reply.map, "sealed_time").value_or(0));
+  r.unsealed = get_uint(*reply.map, "unsealed").value_or(0);
+  r.checkpoints = get_uint(*reply.map, "checkpoints").value_or(0);
+  if (const msgpack_object* notes = map_get(*reply.map, "notes");
+      notes != nullptr && notes->type == MSGPACK_OBJECT_ARRAY)
+    for (uint32_t i = 0; i < notes->via.array.size; ++i)
+      if (notes->via.array.ptr[i].type == MSGPACK_OBJECT_STR)
+        r.notes.emplace_back(str_of(notes->via.array.ptr[i]));
   return r;
 }
 

@@ -128,6 +128,9 @@ struct Stats {
   uint64_t uptime_s = 0;
 };
 
+// What `verify` found (PROTOCOL.md §8). `failure` names the class of the first
+// failure: gap, altered, column, hidden_row, tree, root, seal, key_chain, time,
+// consistency, checkpoint, stale, loss, format.
 struct VerifyReport {
   bool valid = true;
   uint64_t checked = 0;
@@ -135,6 +138,15 @@ struct VerifyReport {
   Hash head_hash{};
   std::optional<uint64_t> break_seq;  // first seq that does not verify
   std::string reason;                 // why, when !valid
+  std::string failure;                // class of the first failure, when !valid
+  Hash root{};                        // root of the tree of records 1..head_seq
+  bool keyed = false;                 // seals were checked with a key given by the caller
+  uint64_t epochs = 0;                // seals checked
+  uint64_t sealed_seq = 0;            // the newest seal's seq (0: none)
+  int64_t sealed_time = 0;            // ... and its time (ns)
+  uint64_t unsealed = 0;              // records after the newest seal
+  uint64_t checkpoints = 0;           // saved checkpoints the log was shown to extend
+  std::vector<std::string> notes;     // lost seqs, recoveries: true, and worth knowing
 };
 
 // ---- replies (daemon side). Each appends one whole frame to `out`. ----
@@ -201,11 +213,14 @@ Result<Reply, std::string> reply_from(const Decoded& decoded);
 
 // The id and ok of a reply map, read without unpacking the rest (a client that only
 // needs to match an ack to its request should not allocate for a 1000-event page).
-// Also checks that `bytes` is one well-formed map. nullopt if it is not a reply.
+// Also checks that `bytes` is one well-formed map. nullopt if it is not a reply, or if
+// id/ok/seq/durable/duplicate appear twice or with a value not of their type (integers
+// in any msgpack encoding with a value >= 0, as reply_from and ack_from read them).
 struct ReplyHead {
   uint64_t id = 0;
   bool ok = false;
-  uint64_t seq = 0;  // acks: also read here, since they are the common case
+  bool has_seq = false;  // acks: seq is also read here, since they are the common case
+  uint64_t seq = 0;
   bool durable = false;
   bool duplicate = false;
 };

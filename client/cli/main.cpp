@@ -4,6 +4,7 @@
 
 #include "cairn_config.h"
 #include "commands.hpp"
+#include "seal_commands.hpp"
 
 int main(int argc, char** argv) {
   using namespace cairn::cli;
@@ -22,6 +23,9 @@ int main(int argc, char** argv) {
   if (std::strcmp(cmd, "verify") == 0) return cmd_verify(argc, argv);
   if (std::strcmp(cmd, "stats") == 0) return cmd_stats(argc, argv);
   if (std::strcmp(cmd, "ping") == 0) return cmd_ping(argc, argv);
+  if (std::strcmp(cmd, "key") == 0) return cmd_key(argc, argv);
+  if (std::strcmp(cmd, "checkpoint") == 0) return cmd_checkpoint(argc, argv);
+  if (std::strcmp(cmd, "prove") == 0) return cmd_prove(argc, argv);
   std::fprintf(stderr, "cairn: unknown command '%s'\n%s", cmd, kUsage);
   return 2;
 }

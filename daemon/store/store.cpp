@@ -20,10 +20,14 @@
 namespace cairn::store {
 namespace {
 
-constexpr int kSchemaVersion = 1;
+// 2: leaf hashes and the Merkle tree (PROTOCOL.md §4, §6) replace version 1's unkeyed
+// hash chain. A version 1 file is refused, not converted: its chain proves nothing a
+// conversion could carry over.
+constexpr int kSchemaVersion = 2;
 constexpr int kBusyTimeoutMs = 5000;
 
-// The schema. seq is the rowid, so an index on (type) is (type, seq) in effect: a
+// The schema. Records are never updated or deleted (triggers refuse it): `events` and
+// `tree` only grow. seq is the rowid, so an index on (type) is (type, seq) in effect: a
 // newest-first keyset page within a type walks the index backwards and never sorts.
 // The same holds for actor. received serves time-range forensics with plain SQL; the
 // paged queries walk seq (see query.cpp).
@@ -47,9 +51,17 @@ CREATE TABLE IF NOT EXISTS events (
   gid      INTEGER NOT NULL,
   comm     TEXT,
   idem     BLOB UNIQUE,          -- idempotency key; a resend finds the original
-  body     BLOB NOT NULL,        -- canonical msgpack; what the hash covers
-  hash     BLOB NOT NULL         -- SHA-256(prev hash || u64be(seq) || body)
+  body     BLOB NOT NULL,        -- canonical msgpack; the Merkle leaf's data
+  hash     BLOB NOT NULL         -- leaf hash: SHA-256(0x00 || body)
 );
+CREATE TABLE IF NOT EXISTS tree (
+  pos      INTEGER PRIMARY KEY,  -- postorder position of a complete node of level >= 1
+  hash     BLOB NOT NULL         -- SHA-256(0x01 || left || right)
+);
+CREATE TRIGGER IF NOT EXISTS tree_no_update BEFORE UPDATE ON tree
+  BEGIN SELECT RAISE(ABORT, 'the tree is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS tree_no_delete BEFORE DELETE ON tree
+  BEGIN SELECT RAISE(ABORT, 'the tree is append-only'); END;
 CREATE INDEX IF NOT EXISTS events_type ON events(type);
 CREATE INDEX IF NOT EXISTS events_actor ON events(actor);
 CREATE INDEX IF NOT EXISTS events_received ON events(received);
@@ -113,6 +125,42 @@ StoreResult<Layout> read_layout(sqlite3* db, const std::string& path) {
   return l;
 }
 
+}  // namespace
+
+StoreResult<std::optional<std::string>> Store::meta(const std::string& key) {
+  sqlite3_stmt* st = nullptr;
+  int rc = sqlite3_prepare_v2(db_, "SELECT value FROM meta WHERE key = ?1", -1, &st, nullptr);
+  if (rc != SQLITE_OK) return Err{make_error(db_, rc, "read meta " + key)};
+  sqlite3_bind_text(st, 1, key.data(), static_cast<int>(key.size()), SQLITE_STATIC);
+  std::optional<std::string> out;
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    const unsigned char* t = sqlite3_column_text(st, 0);
+    out = std::string(t ? reinterpret_cast<const char*>(t) : "",
+                      static_cast<size_t>(sqlite3_column_bytes(st, 0)));
+  }
+  StoreResult<std::optional<std::string>> res = out;
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) res = Err{make_error(db_, rc, "read meta " + key)};
+  sqlite3_finalize(st);
+  return res;
+}
+
+StoreResult<Ok> Store::set_meta(const std::string& key, const std::string& value) {
+  if (mode_ != OpenMode::writer || in_transaction()) return Err{misuse("set_meta")};
+  sqlite3_stmt* st = nullptr;
+  int rc = sqlite3_prepare_v2(db_, "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)", -1,
+                              &st, nullptr);
+  if (rc != SQLITE_OK) return Err{make_error(db_, rc, "write meta " + key)};
+  sqlite3_bind_text(st, 1, key.data(), static_cast<int>(key.size()), SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, value.data(), static_cast<int>(value.size()), SQLITE_STATIC);
+  rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) return Err{make_error(db_, rc, "write meta " + key)};
+  return Ok{};
+}
+
+namespace {
+
 StoreResult<Ok> check_version(const Layout& l, const std::string& path) {
   if (l.version == std::to_string(kSchemaVersion)) return Ok{};
   std::string what = l.version.empty() ? "has no cairn schema version (not a cairn database?)"
@@ -152,9 +200,8 @@ StoreResult<Ok> setup_writer(sqlite3* db, const std::string& path) {
   r = exec(db, kSchema, "create schema");
   if (r && layout.value().empty) {
     std::string meta = "INSERT INTO meta(key, value) VALUES ('schema_version', " +
-                       std::to_string(kSchemaVersion) + "), ('genesis', '" +
-                       std::string(64, '0') + "'), ('created', " + std::to_string(now_ns()) +
-                       ")";
+                       std::to_string(kSchemaVersion) + "), ('created', " +
+                       std::to_string(now_ns()) + ")";
     r = exec(db, meta.c_str(), "create schema");
   }
   if (r) r = exec(db, "COMMIT", "create schema");
@@ -199,7 +246,8 @@ void bind_opt_text(sqlite3_stmt* st, int i, const std::optional<std::string>& s)
 }  // namespace
 
 Store::Statements::~Statements() {
-  for (sqlite3_stmt* s : {insert, begin, commit, rollback, find_idem, head, hash_at, count, by_type})
+  for (sqlite3_stmt* s : {insert, insert_node, node, leaf, begin, commit, rollback, find_idem, head,
+                          count, by_type})
     sqlite3_finalize(s);
   for (auto& [k, s] : query) sqlite3_finalize(s);
   for (auto& [k, s] : query_offset) sqlite3_finalize(s);
@@ -270,7 +318,9 @@ StoreResult<std::unique_ptr<Store>> Store::open(const std::string& path, OpenMod
     bool writer_only;
   } stmts[] = {
       {&st.head, "SELECT seq, hash, body FROM events ORDER BY seq DESC LIMIT 1", false},
-      {&st.hash_at, "SELECT hash FROM events WHERE seq = ?1", false},
+      {&st.leaf, "SELECT hash FROM events WHERE seq = ?1", false},
+      {&st.node, "SELECT hash FROM tree WHERE pos = ?1", false},
+      {&st.insert_node, "INSERT INTO tree (pos, hash) VALUES (?1, ?2)", true},
       {&st.find_idem, "SELECT seq FROM events WHERE idem = ?1", false},
       {&st.insert,
        "INSERT INTO events (seq, received, time, type, severity, actor, action, target, "
@@ -300,10 +350,11 @@ StoreResult<Ok> Store::load_head() {
     sqlite3_reset(st);
     head_seq_ = 0;
     head_hash_ = kGenesis;
+    frontier_ = seal::Frontier();
     return Ok{};
   }
   if (rc != SQLITE_ROW) {
-    auto e = make_error(db_, rc, "read chain head");
+    auto e = make_error(db_, rc, "read head");
     sqlite3_reset(st);
     return Err{e};
   }
@@ -312,7 +363,7 @@ StoreResult<Ok> Store::load_head() {
   if (sqlite3_column_bytes(st, 1) != static_cast<int>(stored.size())) {
     sqlite3_reset(st);
     return Err{StoreError{StoreErrorKind::corrupt, 0,
-                          "chain head seq " + std::to_string(seq) + " has a malformed hash"}};
+                          "head seq " + std::to_string(seq) + " has a malformed hash"}};
   }
   std::memcpy(stored.data(), sqlite3_column_blob(st, 1), stored.size());
   const void* blob = sqlite3_column_blob(st, 2);  // NULL for a zero-length blob
@@ -320,35 +371,40 @@ StoreResult<Ok> Store::load_head() {
   if (blob != nullptr)
     body.assign(static_cast<const char*>(blob), static_cast<size_t>(sqlite3_column_bytes(st, 2)));
   sqlite3_reset(st);
-  if (mode_ != OpenMode::writer) {
-    // Only the writer extends the chain from this head, so only the writer refuses a
-    // torn one. A reader must still open a damaged file: `cairn verify --db` is how
-    // the operator learns which seq broke.
-    head_seq_ = seq;
-    head_hash_ = stored;
-    return Ok{};
-  }
-  Hash prev = kGenesis;
-  if (seq > 1) {
-    sqlite3_stmt* hp = stmts_->hash_at;
-    sqlite3_reset(hp);
-    sqlite3_bind_int64(hp, 1, static_cast<sqlite3_int64>(seq - 1));
-    rc = sqlite3_step(hp);
-    if (rc != SQLITE_ROW || sqlite3_column_bytes(hp, 0) != static_cast<int>(prev.size())) {
-      sqlite3_reset(hp);
-      return Err{StoreError{StoreErrorKind::corrupt, 0,
-                            "chain head seq " + std::to_string(seq) + " has no predecessor row"}};
-    }
-    std::memcpy(prev.data(), sqlite3_column_blob(hp, 0), prev.size());
-    sqlite3_reset(hp);
-  }
-  if (chain_hash(prev, seq, body) != stored)
-    return Err{StoreError{StoreErrorKind::corrupt, 0,
-                          "chain head seq " + std::to_string(seq) +
-                              ": stored hash does not match its body (run cairn verify)"}};
   head_seq_ = seq;
   head_hash_ = stored;
+  if (mode_ != OpenMode::writer) {
+    // Only the writer extends the tree from this head, so only the writer refuses a
+    // torn one. A reader must still open a damaged file: `cairn verify --db` is how
+    // the operator learns which seq broke.
+    return Ok{};
+  }
+  if (seal::leaf_hash(body) != stored)
+    return Err{StoreError{StoreErrorKind::corrupt, 0,
+                          "head seq " + std::to_string(seq) +
+                              ": stored leaf hash does not match its body (run cairn verify)"}};
+  // The frontier: one stored node per set bit of the size (O(log n) reads).
+  auto f = seal::Frontier::load(seq, [this](unsigned l, uint64_t i) { return node(l, i); });
+  if (!f)
+    return Err{StoreError{StoreErrorKind::corrupt, 0,
+                          "the tree of " + std::to_string(seq) +
+                              " records is missing a node (run cairn verify)"}};
+  frontier_ = std::move(*f);
   return Ok{};
+}
+
+StoreResult<Ok> Store::add_leaf(const Hash& leaf) {
+  StoreResult<Ok> res = Ok{};
+  sqlite3_stmt* st = stmts_->insert_node;
+  frontier_.push(leaf, [&](unsigned level, uint64_t index, const Hash& h) {
+    if (!res) return;
+    sqlite3_bind_int64(st, 1, static_cast<sqlite3_int64>(seal::postorder(level, index)));
+    sqlite3_bind_blob(st, 2, h.data(), static_cast<int>(h.size()), SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) res = Err{make_error(db_, rc, "insert tree node")};
+  });
+  return res;
 }
 
 bool Store::in_transaction() const { return db_ != nullptr && sqlite3_get_autocommit(db_) == 0; }
@@ -366,8 +422,10 @@ StoreResult<AppendResult> Store::append(const proto::Event& e, const proto::Trus
                                         std::string_view body) {
   if (mode_ != OpenMode::writer || !in_transaction())
     return Err{misuse("append outside a write transaction")};
+  if (!head_known_)
+    return Err{StoreError{StoreErrorKind::corrupt, 0, "the head could not be re-read; reopen the store"}};
   uint64_t seq = head_seq_ + 1;
-  Hash hash = chain_hash(head_hash_, seq, body);
+  Hash hash = seal::leaf_hash(body);
   sqlite3_stmt* st = stmts_->insert;
   sqlite3_bind_int64(st, 1, static_cast<sqlite3_int64>(seq));
   sqlite3_bind_int64(st, 2, t.received);
@@ -394,7 +452,7 @@ StoreResult<AppendResult> Store::append(const proto::Event& e, const proto::Trus
     StoreError err = make_error(db_, rc, "insert seq " + std::to_string(seq));
     // Some errors (SQLITE_FULL, IOERR, NOMEM) make SQLite roll back the whole
     // transaction, not just this statement: the in-memory head must follow the file.
-    if (!in_transaction()) (void)load_head();
+    if (!in_transaction()) reload_head();
     return Err{err};
   }
   if (sqlite3_changes(db_) == 0) {
@@ -404,9 +462,26 @@ StoreResult<AppendResult> Store::append(const proto::Event& e, const proto::Trus
     if (!orig.value()) return Err{misuse("idem conflict but no row found")};
     return AppendResult{*orig.value(), true};
   }
+  auto nodes = add_leaf(hash);
+  if (!nodes) {
+    if (!in_transaction()) reload_head();
+    return Err{nodes.error()};
+  }
   head_seq_ = seq;
   head_hash_ = hash;
   return AppendResult{seq, false};
+}
+
+StoreResult<uint64_t> Store::append_record(std::string_view type, std::string fields,
+                                           const proto::Trusted& trusted) {
+  proto::Event e;
+  e.type = std::string(type);
+  e.severity = 6;  // info
+  e.fields = std::move(fields);
+  std::string body = proto::event_canonical_body(e, trusted);
+  auto r = append(e, trusted, body);
+  if (!r) return Err{r.error()};
+  return r.value().seq;
 }
 
 StoreResult<Ok> Store::commit() {
@@ -430,7 +505,13 @@ void Store::rollback() {
     sqlite3_step(st);
     sqlite3_reset(st);
   }
-  (void)load_head();
+  reload_head();
+}
+
+void Store::reload_head() {
+  // A head we could not read back must not be extended: append refuses until a
+  // reopen succeeds (the writer reopens the store after every failed transaction).
+  head_known_ = load_head().ok();
 }
 
 StoreResult<Ok> Store::checkpoint() {

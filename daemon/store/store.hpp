@@ -1,10 +1,17 @@
-// store.hpp — the SQLite event store and its hash chain.
+// store.hpp — the SQLite record store and its Merkle tree.
 //
 // Glossary:
-//   seq     gap-free event number, 1, 2, 3 ... assigned here, in commit order.
-//   hash    SHA-256(prev_hash || u64be(seq) || body); prev_hash of seq 1 is kGenesis.
-//   head    (seq, hash) of the newest event; the writer keeps it in memory and re-reads
-//           it from disk on open and after any failed or rolled-back transaction.
+//   record  one row of `events`: a client's event, or one of cairnd's own records
+//           (seal, lost-seq placeholder, recovery notice; type "cairn.*", seal/record.hpp)
+//   seq     gap-free record number, 1, 2, 3 ... assigned here, in commit order; record
+//           seq is leaf seq-1 of the tree.
+//   hash    the record's RFC 6962 leaf hash, SHA-256(0x00 || body)
+//   tree    the complete interior nodes (level >= 1), keyed by their postorder position,
+//           written in the same transaction as the leaf that completes them; with the
+//           leaf hashes they give any root or proof in O(log n) reads (seal/merkle.hpp)
+//   head    the newest seq and the tree's frontier; the writer keeps them in memory and
+//           re-reads them from disk on open and after any failed or rolled-back
+//           transaction.
 //
 // Threading: a Store is used by one thread at a time. cairnd has one writer Store (the
 // writer thread) and one read-only Store per query thread. SQLite runs in WAL mode with
@@ -25,16 +32,15 @@
 #include "../../protocol/event.hpp"
 #include "../../protocol/message.hpp"
 #include "../../protocol/result.hpp"
+#include "../../seal/merkle.hpp"
+#include "../../seal/note.hpp"
 
 namespace cairn::store {
 
 using proto::Hash;
 
-// The documented genesis value: 32 zero bytes (PROTOCOL.md §4).
+// Hash of an empty log's head (no leaf yet): 32 zero bytes.
 inline constexpr Hash kGenesis{};
-
-// Computes SHA-256(prev || u64be(seq) || body) with libsodium.
-Hash chain_hash(const Hash& prev, uint64_t seq, std::string_view body);
 
 enum class StoreErrorKind {
   io,        // SQLITE_IOERR*, SQLITE_FULL, SQLITE_CANTOPEN ...: the disk failed us
@@ -64,6 +70,17 @@ struct AppendResult {
   bool duplicate = false;  // idem key already stored: seq is the original event's
 };
 
+// What `cairn verify` is given besides the file (PROTOCOL.md §8).
+struct VerifyOptions {
+  std::optional<seal::VKey> key;         // the log's key as kept off the host; absent:
+                                         // the database's own copy (proves nothing
+                                         // against someone who can write the file)
+  std::vector<std::string> checkpoints;  // signed notes the log must extend
+  std::optional<int64_t> fresh_ns;       // the newest seal must be younger than this
+  int64_t now_ns = 0;                    // for fresh_ns
+  uint64_t chunk_rows = 65536;           // rows per read snapshot (never pins the WAL long)
+};
+
 struct StoreInfo {
   uint64_t events = 0;
   std::vector<std::pair<std::string, uint64_t>> by_type;  // most first
@@ -89,6 +106,10 @@ class Store {
   // nothing. Must be inside begin()/commit().
   StoreResult<AppendResult> append(const proto::Event& event, const proto::Trusted& trusted,
                                    std::string_view body);
+  // Appends one of cairnd's own records (type "cairn.*", canonical `fields` map), stamped
+  // with `trusted` (cairnd's own pid/uid and the time). Must be inside begin()/commit().
+  StoreResult<uint64_t> append_record(std::string_view type, std::string fields,
+                                      const proto::Trusted& trusted);
   // COMMIT. On failure the transaction is rolled back and the head re-read from disk; the
   // caller must treat every append since begin() as failed (never "retry the fsync").
   StoreResult<Ok> commit();
@@ -96,7 +117,12 @@ class Store {
   void rollback();
   bool in_transaction() const;
   uint64_t head_seq() const { return head_seq_; }
-  const Hash& head_hash() const { return head_hash_; }
+  const Hash& head_hash() const { return head_hash_; }  // the newest leaf hash
+  // Root of the tree of records 1..head_seq (writer: from memory).
+  Hash root() const { return frontier_.root(); }
+  // Public values kept in `meta` (origin, first_key, created): writer, own transaction.
+  StoreResult<Ok> set_meta(const std::string& key, const std::string& value);
+  StoreResult<std::optional<std::string>> meta(const std::string& key);
   // PRAGMA wal_checkpoint(TRUNCATE); used at clean shutdown.
   StoreResult<Ok> checkpoint();
   // Copies committed WAL frames into the database (SQLITE_CHECKPOINT_PASSIVE).
@@ -122,9 +148,24 @@ class Store {
   StoreResult<proto::QueryPage> query(const proto::QuerySpec& spec);
   // The same filters paged with OFFSET, kept only as the benchmark's baseline.
   StoreResult<proto::QueryPage> query_offset(const proto::QuerySpec& spec, uint64_t offset);
-  // Walks the chain from seq 1: each row's seq follows the previous one, its hash equals
-  // chain_hash(prev, seq, body), and its indexed columns agree with its body.
-  StoreResult<proto::VerifyReport> verify();
+  // Walks every record from seq 1 in chunks (one read snapshot each): gap-free seqs, each
+  // leaf hash and stored tree node recomputed, columns equal to the body in value and
+  // type, seals checked along the key chain, every index holding every row; then the
+  // checkpoints and freshness of `opt`. See verify.cpp for the failure classes.
+  StoreResult<proto::VerifyReport> verify(const VerifyOptions& opt = {});
+  // ---- Merkle tree (tree.cpp) ----
+  // Stored hash of complete node (level, index); level 0 is the leaf hash.
+  std::optional<Hash> node(unsigned level, uint64_t index);
+  StoreResult<Hash> root_at(uint64_t size);
+  StoreResult<std::vector<Hash>> inclusion_proof(uint64_t seq, uint64_t size);
+  StoreResult<std::vector<Hash>> consistency_proof(uint64_t m, uint64_t n);
+  // The canonical body of record `seq` (nullopt past the head).
+  StoreResult<std::optional<std::string>> body_of(uint64_t seq);
+  // Seal records (seq, body) in seq order: every seal with seq in [from, to].
+  StoreResult<std::vector<std::pair<uint64_t, std::string>>> seals(uint64_t from, uint64_t to);
+  // The first seal after `seq` (the one whose tree covers it), or the newest seal (latest).
+  StoreResult<std::optional<std::pair<uint64_t, std::string>>> seal_after(uint64_t seq);
+  StoreResult<std::optional<std::pair<uint64_t, std::string>>> latest_seal();
   StoreResult<StoreInfo> info();
   // Looks up one event by idem key (tests, dedup diagnostics).
   StoreResult<std::optional<uint64_t>> seq_for_idem(std::string_view idem);
@@ -138,6 +179,9 @@ class Store {
   // it is a cairn database of our schema version (other modes).
   StoreResult<Ok> connect(bool immutable);
   StoreResult<Ok> load_head();
+  void reload_head();  // load_head after a rollback; remembers a failure in head_known_
+  // Inserts the interior nodes the new leaf completes (append paths).
+  StoreResult<Ok> add_leaf(const Hash& leaf);
 
   sqlite3* db_ = nullptr;
   OpenMode mode_ = OpenMode::readonly;
@@ -145,6 +189,8 @@ class Store {
   std::string path_;
   uint64_t head_seq_ = 0;
   Hash head_hash_{};
+  seal::Frontier frontier_;
+  bool head_known_ = true;
   struct Statements;
   std::unique_ptr<Statements> stmts_;
   std::unique_ptr<std::pair<void (*)(void*, int), void*>> hook_;  // wal hook target

@@ -21,7 +21,9 @@ struct Store::Statements {
   sqlite3_stmt* rollback = nullptr;   // writer
   sqlite3_stmt* find_idem = nullptr;
   sqlite3_stmt* head = nullptr;
-  sqlite3_stmt* hash_at = nullptr;
+  sqlite3_stmt* leaf = nullptr;         // hash of one record (tree level 0)
+  sqlite3_stmt* node = nullptr;         // one interior node by postorder position
+  sqlite3_stmt* insert_node = nullptr;  // writer
   sqlite3_stmt* count = nullptr;      // info(), built on first use
   sqlite3_stmt* by_type = nullptr;    // info(), built on first use
   std::map<unsigned, sqlite3_stmt*> query;         // by filter mask, built on first use

@@ -1,25 +1,46 @@
-// verify.cpp — walk the whole chain and check every row against its body.
+// verify.cpp — check the whole log against its seals, its tree and its indexes.
 //
-// One statement, stepped from seq 1 upwards: in WAL mode it reads one consistent
-// snapshot, and memory stays constant whatever the size of the database.
+// The walk reads records in chunks of VerifyOptions::chunk_rows, one read snapshot per
+// chunk, so a verify of millions of records never pins the WAL for long (the writer's
+// WAL can restart between chunks). The log is append-only, so chunks of later
+// snapshots extend earlier ones; the walk stops at the head it saw when it began.
+//
+// Failure classes (VerifyReport::failure), each with the first seq concerned:
+//   gap          a seq is missing or out of order
+//   altered      a record's stored leaf hash is not the hash of its body
+//   column       an indexed column's value differs from the body
+//   hidden_row   a column stored with another SQLite type than the schema's (queries
+//                would not find it), or an index that does not hold every row once
+//   tree         a stored interior node differs from the one recomputed
+//   root         a seal's root is not the root of the records before it
+//   seal         a seal's signature (or its checkpoint signature) is not by the key of
+//                its own epoch: forged, or re-sealed with a later key
+//   key_chain    seals missing, reordered or numbered out of turn; no key to check with
+//   time         a record received outside its epoch's window, or a seal going back
+//   consistency  a saved checkpoint that this log does not extend (rollback, fork,
+//                truncation below its size)
+//   checkpoint   a saved checkpoint that is not a valid note signed by this log
+//   stale        the newest seal is older than --fresh allows
+//   loss         the operator accepted lost sealed records at start-up (cairn.recovery)
+//   format       a record that cannot be decoded, or an unknown cairn.* record
 #include <msgpack.h>
+#include <sodium.h>
 
 #include <cstring>
+#include <map>
 
+#include "../../seal/record.hpp"
 #include "store_internal.hpp"
 
 namespace cairn::store {
 namespace {
 
-std::string hex(const uint8_t* p, size_t n) {
-  static const char* d = "0123456789abcdef";
-  std::string s;
-  for (size_t i = 0; i < n; ++i) {
-    s += d[p[i] >> 4];
-    s += d[p[i] & 15];
-  }
-  return s;
-}
+using seal::map_get;
+
+enum Col {
+  kSeq, kReceived, kTime, kType, kSeverity, kActor, kAction, kTarget, kOutcome, kPid, kUid,
+  kGid, kComm, kIdem, kBody, kHash
+};
 
 std::string_view text_col(sqlite3_stmt* st, int i, bool* null) {
   *null = sqlite3_column_type(st, i) == SQLITE_NULL;
@@ -27,15 +48,6 @@ std::string_view text_col(sqlite3_stmt* st, int i, bool* null) {
   return t ? std::string_view(reinterpret_cast<const char*>(t),
                               static_cast<size_t>(sqlite3_column_bytes(st, i)))
            : std::string_view();
-}
-
-const msgpack_object* get(const msgpack_object& m, std::string_view k) {
-  for (uint32_t i = 0; i < m.via.map.size; ++i) {
-    const auto& kv = m.via.map.ptr[i];
-    if (kv.key.type == MSGPACK_OBJECT_STR && std::string_view(kv.key.via.str.ptr, kv.key.via.str.size) == k)
-      return &kv.val;
-  }
-  return nullptr;
 }
 
 bool int_eq(const msgpack_object* o, sqlite3_stmt* st, int col) {
@@ -56,105 +68,474 @@ bool str_eq(const msgpack_object* o, sqlite3_stmt* st, int col) {
   return c == std::string_view(o->via.str.ptr, o->via.str.size);
 }
 
+// The name of the first column stored with a type queries would not match, or nullptr.
+// A TEXT column stored as a BLOB with the same bytes compares equal in the body check but
+// is invisible to `type = ?` (SQLite never equates TEXT and BLOB).
+const char* type_mismatch(sqlite3_stmt* st) {
+  struct { int col; const char* name; int type; bool nullable; } want[] = {
+      {kReceived, "received", SQLITE_INTEGER, false}, {kTime, "time", SQLITE_INTEGER, true},
+      {kType, "type", SQLITE_TEXT, false},             {kSeverity, "severity", SQLITE_INTEGER, false},
+      {kActor, "actor", SQLITE_TEXT, true},            {kAction, "action", SQLITE_TEXT, true},
+      {kTarget, "target", SQLITE_TEXT, true},          {kOutcome, "outcome", SQLITE_INTEGER, false},
+      {kPid, "pid", SQLITE_INTEGER, false},            {kUid, "uid", SQLITE_INTEGER, false},
+      {kGid, "gid", SQLITE_INTEGER, false},            {kComm, "comm", SQLITE_TEXT, true},
+      {kIdem, "idem", SQLITE_BLOB, true},              {kBody, "body", SQLITE_BLOB, false},
+      {kHash, "hash", SQLITE_BLOB, false},
+  };
+  for (const auto& w : want) {
+    int t = sqlite3_column_type(st, w.col);
+    if (t == w.type || (w.nullable && t == SQLITE_NULL)) continue;
+    // A zero-length BLOB reads back as NULL type only if stored as NULL; body is never empty.
+    return w.name;
+  }
+  return nullptr;
+}
+
 // Returns the name of the first column that disagrees with the body, or nullptr.
 const char* column_mismatch(const msgpack_object& body, sqlite3_stmt* st) {
-  if (!str_eq(get(body, "type"), st, 3)) return "type";
-  if (!int_eq(get(body, "severity"), st, 4)) return "severity";
-  if (!str_eq(get(body, "actor"), st, 5)) return "actor";
-  if (!str_eq(get(body, "action"), st, 6)) return "action";
-  if (!str_eq(get(body, "target"), st, 7)) return "target";
-  const msgpack_object* oc = get(body, "outcome");
+  if (!str_eq(map_get(body, "type"), st, kType)) return "type";
+  if (!int_eq(map_get(body, "severity"), st, kSeverity)) return "severity";
+  if (!str_eq(map_get(body, "actor"), st, kActor)) return "actor";
+  if (!str_eq(map_get(body, "action"), st, kAction)) return "action";
+  if (!str_eq(map_get(body, "target"), st, kTarget)) return "target";
+  const msgpack_object* oc = map_get(body, "outcome");
   static const char* kOutcomes[] = {"unknown", "success", "failure"};
-  int out = sqlite3_column_int(st, 8);
+  int out = sqlite3_column_int(st, kOutcome);
   if (oc == nullptr || oc->type != MSGPACK_OBJECT_STR || out < 0 || out > 2 ||
       std::string_view(oc->via.str.ptr, oc->via.str.size) != kOutcomes[out])
     return "outcome";
-  if (!int_eq(get(body, "time"), st, 2)) return "time";
-  if (!int_eq(get(body, "received"), st, 1)) return "received";
-  if (!int_eq(get(body, "pid"), st, 9)) return "pid";
-  if (!int_eq(get(body, "uid"), st, 10)) return "uid";
-  if (!int_eq(get(body, "gid"), st, 11)) return "gid";
-  if (!str_eq(get(body, "comm"), st, 12)) return "comm";
-  const msgpack_object* idem = get(body, "idem");
-  bool idem_null = sqlite3_column_type(st, 13) == SQLITE_NULL;
+  if (!int_eq(map_get(body, "time"), st, kTime)) return "time";
+  if (!int_eq(map_get(body, "received"), st, kReceived)) return "received";
+  if (!int_eq(map_get(body, "pid"), st, kPid)) return "pid";
+  if (!int_eq(map_get(body, "uid"), st, kUid)) return "uid";
+  if (!int_eq(map_get(body, "gid"), st, kGid)) return "gid";
+  if (!str_eq(map_get(body, "comm"), st, kComm)) return "comm";
+  const msgpack_object* idem = map_get(body, "idem");
+  bool idem_null = sqlite3_column_type(st, kIdem) == SQLITE_NULL;
   if (idem == nullptr) {
     if (!idem_null) return "idem";
   } else if (idem_null || idem->type != MSGPACK_OBJECT_BIN ||
-             static_cast<int>(idem->via.bin.size) != sqlite3_column_bytes(st, 13) ||
-             std::memcmp(idem->via.bin.ptr, sqlite3_column_blob(st, 13), idem->via.bin.size) != 0) {
+             static_cast<int>(idem->via.bin.size) != sqlite3_column_bytes(st, kIdem) ||
+             std::memcmp(idem->via.bin.ptr, sqlite3_column_blob(st, kIdem), idem->via.bin.size) != 0) {
     return "idem";
   }
   return nullptr;
 }
 
-}  // namespace
+// An order-independent digest of (value, seq) pairs: the sum of a SipHash of each pair
+// under a key drawn for this verify run. The table walk and a scan of each index must
+// give the same digest and count; a forger who does not know the key cannot make a
+// different multiset collide.
+struct IndexDigest {
+  const char* index;
+  int col;
+  uint64_t sum = 0, count = 0;
+};
 
-StoreResult<proto::VerifyReport> Store::verify() {
-  int rc = 0;
-  // One statement is one read transaction: the walk sees a single snapshot even while
-  // the writer appends, and SQLite streams the rows, so memory does not grow with the
-  // database. Not cached: verify is rare and long.
-  sqlite3_stmt* st = prepare(db_,
-                             "SELECT seq, received, time, type, severity, actor, action, target, "
-                             "outcome, pid, uid, gid, comm, idem, body, hash FROM events ORDER BY seq",
-                             &rc);
-  if (st == nullptr) return Err{make_error(db_, rc, "verify")};
-  proto::VerifyReport rep;
-  Hash prev = kGenesis;
-  uint64_t expect = 1;
-  // One zone for every body, cleared per row: the decoded map points into the row's
-  // blob and into the zone, both valid until the next step.
-  msgpack_zone zone;
-  msgpack_zone_init(&zone, 4096);
-  auto broken = [&](uint64_t seq, const std::string& why) {
-    rep.valid = false;
-    rep.break_seq = seq;
-    rep.reason = "seq " + std::to_string(seq) + ": " + why;
-  };
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    uint64_t seq = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
-    if (seq != expect) {
-      broken(seq, expect == 1 ? "expected seq 1 first (gap)"
-                              : "expected seq " + std::to_string(expect) + " after " +
-                                    std::to_string(expect - 1) + " (gap)");
-      break;
-    }
-    const char* body = static_cast<const char*>(sqlite3_column_blob(st, 14));
-    size_t body_len = static_cast<size_t>(sqlite3_column_bytes(st, 14));
-    if (body == nullptr) body = "";
-    Hash computed = chain_hash(prev, seq, std::string_view(body, body_len));
-    if (sqlite3_column_bytes(st, 15) != static_cast<int>(computed.size()) ||
-        std::memcmp(sqlite3_column_blob(st, 15), computed.data(), computed.size()) != 0) {
-      std::string stored = sqlite3_column_bytes(st, 15) == 32
-                               ? hex(static_cast<const uint8_t*>(sqlite3_column_blob(st, 15)), 8) + "…"
-                               : "malformed, " + std::to_string(sqlite3_column_bytes(st, 15)) + " bytes";
-      broken(seq, "hash mismatch (stored " + stored + ", computed " + hex(computed.data(), 8) +
-                      "…): this row's body or hash was altered");
-      break;
-    }
-    size_t off = 0;
-    msgpack_object obj;
-    msgpack_zone_clear(&zone);
-    if (msgpack_unpack(body, body_len, &off, &zone, &obj) != MSGPACK_UNPACK_SUCCESS ||
-        obj.type != MSGPACK_OBJECT_MAP) {
-      broken(seq, "body is not one msgpack map");
-      break;
-    }
-    if (const char* col = column_mismatch(obj, st)) {
-      broken(seq, std::string("column ") + col + " differs from body");
-      break;
-    }
-    prev = computed;
-    rep.head_seq = seq;
-    rep.head_hash = computed;
-    ++rep.checked;
-    ++expect;
+void digest_add(const unsigned char* key, IndexDigest& d, sqlite3_stmt* st, int col, int64_t seq) {
+  int t = sqlite3_column_type(st, col);
+  std::string buf;
+  buf.push_back(static_cast<char>(t));
+  buf.append(reinterpret_cast<const char*>(&seq), sizeof seq);
+  if (t == SQLITE_INTEGER) {
+    int64_t v = sqlite3_column_int64(st, col);
+    buf.append(reinterpret_cast<const char*>(&v), sizeof v);
+  } else if (t != SQLITE_NULL) {
+    const void* p = t == SQLITE_BLOB ? sqlite3_column_blob(st, col) : sqlite3_column_text(st, col);
+    if (p) buf.append(static_cast<const char*>(p), static_cast<size_t>(sqlite3_column_bytes(st, col)));
   }
-  msgpack_zone_destroy(&zone);
+  uint64_t h = 0;
+  crypto_shorthash(reinterpret_cast<unsigned char*>(&h), reinterpret_cast<const unsigned char*>(buf.data()),
+                   buf.size(), key);
+  d.sum += h;
+  d.count += 1;
+}
+
+class Walk {
+ public:
+  Walk(sqlite3* db, const VerifyOptions& opt, proto::VerifyReport& rep) : db_(db), opt_(opt), rep_(rep) {
+    randombytes_buf(sipkey_, sizeof sipkey_);
+  }
+  StoreResult<Ok> run(Store& store);
+
+ private:
+  void fail(const char* cls, uint64_t seq, const std::string& why) {
+    if (!rep_.valid) return;
+    rep_.valid = false;
+    rep_.failure = cls;
+    rep_.break_seq = seq;
+    rep_.reason = "seq " + std::to_string(seq) + ": " + why;
+  }
+  bool hard_failed() const { return !rep_.valid && rep_.failure != "loss"; }
+  StoreResult<Ok> setup_key(Store& store);
+  StoreResult<Ok> chunk(uint64_t from, uint64_t to, uint64_t* next);
+  void check_record(sqlite3_stmt* st, uint64_t seq);
+  void check_system(std::string_view type, const msgpack_object& body, uint64_t seq, int64_t received);
+  void check_seal(const seal::Seal& s, uint64_t seq);
+  void check_checkpoints_at_size();
+  StoreResult<Ok> check_nodes(uint64_t from_pos, uint64_t to_pos);
+  StoreResult<Ok> check_indexes();
+
+  sqlite3* db_;
+  const VerifyOptions& opt_;
+  proto::VerifyReport& rep_;
+  unsigned char sipkey_[crypto_shorthash_KEYBYTES];
+  msgpack_zone zone_{};
+
+  // The key chain.
+  std::string origin_;
+  std::optional<seal::PublicKey> pk_;  // the current epoch's key
+  uint64_t epoch_ = 0;
+  int64_t window_start_ = INT64_MIN;   // previous seal's time
+  int64_t min_received_ = INT64_MAX, max_received_ = INT64_MIN;  // since the last seal
+  uint64_t window_first_seq_ = 0;
+
+  seal::Frontier tree_;
+  std::vector<std::pair<uint64_t, Hash>> nodes_;  // recomputed this chunk: (pos, hash)
+  uint64_t checked_pos_ = 0;                      // tree rows below this were compared
+
+  struct Saved {
+    seal::Note note;
+    seal::Checkpoint cp;
+    bool done = false;
+  };
+  std::multimap<uint64_t, Saved> checkpoints_;  // by size
+
+  IndexDigest digests_[4] = {{"events_type", kType}, {"events_actor", kActor},
+                             {"events_received", kReceived}, {"sqlite_autoindex_events_1", kIdem}};
+};
+
+StoreResult<Ok> Walk::setup_key(Store& store) {
+  if (opt_.key) {
+    origin_ = opt_.key->name;
+    pk_ = opt_.key->key;
+    rep_.keyed = true;
+    return Ok{};
+  }
+  auto o = store.meta("origin");
+  if (!o) return Err{o.error()};
+  auto k = store.meta("first_key");
+  if (!k) return Err{k.error()};
+  if (o.value() && k.value()) {
+    origin_ = *o.value();
+    seal::PublicKey pk;
+    if (seal::unb64_into(*k.value(), pk)) pk_ = pk;
+  }
+  return Ok{};
+}
+
+void Walk::check_seal(const seal::Seal& s, uint64_t seq) {
+  if (!pk_) return fail("key_chain", seq, "a seal, but no key to check it with (pass --key)");
+  if (s.epoch != epoch_)
+    return fail("key_chain", seq,
+                "seal of epoch " + std::to_string(s.epoch) + " where epoch " + std::to_string(epoch_) +
+                    " ends (seals deleted, reordered or inserted)");
+  if (s.size != seq - 1)
+    return fail("root", seq, "seal covers " + std::to_string(s.size) + " records, not the " +
+                                 std::to_string(seq - 1) + " before it");
+  if (s.root != tree_.root())
+    return fail("root", seq, "sealed root differs from the root of records 1.." + std::to_string(seq - 1) +
+                                 " (an earlier record was altered, inserted or removed)");
+  if (!seal::verify_sig(*pk_, seal::seal_message(origin_, s), s.sig))
+    return fail("seal", seq, "seal of epoch " + std::to_string(epoch_) +
+                                 " is not signed by that epoch's key (forged, or re-sealed with another key)");
+  if (!seal::verify_sig(*pk_, seal::checkpoint_text(origin_, s.size, s.root), s.checkpoint_sig))
+    return fail("seal", seq, "checkpoint signature of epoch " + std::to_string(epoch_) + " does not verify");
+  if (s.time < s.prev_time || (epoch_ > 0 && s.prev_time != window_start_))
+    return fail("time", seq, "seal window [" + std::to_string(s.prev_time) + ", " + std::to_string(s.time) +
+                                 "] does not follow the previous seal");
+  if (min_received_ < s.prev_time || max_received_ > s.time)
+    return fail("time", window_first_seq_,
+                "a record of epoch " + std::to_string(epoch_) + " was received outside the epoch's window");
+  // Saved checkpoints of this size are checked with this epoch's key.
+  auto range = checkpoints_.equal_range(s.size);
+  for (auto it = range.first; it != range.second; ++it) {
+    if (!seal::note_signed_by(it->second.note, origin_, *pk_))
+      return fail("checkpoint", seq, "saved checkpoint of size " + std::to_string(s.size) +
+                                         " is not signed by this log's key for that epoch");
+  }
+  pk_ = s.next_key;
+  ++epoch_;
+  window_start_ = s.time;
+  min_received_ = INT64_MAX;
+  max_received_ = INT64_MIN;
+  window_first_seq_ = seq + 1;
+  rep_.epochs += 1;
+  rep_.sealed_seq = seq;
+  rep_.sealed_time = s.time;
+}
+
+void Walk::check_checkpoints_at_size() {
+  auto range = checkpoints_.equal_range(tree_.size());
+  if (range.first == range.second) return;
+  Hash root = tree_.root();
+  for (auto it = range.first; it != range.second; ++it) {
+    if (it->second.cp.root != root)
+      return fail("consistency", tree_.size(),
+                  "the log's first " + std::to_string(tree_.size()) +
+                      " records do not have the saved checkpoint's root (rewritten or forked)");
+    it->second.done = true;
+  }
+}
+
+void Walk::check_system(std::string_view type, const msgpack_object& body, uint64_t seq, int64_t received) {
+  const msgpack_object* fields = map_get(body, "fields");
+  if (type == seal::kSealType) {
+    std::optional<seal::Seal> s;
+    if (fields == nullptr || !(s = seal::parse_seal_fields(*fields, received)))
+      return fail("format", seq, "malformed seal record");
+    return check_seal(*s, seq);
+  }
+  if (type == seal::kLostType) {
+    const msgpack_object* r = fields ? map_get(*fields, "reason") : nullptr;
+    std::string why = r && r->type == MSGPACK_OBJECT_STR ? std::string(r->via.str.ptr, r->via.str.size) : "";
+    if (rep_.notes.size() < 100) rep_.notes.push_back("seq " + std::to_string(seq) + " was lost: " + why);
+    return;
+  }
+  if (type == seal::kRecoveryType) {
+    const msgpack_object* k = fields ? map_get(*fields, "key") : nullptr;
+    const msgpack_object* e = fields ? map_get(*fields, "epoch") : nullptr;
+    const msgpack_object* r = fields ? map_get(*fields, "reason") : nullptr;
+    seal::PublicKey pk;
+    if (k == nullptr || k->type != MSGPACK_OBJECT_STR || e == nullptr ||
+        e->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+        !seal::unb64_into(std::string_view(k->via.str.ptr, k->via.str.size), pk))
+      return fail("format", seq, "malformed recovery record");
+    std::string why = r && r->type == MSGPACK_OBJECT_STR ? std::string(r->via.str.ptr, r->via.str.size) : "";
+    rep_.notes.push_back("seq " + std::to_string(seq) + ": " + why);
+    fail("loss", seq, why);
+    // Check what follows against the key the recovery names: internally consistent, but
+    // not linked to the first key.
+    pk_ = pk;
+    epoch_ = e->via.u64;
+    window_start_ = received;
+    min_received_ = INT64_MAX;
+    max_received_ = INT64_MIN;
+    return;
+  }
+  fail("format", seq, "unknown record type '" + std::string(type) + "'");
+}
+
+void Walk::check_record(sqlite3_stmt* st, uint64_t seq) {
+  if (const char* col = type_mismatch(st))
+    return fail("hidden_row", seq, std::string("column ") + col +
+                                       " is stored with another SQLite type (queries would miss this record)");
+  const char* body = static_cast<const char*>(sqlite3_column_blob(st, kBody));
+  size_t body_len = static_cast<size_t>(sqlite3_column_bytes(st, kBody));
+  if (body == nullptr) body = "";
+  std::string_view bv(body, body_len);
+  Hash leaf = seal::leaf_hash(bv);
+  if (sqlite3_column_bytes(st, kHash) != 32 || std::memcmp(sqlite3_column_blob(st, kHash), leaf.data(), 32) != 0)
+    return fail("altered", seq, "stored leaf hash is not the hash of the body (the body or hash was altered)");
+  size_t off = 0;
+  msgpack_object obj;
+  msgpack_zone_clear(&zone_);
+  if (msgpack_unpack(body, body_len, &off, &zone_, &obj) != MSGPACK_UNPACK_SUCCESS || off != body_len ||
+      obj.type != MSGPACK_OBJECT_MAP)
+    return fail("format", seq, "body is not one msgpack map");
+  if (const char* col = column_mismatch(obj, st))
+    return fail("column", seq, std::string("column ") + col + " differs from the body");
+  int64_t received = sqlite3_column_int64(st, kReceived);
+  bool null = false;
+  std::string_view type = text_col(st, kType, &null);
+  if (type.substr(0, seal::kReservedPrefix.size()) == seal::kReservedPrefix) {
+    check_system(type, obj, seq, received);
+    if (hard_failed()) return;
+  } else {
+    min_received_ = std::min(min_received_, received);
+    max_received_ = std::max(max_received_, received);
+  }
+  for (auto& d : digests_)
+    if (d.col != kIdem || sqlite3_column_type(st, kIdem) != SQLITE_NULL)
+      digest_add(sipkey_, d, st, d.col, static_cast<int64_t>(seq));
+  tree_.push(leaf, [&](unsigned level, uint64_t index, const Hash& h) {
+    nodes_.emplace_back(seal::postorder(level, index), h);
+  });
+  check_checkpoints_at_size();
+}
+
+StoreResult<Ok> Walk::check_nodes(uint64_t from_pos, uint64_t to_pos) {
+  sqlite3_stmt* st = nullptr;
+  int rc = sqlite3_prepare_v2(db_, "SELECT pos, hash FROM tree WHERE pos >= ?1 AND pos <= ?2 ORDER BY pos", -1,
+                              &st, nullptr);
+  if (rc != SQLITE_OK) return Err{make_error(db_, rc, "verify tree")};
+  sqlite3_bind_int64(st, 1, static_cast<sqlite3_int64>(from_pos));
+  sqlite3_bind_int64(st, 2, static_cast<sqlite3_int64>(std::min<uint64_t>(to_pos, INT64_MAX)));
+  size_t i = 0;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW && rep_.valid) {
+    uint64_t pos = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
+    if (i >= nodes_.size() || nodes_[i].first != pos) {
+      fail("tree", rep_.head_seq, "stored tree node at position " + std::to_string(pos) + " should not exist");
+      break;
+    }
+    if (sqlite3_column_bytes(st, 1) != 32 || std::memcmp(sqlite3_column_blob(st, 1), nodes_[i].second.data(), 32) != 0) {
+      fail("tree", rep_.head_seq, "stored tree node at position " + std::to_string(pos) + " differs from the recomputed one");
+      break;
+    }
+    ++i;
+  }
   bool done = rc == SQLITE_DONE || rc == SQLITE_ROW;
-  StoreError err = done ? StoreError{} : make_error(db_, rc, "verify");
+  StoreError err = done ? StoreError{} : make_error(db_, rc, "verify tree");
   sqlite3_finalize(st);
   if (!done) return Err{err};
+  if (rep_.valid && i < nodes_.size())
+    fail("tree", rep_.head_seq, "tree node at position " + std::to_string(nodes_[i].first) + " is missing");
+  return Ok{};
+}
+
+StoreResult<Ok> Walk::chunk(uint64_t from, uint64_t to, uint64_t* next) {
+  sqlite3_stmt* st = nullptr;
+  int rc = sqlite3_prepare_v2(db_,
+                              "SELECT seq, received, time, type, severity, actor, action, target, outcome, pid, "
+                              "uid, gid, comm, idem, body, hash FROM events WHERE seq >= ?1 AND seq <= ?2 "
+                              "ORDER BY seq LIMIT ?3",
+                              -1, &st, nullptr);
+  if (rc != SQLITE_OK) return Err{make_error(db_, rc, "verify")};
+  sqlite3_bind_int64(st, 1, static_cast<sqlite3_int64>(from));
+  sqlite3_bind_int64(st, 2, static_cast<sqlite3_int64>(to));
+  sqlite3_bind_int64(st, 3, static_cast<sqlite3_int64>(opt_.chunk_rows));
+  uint64_t expect = from;
+  nodes_.clear();
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    uint64_t seq = static_cast<uint64_t>(sqlite3_column_int64(st, kSeq));
+    if (seq != expect) {
+      fail("gap", seq, "expected seq " + std::to_string(expect) + (expect > 1 ? " after " + std::to_string(expect - 1) : "") +
+                           " (a record was removed)");
+      break;
+    }
+    check_record(st, seq);
+    if (hard_failed()) break;
+    rep_.head_seq = seq;
+    std::memcpy(rep_.head_hash.data(), sqlite3_column_blob(st, kHash), 32);
+    ++rep_.checked;
+    ++expect;
+  }
+  bool done = rc == SQLITE_DONE || rc == SQLITE_ROW;
+  StoreError err = done ? StoreError{} : make_error(db_, rc, "verify");
+  sqlite3_finalize(st);  // ends this chunk's read snapshot
+  if (!done) return Err{err};
+  *next = expect;
+  if (!hard_failed() && !nodes_.empty()) {
+    auto c = check_nodes(checked_pos_, nodes_.back().first);
+    if (!c) return c;
+    checked_pos_ = nodes_.back().first + 1;
+  }
+  return Ok{};
+}
+
+StoreResult<Ok> Walk::check_indexes() {
+  for (auto& d : digests_) {
+    // The index must exist, be a plain (not partial) index on the one column.
+    std::string col = d.col == kType ? "type" : d.col == kActor ? "actor" : d.col == kReceived ? "received" : "idem";
+    std::string sql = std::string("SELECT ") + col + ", seq FROM events INDEXED BY " + d.index +
+                      (d.col == kIdem ? " WHERE idem IS NOT NULL" : "") + " ORDER BY " + col + ", seq";
+    sqlite3_stmt* st = nullptr;
+    int rc = sqlite3_prepare_v2(db_, sql.c_str(), -1, &st, nullptr);
+    if (rc != SQLITE_OK) {
+      fail("hidden_row", 0, std::string("index ") + d.index + " is missing or altered: " + sqlite3_errmsg(db_));
+      return Ok{};
+    }
+    IndexDigest seen{d.index, d.col};
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      int64_t seq = sqlite3_column_int64(st, 1);
+      if (seq < 1 || static_cast<uint64_t>(seq) > rep_.head_seq) continue;  // newer than the walk
+      digest_add(sipkey_, seen, st, 0, seq);
+    }
+    bool ok = rc == SQLITE_DONE;
+    StoreError err = ok ? StoreError{} : make_error(db_, rc, "verify index");
+    sqlite3_finalize(st);
+    if (!ok) return Err{err};
+    if (seen.sum != d.sum || seen.count != d.count) {
+      fail("hidden_row", 0, std::string("index ") + d.index + " does not hold every record exactly once (" +
+                                std::to_string(seen.count) + " entries for " + std::to_string(d.count) +
+                                " records): queries on it would miss or misplace records");
+      return Ok{};
+    }
+  }
+  return Ok{};
+}
+
+StoreResult<Ok> Walk::run(Store& store) {
+  auto k = setup_key(store);
+  if (!k) return k;
+  for (const auto& text : opt_.checkpoints) {
+    auto note = seal::parse_note(text);
+    std::optional<seal::Checkpoint> cp;
+    if (!note || !(cp = seal::parse_checkpoint_text(note->text))) {
+      fail("checkpoint", 0, "a saved checkpoint is not a signed checkpoint note");
+      return Ok{};
+    }
+    if (!origin_.empty() && cp->origin != origin_) {
+      fail("checkpoint", 0, "a saved checkpoint is for log '" + cp->origin + "', not '" + origin_ + "'");
+      return Ok{};
+    }
+    checkpoints_.emplace(cp->size, Saved{*note, *cp});
+  }
+  // The head when the walk begins bounds it: records appended meanwhile wait for the next verify.
+  uint64_t end = 0;
+  {
+    sqlite3_stmt* st = nullptr;
+    int rc = sqlite3_prepare_v2(db_, "SELECT IFNULL(MAX(seq), 0) FROM events", -1, &st, nullptr);
+    if (rc != SQLITE_OK) return Err{make_error(db_, rc, "verify")};
+    if (sqlite3_step(st) == SQLITE_ROW) end = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
+    sqlite3_finalize(st);
+  }
+  msgpack_zone_init(&zone_, 4096);
+  uint64_t next = 1;
+  StoreResult<Ok> res = Ok{};
+  while (next <= end && !hard_failed()) {
+    uint64_t before = next;
+    res = chunk(next, end, &next);
+    if (!res) break;
+    if (next == before) {  // no row at `next`: the first record is missing, or the tail was cut mid-walk
+      if (rep_.valid) fail("gap", next, "expected seq " + std::to_string(next) + " (a record was removed)");
+      break;
+    }
+  }
+  msgpack_zone_destroy(&zone_);
+  if (!res) return res;
+  rep_.root = tree_.root();
+  if (hard_failed()) return Ok{};
+  // Every node a record up to the head completes was compared; any other row below the
+  // next record's position is extra (what a removed tail leaves behind).
+  if (end == rep_.head_seq) {
+    sqlite3_stmt* st = nullptr;
+    int rc = sqlite3_prepare_v2(db_, "SELECT pos FROM tree WHERE pos >= ?1 AND pos < ?2 LIMIT 1", -1, &st, nullptr);
+    if (rc != SQLITE_OK) return Err{make_error(db_, rc, "verify tree")};
+    sqlite3_bind_int64(st, 1, static_cast<sqlite3_int64>(checked_pos_));
+    sqlite3_bind_int64(st, 2, static_cast<sqlite3_int64>(seal::postorder(0, end)));
+    if (sqlite3_step(st) == SQLITE_ROW)
+      fail("tree", rep_.head_seq, "the tree holds nodes past the last record (records were removed)");
+    sqlite3_finalize(st);
+  }
+  if (hard_failed()) return Ok{};
+  auto ix = check_indexes();
+  if (!ix) return ix;
+  rep_.unsealed = rep_.head_seq - (rep_.sealed_seq == 0 ? 0 : rep_.sealed_seq);
+  for (const auto& [size, s] : checkpoints_) {
+    if (s.done) {
+      rep_.checkpoints += 1;
+      continue;
+    }
+    fail("consistency", rep_.head_seq,
+         "a saved checkpoint covers " + std::to_string(size) + " records but the log has only " +
+             std::to_string(rep_.head_seq) + " (truncated or rolled back)");
+  }
+  if (opt_.fresh_ns && rep_.epochs == 0) fail("stale", rep_.head_seq, "the log has no seal at all");
+  if (opt_.fresh_ns && rep_.epochs > 0 && opt_.now_ns - rep_.sealed_time > *opt_.fresh_ns)
+    fail("stale", rep_.sealed_seq,
+         "the newest seal is " + std::to_string((opt_.now_ns - rep_.sealed_time) / 1'000'000'000) +
+             " s old (a log that was truncated cannot be resealed; is cairnd running?)");
+  return Ok{};
+}
+
+}  // namespace
+
+StoreResult<proto::VerifyReport> Store::verify(const VerifyOptions& opt) {
+  proto::VerifyReport rep;
+  Walk w(db_, opt, rep);
+  auto r = w.run(*this);
+  if (!r) return Err{r.error()};
   return rep;
 }
 

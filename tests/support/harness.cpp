@@ -279,20 +279,23 @@ std::string check_database_from(const std::string& db_path, ChainCursor& cursor,
       break;
     }
     std::string body = col_blob(st, 1), hash = col_blob(st, 2);
-    unsigned char be[8];
-    for (int i = 0; i < 8; ++i) be[i] = static_cast<unsigned char>(seq >> (56 - 8 * i));
-    crypto_hash_sha256_state h;
-    crypto_hash_sha256_init(&h);
-    crypto_hash_sha256_update(&h, cursor.prev, 32);
-    crypto_hash_sha256_update(&h, be, 8);
-    crypto_hash_sha256_update(&h, reinterpret_cast<const unsigned char*>(body.data()), body.size());
-    unsigned char out[32];
-    crypto_hash_sha256_final(&h, out);
-    if (hash.size() != 32 || std::memcmp(out, hash.data(), 32) != 0) {
-      problem = "seq " + std::to_string(seq) + ": hash does not chain";
+    seal::Hash leaf = seal::leaf_hash(body);
+    if (hash.size() != 32 || std::memcmp(leaf.data(), hash.data(), 32) != 0) {
+      problem = "seq " + std::to_string(seq) + ": stored leaf hash is not the hash of its body";
       break;
     }
-    std::memcpy(cursor.prev, out, 32);
+    // Every interior node this leaf completes must be stored, with the recomputed hash.
+    cursor.tree.push(leaf, [&](unsigned level, uint64_t index, const seal::Hash& h) {
+      if (!problem.empty()) return;
+      sqlite3_stmt* nst = nullptr;
+      sqlite3_prepare_v2(d.db, "SELECT hash FROM tree WHERE pos = ?1", -1, &nst, nullptr);
+      sqlite3_bind_int64(nst, 1, static_cast<sqlite3_int64>(seal::postorder(level, index)));
+      if (sqlite3_step(nst) != SQLITE_ROW || col_blob(nst, 0) != std::string(h.begin(), h.end()))
+        problem = "seq " + std::to_string(seq) + ": tree node (" + std::to_string(level) + ", " +
+                  std::to_string(index) + ") is missing or wrong";
+      sqlite3_finalize(nst);
+    });
+    if (!problem.empty()) break;
     ++cursor.next_seq;
   }
   sqlite3_finalize(st);

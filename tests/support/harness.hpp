@@ -6,6 +6,8 @@
 // file back with SQLite after the daemon is gone, never from the daemon's own report.
 #pragma once
 
+#include "../../seal/merkle.hpp"
+
 #include <sys/types.h>
 
 #include <cstdint>
@@ -102,7 +104,7 @@ std::string check_database(const std::string& db_path);
 // Where an incremental chain check resumes: the next seq and the hash before it.
 struct ChainCursor {
   uint64_t next_seq = 1;
-  unsigned char prev[32] = {};  // genesis
+  seal::Frontier tree;  // the tree of rows 1..next_seq-1, recomputed from their bodies
 };
 // Like check_database, but only for rows from cursor.next_seq on, advancing the cursor;
 // integrity_check only when `integrity` (it reads the whole file). Long loops use it so
