@@ -5,11 +5,19 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include "../../protocol/pack.hpp"
 #include "utf8.hpp"
 
 namespace cairn::cli {
+
+Json::Json() = default;
+Json::~Json() = default;
+Json::Json(const Json&) = default;
+Json::Json(Json&&) noexcept = default;
+Json& Json::operator=(const Json&) = default;
+Json& Json::operator=(Json&&) noexcept = default;
 
 const Json* Json::find(std::string_view key) const {
   for (const auto& [k, v] : members)
@@ -318,8 +326,12 @@ void msgpack_to_json(const msgpack_object& o, std::string& out) {
     case MSGPACK_OBJECT_FLOAT32:
     case MSGPACK_OBJECT_FLOAT64:
       if (std::isfinite(o.via.f64)) {
-        std::snprintf(buf, sizeof buf, "%.17g", o.via.f64);
-        out += buf;
+        // %.17g reads back as the same double; a float that prints like an integer
+        // ("1", "-0") gets ".0", or json_parse would read it back as an integer (and
+        // -0.0 as 0): `query -o json | send --stdin` must not change a value's type.
+        int n = std::snprintf(buf, sizeof buf, "%.17g", o.via.f64);
+        out.append(buf, static_cast<size_t>(n));
+        if (std::strpbrk(buf, ".e") == nullptr) out += ".0";
       } else {
         out += "null";
       }

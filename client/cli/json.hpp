@@ -24,6 +24,17 @@ struct Json {
   std::vector<Json> items;                          // array
   std::vector<std::pair<std::string, Json>> members;  // object, in input order
 
+  // Declared here, defined (defaulted) in json.cpp where Json is complete. Left
+  // implicit, clang 14 with libstdc++ 12 in C++20 mode instantiates
+  // std::pair<std::string, Json>'s traits for the implicit members while Json is still
+  // incomplete and refuses the header (GCC accepts it).
+  Json();
+  ~Json();
+  Json(const Json&);
+  Json(Json&&) noexcept;
+  Json& operator=(const Json&);
+  Json& operator=(Json&&) noexcept;
+
   const Json* find(std::string_view key) const;
 };
 
