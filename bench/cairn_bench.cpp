@@ -300,7 +300,7 @@ int run_append(const Opts& o) {
         bool critical = o.critical > 0 && static_cast<double>(rnd % 1'000'000) < o.critical * 1e6;
         cairn_event e{};
         e.type = critical ? cairn::bench::kCriticalType : cairn::bench::kType;
-        e.severity = -1;
+        e.severity = CAIRN_SEVERITY_UNSET;
         e.actor = cairn::bench::kActor;
         e.action = cairn::bench::kAction;
         e.target = cairn::bench::kTarget;

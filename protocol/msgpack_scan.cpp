@@ -102,6 +102,10 @@ struct Scanner {
 
 namespace {
 
+// Reads a non-negative integer in any msgpack encoding, as msgpack-c's decoder (and so
+// reply_from/ack_from) does: positive fixint, uint 8..64, and int 8..64 holding a value
+// >= 0. A negative value, or anything else, is not a uint. The two readers must agree:
+// an ack read here with a different seq than the full decoder would see is a wrong ack.
 bool read_uint(std::span<const uint8_t> v, uint64_t& out) {
   if (v.empty()) return false;
   uint8_t t = v[0];
@@ -110,13 +114,51 @@ bool read_uint(std::span<const uint8_t> v, uint64_t& out) {
     for (size_t j = 1; j <= k; ++j) x = (x << 8) | v[j];
     return x;
   };
-  if (t <= 0x7f) out = t;
-  else if (t == 0xcc && v.size() >= 2) out = be(1);
-  else if (t == 0xcd && v.size() >= 3) out = be(2);
-  else if (t == 0xce && v.size() >= 5) out = be(4);
-  else if (t == 0xcf && v.size() >= 9) out = be(8);
-  else return false;
+  size_t width = 0;
+  bool is_signed = false;
+  if (t <= 0x7f) {
+    out = t;
+    return true;
+  }
+  switch (t) {
+    case 0xcc: width = 1; break;
+    case 0xcd: width = 2; break;
+    case 0xce: width = 4; break;
+    case 0xcf: width = 8; break;
+    case 0xd0: width = 1; is_signed = true; break;
+    case 0xd1: width = 2; is_signed = true; break;
+    case 0xd2: width = 4; is_signed = true; break;
+    case 0xd3: width = 8; is_signed = true; break;
+    default: return false;  // negative fixint, floats, strings ...
+  }
+  if (v.size() < 1 + width) return false;
+  if (is_signed && (v[1] & 0x80) != 0) return false;  // a negative intN
+  out = be(width);
   return true;
+}
+
+// The key at `at` if it is a string (fixstr or str 8/16/32), else empty. The scanner has
+// already checked that the whole object lies within `bytes`.
+std::string_view key_at(std::span<const uint8_t> bytes, size_t at) {
+  uint8_t t = bytes[at];
+  size_t hdr = 0, len = 0;
+  if (t >= 0xa0 && t <= 0xbf) {
+    hdr = 1;
+    len = t & 0x1f;
+  } else if (t == 0xd9) {
+    hdr = 2;
+    len = bytes[at + 1];
+  } else if (t == 0xda) {
+    hdr = 3;
+    len = (size_t{bytes[at + 1]} << 8) | bytes[at + 2];
+  } else if (t == 0xdb) {
+    hdr = 5;
+    len = (size_t{bytes[at + 1]} << 24) | (size_t{bytes[at + 2]} << 16) |
+          (size_t{bytes[at + 3]} << 8) | bytes[at + 4];
+  } else {
+    return {};
+  }
+  return {reinterpret_cast<const char*>(bytes.data()) + at + hdr, len};
 }
 
 }  // namespace
@@ -139,29 +181,37 @@ std::optional<ReplyHead> reply_peek(std::span<const uint8_t> bytes) {
     return std::nullopt;
   }
   ReplyHead head;
-  bool have_id = false, have_ok = false;
+  bool have_id = false, have_ok = false, have_durable = false, have_duplicate = false;
   for (uint64_t k = 0; k < n; ++k) {
-    size_t key_at = s.i;
+    size_t key_at_i = s.i;
     if (!s.object(1)) return std::nullopt;
-    std::string_view key;
-    uint8_t kt = bytes[key_at];
-    if (kt >= 0xa0 && kt <= 0xbf)
-      key = std::string_view(reinterpret_cast<const char*>(bytes.data()) + key_at + 1, kt & 0x1f);
+    std::string_view key = key_at(bytes, key_at_i);
     size_t val_at = s.i;
     if (!s.object(1)) return std::nullopt;
     auto val = bytes.subspan(val_at, s.i - val_at);
-    if (key == "id") have_id = read_uint(val, head.id);
-    else if (key == "seq") read_uint(val, head.seq);
-    else if (!val.empty() && (val[0] == 0xc2 || val[0] == 0xc3)) {
-      bool b = val[0] == 0xc3;
-      if (key == "ok") {
-        have_ok = true;
-        head.ok = b;
-      } else if (key == "durable") {
-        head.durable = b;
-      } else if (key == "duplicate") {
-        head.duplicate = b;
-      }
+    bool is_bool = val[0] == 0xc2 || val[0] == 0xc3;
+    bool b = val[0] == 0xc3;
+    // A key this reader acts on may appear once, with a value of its type: anything
+    // else is not a reply (where the full decoder would take the first of two keys, or
+    // ignore a mistyped one, this reader refuses instead of guessing).
+    if (key == "id") {
+      if (have_id || !read_uint(val, head.id)) return std::nullopt;
+      have_id = true;
+    } else if (key == "seq") {
+      if (head.has_seq || !read_uint(val, head.seq)) return std::nullopt;
+      head.has_seq = true;
+    } else if (key == "ok") {
+      if (have_ok || !is_bool) return std::nullopt;
+      have_ok = true;
+      head.ok = b;
+    } else if (key == "durable") {
+      if (have_durable || !is_bool) return std::nullopt;
+      have_durable = true;
+      head.durable = b;
+    } else if (key == "duplicate") {
+      if (have_duplicate || !is_bool) return std::nullopt;
+      have_duplicate = true;
+      head.duplicate = b;
     }
   }
   if (!have_id || !have_ok || s.i != bytes.size()) return std::nullopt;

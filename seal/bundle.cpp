@@ -106,6 +106,7 @@ Result<BundleVerdict, std::string> verify_bundle(const Bundle& b, const VKey& ke
   PublicKey pk = key.key;
   Seal last;
   int64_t prev_time = INT64_MIN;
+  uint64_t covered = 0;  // size of the seal before the last: records sealed by an earlier key
   std::string err;
   for (size_t i = 0; i < b.seals.size() && err.empty(); ++i) {
     msgpack_zone_clear(&zone);
@@ -123,12 +124,20 @@ Result<BundleVerdict, std::string> verify_bundle(const Bundle& b, const VKey& ke
     } else if (i + 1 < b.seals.size()) {
       pk = s->next_key;
       prev_time = s->time;
+      covered = s->size;
     } else {
       last = *s;
     }
   }
   msgpack_zone_destroy(&zone);
   if (!err.empty()) return Err{err};
+  // Only the first seal after a record may vouch for it: a later epoch's key (the one a
+  // root attacker holds) could otherwise re-seal an altered earlier record in a tree of
+  // its own (journald's CVE-2023-31439).
+  if (b.seq <= covered)
+    return Err{"key chain: record " + std::to_string(b.seq) + " was sealed in epoch " +
+               std::to_string(last.epoch - 1) + " (size " + std::to_string(covered) +
+               "); a later epoch's checkpoint cannot prove it"};
   // The last seal's checkpoint: same key, same (size, root) as the note.
   std::string text = checkpoint_text(b.origin, last.size, last.root);
   if (!verify_sig(pk, text, last.checkpoint_sig))

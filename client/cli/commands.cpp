@@ -2,8 +2,10 @@
 
 #include <cairn/cairn.h>
 #include <signal.h>
+#include <cerrno>
 #include <time.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -40,8 +42,10 @@ const char* const kUsage =
     "                  when the daemon is down (forensics)\n"
     "  -o table|json   output format [table]\n"
     "\n"
-    "Exit status: 0 ok; 1 an event was refused or the chain is broken; 2 usage or\n"
-    "connection error. `cairn COMMAND --help` shows each command's options.\n";
+    "Exit status: 0 ok; 1 an event was refused or the chain is broken; 2 usage error,\n"
+    "or cairnd could not be reached or refused the request (permission_denied,\n"
+    "overloaded, shutting_down), or its reply could not be read. Nothing is printed to\n"
+    "stdout for a request that failed. `cairn COMMAND --help` shows each command's options.\n";
 
 namespace {
 
@@ -93,8 +97,32 @@ std::string socket_path(const Args& a) {
   return "/run/cairn/cairn.sock";
 }
 
+// What the user needs to act on a failed connect: the socket path and either the errno
+// text (with a hint for the common ones) or the daemon's refusal.
+std::string connect_failure(const std::string& path, int rc, int err) {
+  std::string why;
+  switch (rc) {
+    case CAIRN_E_OVERLOADED:
+      why = "cairnd refused the connection: overloaded (too many connections; try again)";
+      break;
+    case CAIRN_E_SHUTTING_DOWN: why = "cairnd refused the connection: it is shutting down"; break;
+    case CAIRN_E_CONNECT:
+      why = "cannot connect to cairnd: ";
+      why += err != 0 ? std::strerror(err) : "unknown reason";
+      if (err == ENOENT) why += " (no socket there: is cairnd running? --socket or $CAIRN_SOCKET)";
+      else if (err == EACCES || err == EPERM)
+        why += " (not allowed to use the socket: see its owner and mode, or run as a member of its group)";
+      else if (err == ECONNREFUSED) why += " (no cairnd is listening on it)";
+      break;
+    default: why = cairn_strerror(rc); break;
+  }
+  return "cairn: " + path + ": " + why;
+}
+
 // Connects with reconnection off by default, so that a daemon that is down is reported
-// at once; `send --reconnect MS` turns it on for long --stdin streams.
+// at once; `send --reconnect MS` turns it on for long --stdin streams. On failure says
+// which: the socket path with the errno text (ENOENT, EACCES ...), or the daemon's
+// refusal (overloaded, shutting_down).
 cairn_client* connect_or_report(const Args& a, int reconnect_ms = 0) {
   cairn_options o;
   cairn_options_init(&o);
@@ -102,9 +130,11 @@ cairn_client* connect_or_report(const Args& a, int reconnect_ms = 0) {
   o.reconnect_timeout_ms = reconnect_ms;
   cairn_client* c = nullptr;
   std::string path = socket_path(a);
+  errno = 0;
   int rc = cairn_open(&c, path.c_str(), &o);
   if (rc != 0) {
-    std::fprintf(stderr, "cairn: %s: %s\n", path.c_str(), cairn_strerror(rc));
+    int err = errno;
+    std::fprintf(stderr, "%s\n", connect_failure(path, rc, err).c_str());
     return nullptr;
   }
   return c;
@@ -156,6 +186,13 @@ int request(cairn_client* c, const char* op, const std::string& args, RawReply& 
   return 0;
 }
 
+// 1 for a refusal that belongs to the event (the daemon's invalid_field, storage_failed
+// ..., or one libcairn made before sending, like frame_too_large); 2 for everything else:
+// the connection, the daemon's refusal of the request, or a reply that could not be read.
+int exit_for(int rc) {
+  return rc == CAIRN_E_REJECTED || rc == CAIRN_E_STORAGE || rc == CAIRN_E_INVALID_ARG ? 1 : 2;
+}
+
 std::optional<uint8_t> severity_arg(const std::string& s) {
   if (s.size() == 1 && s[0] >= '0' && s[0] <= '7') return static_cast<uint8_t>(s[0] - '0');
   return proto::severity_from_name(s);
@@ -193,7 +230,6 @@ struct OwnedEvent {
 Result<OwnedEvent, std::string> event_from_json(const Json& j) {
   if (j.kind != Json::Kind::object) return Err{std::string("not a JSON object")};
   OwnedEvent o;
-  o.ev.severity = -1;
   for (size_t m = 0; m < j.members.size(); ++m) {
     const auto& [k, v] = j.members[m];
     for (size_t before = 0; before < m; ++before)
@@ -213,8 +249,8 @@ Result<OwnedEvent, std::string> event_from_json(const Json& j) {
     else if (k == "message") r = want_str(o.message, &o.has_message);
     else if (k == "idem") r = want_str(o.idem, nullptr);
     else if (k == "severity") {
-      if (v.kind == Json::Kind::integer && v.i >= 0 && v.i <= 7) o.ev.severity = static_cast<int>(v.i);
-      else if (v.kind == Json::Kind::string && severity_arg(v.s)) o.ev.severity = *severity_arg(v.s);
+      if (v.kind == Json::Kind::integer && v.i >= 0 && v.i <= 7) o.ev.severity = CAIRN_SEVERITY(static_cast<int>(v.i));
+      else if (v.kind == Json::Kind::string && severity_arg(v.s)) o.ev.severity = CAIRN_SEVERITY(*severity_arg(v.s));
       else return Err{std::string("severity: expected 0-7 or a severity name")};
     } else if (k == "time") {
       if (v.kind == Json::Kind::integer && v.i > 0) o.ev.time_ns = v.i;
@@ -256,7 +292,7 @@ int send_stdin(cairn_client* c, Output mode) {
     sent.pop_front();
     if (rc != 0) {
       report_refusal(c, rc, "line " + std::to_string(ln) + ": ");
-      status = 1;
+      status = std::max(status, exit_for(rc));
       std::printf("-\n");
       return;
     }
@@ -293,7 +329,7 @@ int send_stdin(cairn_client* c, Output mode) {
     }
     if (rc != 0) {
       while (!sent.empty()) collect_one();
-      std::fprintf(stderr, "cairn: line %zu: %s\n", lineno, cairn_strerror(rc));
+      report_refusal(c, rc, "line " + std::to_string(lineno) + ": ");
       return 2;
     }
     sent.push_back({ticket, lineno});
@@ -302,7 +338,7 @@ int send_stdin(cairn_client* c, Output mode) {
   while (!sent.empty()) collect_one();
   int rc = cairn_flush(c, nullptr);
   if (rc != 0) {
-    std::fprintf(stderr, "cairn: flush: %s\n", cairn_strerror(rc));
+    report_refusal(c, rc, "flush: ");
     return 2;
   }
   return status;
@@ -357,7 +393,6 @@ int cmd_send(int argc, char** argv) {
     return 2;
   }
   OwnedEvent o;
-  o.ev.severity = -1;
   o.type = args.get("type");
   if (args.has("severity")) {
     auto s = severity_arg(args.get("severity"));
@@ -366,7 +401,7 @@ int cmd_send(int argc, char** argv) {
                    args.get("severity").c_str());
       return 2;
     }
-    o.ev.severity = *s;
+    o.ev.severity = CAIRN_SEVERITY(*s);
   }
   auto take = [&](const char* k, std::string& dst, bool& has) {
     if (args.has(k)) {
@@ -420,7 +455,7 @@ int cmd_send(int argc, char** argv) {
   if (rc != 0) {
     report_refusal(c, rc, "");
     cairn_close(c);
-    return rc == CAIRN_E_REJECTED || rc == CAIRN_E_STORAGE || rc == CAIRN_E_INVALID_ARG ? 1 : 2;
+    return exit_for(rc);
   }
   cairn_close(c);
   if (mode == Output::json)
@@ -545,8 +580,14 @@ int cmd_query(int argc, char** argv) {
     if (src.c == nullptr) return 2;
   }
   EventTable table(stdout);
-  if (mode == Output::table) table.header();
+  // The header goes out with the first page that arrived, so that a refused request
+  // (permission_denied ...) leaves stdout empty: a script reading it sees no table.
+  bool header_done = mode != Output::table;
   auto print = [&](const proto::StoredEvent& e) {
+    if (!header_done) {
+      table.header();
+      header_done = true;
+    }
     if (mode == Output::json) std::printf("%s\n", event_json(e).c_str());
     else table.row(e);
   };
@@ -560,6 +601,10 @@ int cmd_query(int argc, char** argv) {
       std::fprintf(stderr, "cairn query: %s\n", src.error.c_str());
       status = 2;
       break;
+    }
+    if (!header_done) {  // an empty first page still shows the (empty) table
+      table.header();
+      header_done = true;
     }
     for (const auto& e : page->events) {
       newest = std::max(newest, e.seq);
@@ -589,6 +634,7 @@ int cmd_query(int argc, char** argv) {
         auto page = src.fetch(f);
         if (!page) {
           std::fprintf(stderr, "cairn query: %s\n", src.error.c_str());
+          if (src.c) cairn_close(src.c);
           return 2;
         }
         for (auto& e : page->events) {
@@ -751,11 +797,9 @@ int cmd_ping(int argc, char** argv) {
   cairn_client* c = connect_or_report(a.value());
   if (c == nullptr) return 2;
   int rc = cairn_ping(c);
+  if (rc != 0) report_refusal(c, rc, "ping: ");
   cairn_close(c);
-  if (rc != 0) {
-    std::fprintf(stderr, "cairn ping: %s\n", cairn_strerror(rc));
-    return 2;
-  }
+  if (rc != 0) return 2;
   std::puts("pong");
   return 0;
 }

@@ -4,11 +4,34 @@
 
 #include <cctype>
 #include <cstdio>
+#include <optional>
 
 namespace cairn::cli {
 namespace {
 
 constexpr int64_t kSec = 1'000'000'000;
+
+// Every form ends as int64 ns since the epoch, the type the protocol carries; an event's
+// time must also be >= 0 (PROTOCOL.md). So every result is checked to lie in
+// [0, INT64_MAX] — 1970-01-01T00:00:00Z to 2262-04-11T23:47:16.854775807Z — before it
+// is returned, with overflow-checked arithmetic on the way: an unchecked 2300-01-01
+// wrapped to a date in 1715 and turned --since into "everything".
+constexpr const char* kRange = "1970-01-01 to 2262-04-11T23:47:16Z";
+
+bool is_leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+
+int days_in_month(int y, int mo) {
+  static constexpr int kDays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  return mo == 2 && is_leap(y) ? 29 : kDays[mo - 1];
+}
+
+// secs * 1e9 + frac_ns if that lies in [0, INT64_MAX].
+std::optional<int64_t> ns_from(int64_t secs, int64_t frac_ns) {
+  int64_t ns;
+  if (secs < 0 || __builtin_mul_overflow(secs, kSec, &ns) || __builtin_add_overflow(ns, frac_ns, &ns))
+    return std::nullopt;
+  return ns;
+}
 
 bool digits(std::string_view s, size_t at, size_t n, int& out) {
   if (at + n > s.size()) return false;
@@ -20,14 +43,14 @@ bool digits(std::string_view s, size_t at, size_t n, int& out) {
   return true;
 }
 
-int64_t local_midnight(int64_t now_ns, int days_back) {
+std::optional<int64_t> local_midnight(int64_t now_ns, int days_back) {
   time_t t = static_cast<time_t>(now_ns / kSec);
   struct tm tm {};
-  localtime_r(&t, &tm);
+  if (localtime_r(&t, &tm) == nullptr) return std::nullopt;
   tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
   tm.tm_mday -= days_back;
   tm.tm_isdst = -1;
-  return static_cast<int64_t>(mktime(&tm)) * kSec;
+  return ns_from(static_cast<int64_t>(mktime(&tm)), 0);
 }
 
 }  // namespace
@@ -43,16 +66,24 @@ Result<int64_t, std::string> parse_when(std::string_view s, int64_t now_ns) {
     return Err{"'" + std::string(s) +
                "' is not a time (try now, today, 1h, 2d, 2026-11-23, 2026-11-23T10:00Z, @NS)"};
   };
+  auto out_of_range = [&]() -> Result<int64_t, std::string> {
+    return Err{"'" + std::string(s) + "' is out of range (" + kRange + ")"};
+  };
+  auto checked = [&](std::optional<int64_t> ns) -> Result<int64_t, std::string> {
+    if (!ns) return out_of_range();
+    return *ns;
+  };
   if (s.empty()) return bad();
-  if (s == "now") return now_ns;
-  if (s == "today") return local_midnight(now_ns, 0);
-  if (s == "yesterday") return local_midnight(now_ns, 1);
+  if (s == "now") return checked(now_ns >= 0 ? std::optional(now_ns) : std::nullopt);
+  if (s == "today") return checked(local_midnight(now_ns, 0));
+  if (s == "yesterday") return checked(local_midnight(now_ns, 1));
   if (s[0] == '@') {
     int64_t v = 0;
-    if (s.size() < 2 || s.size() > 20) return bad();
+    if (s.size() < 2) return bad();
     for (char c : s.substr(1)) {
       if (!std::isdigit(static_cast<unsigned char>(c))) return bad();
-      v = v * 10 + (c - '0');
+      if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, c - '0', &v))
+        return out_of_range();
     }
     return v;
   }
@@ -60,8 +91,9 @@ Result<int64_t, std::string> parse_when(std::string_view s, int64_t now_ns) {
   {
     size_t i = 0;
     int64_t n = 0;
-    while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i])) && i < 12)
-      n = n * 10 + (s[i++] - '0');
+    bool too_big = false;
+    for (; i < s.size() && std::isdigit(static_cast<unsigned char>(s[i])); ++i)
+      too_big = too_big || __builtin_mul_overflow(n, 10, &n) || __builtin_add_overflow(n, s[i] - '0', &n);
     if (i > 0 && i + 1 == s.size()) {
       int64_t unit = 0;
       switch (s[i]) {
@@ -72,7 +104,10 @@ Result<int64_t, std::string> parse_when(std::string_view s, int64_t now_ns) {
         case 'w': unit = 7 * 86400 * kSec; break;
         default: return bad();
       }
-      return now_ns - n * unit;
+      int64_t back, at;
+      if (too_big || __builtin_mul_overflow(n, unit, &back) || __builtin_sub_overflow(now_ns, back, &at) || at < 0)
+        return out_of_range();
+      return at;
     }
   }
   // ISO-8601.
@@ -81,7 +116,8 @@ Result<int64_t, std::string> parse_when(std::string_view s, int64_t now_ns) {
   if (!digits(s, 0, 4, y) || s.size() < 10 || s[4] != '-' || !digits(s, 5, 2, mo) || s[7] != '-' ||
       !digits(s, 8, 2, d))
     return bad();
-  if (mo < 1 || mo > 12 || d < 1 || d > 31) return bad();
+  // Checked here, not left to mktime, which would take 2026-02-31 as 2026-03-03.
+  if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo)) return bad();
   tm.tm_year = y - 1900;
   tm.tm_mon = mo - 1;
   tm.tm_mday = d;
@@ -125,7 +161,7 @@ Result<int64_t, std::string> parse_when(std::string_view s, int64_t now_ns) {
         if (!digits(s, i + 1, 2, oh)) return bad();
         size_t j = i + 3;
         if (j < s.size() && s[j] == ':') ++j;
-        if (!digits(s, j, 2, om)) return bad();
+        if (!digits(s, j, 2, om) || oh > 23 || om > 59) return bad();
         offset_s = sign * (oh * 3600 + om * 60);
         has_zone = true;
         i = j + 2;
@@ -140,7 +176,8 @@ Result<int64_t, std::string> parse_when(std::string_view s, int64_t now_ns) {
     tm.tm_isdst = -1;
     secs = static_cast<int64_t>(mktime(&tm));
   }
-  return secs * kSec + frac_ns;
+  // Years 0000-9999 fit time_t (64-bit) and secs easily; only the ns can overflow.
+  return checked(ns_from(secs, frac_ns));
 }
 
 std::string format_utc_ms(int64_t ns) {

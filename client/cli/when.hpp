@@ -15,7 +15,10 @@
 
 namespace cairn::cli {
 
-// Returns ns since the Unix epoch; `now_ns` anchors the relative forms.
+// Returns ns since the Unix epoch; `now_ns` anchors the relative forms. Every form is
+// range-checked: a time before 1970-01-01 or after 2262-04-11T23:47:16.854775807Z (the
+// int64 ns the protocol carries) is an error that quotes the input, never a wrapped
+// value. Dates are checked against their month (2026-02-31 is refused).
 Result<int64_t, std::string> parse_when(std::string_view s, int64_t now_ns);
 
 // "2026-11-23T10:00:05.123Z" (UTC, millisecond precision).

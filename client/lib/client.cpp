@@ -56,6 +56,7 @@ struct Pending {
   uint64_t id = 0;
   std::string frame;
   bool keep_reply = false;  // flush and raw requests hand the reply map to the caller
+  bool is_append = false;   // its ok reply must carry a seq
 };
 
 struct Done {
@@ -65,6 +66,12 @@ struct Done {
   std::string reply;  // raw reply payload (for cairn_request / flush)
   std::string code, field, rule, message;
 };
+
+// strerror without its static buffer (a handle may be used from any thread).
+std::string errno_text(int e) {
+  char buf[128];
+  return strerror_r(e, buf, sizeof buf);
+}
 
 }  // namespace
 
@@ -84,35 +91,84 @@ struct cairn_client {
   std::string err_code, err_field, err_rule, err_message;
   std::string payload;  // scratch for reads
 
+  // Reconnection state. It lives across reconnects until a reply answers a request
+  // (progress): lost_since_ms is when the connection was first lost since the last such
+  // reply (0: no loss pending), backoff_ms the current pause between attempts. A daemon
+  // that accepts, answers hello and drops the connection again must not restart the
+  // deadline on each successful connect: it did, and a reply libcairn could not read
+  // made 1,413 reconnects in 12 s without ever returning.
+  int64_t lost_since_ms = 0;
+  int backoff_ms = kFirstBackoffMs;
+  // Why the latest attempt or connection failed, reported when libcairn gives up:
+  // fail_code is CAIRN_E_CONNECT (connect() or the hello exchange failed, or the
+  // connection kept dropping), CAIRN_E_OVERLOADED or CAIRN_E_SHUTTING_DOWN (the daemon
+  // refused the hello or the request); fail_detail the text (path and errno text, or
+  // the daemon's refusal); connect_errno the errno of a failed connect attempt, or 0.
+  int fail_code = CAIRN_E_CONNECT;
+  std::string fail_detail;
+  int connect_errno = 0;
+
+  static constexpr int kFirstBackoffMs = 10;
+  static constexpr int kMaxBackoffMs = 500;
+
   // ---- connection management ----
 
+  int connect_failed(int err, const std::string& what) {
+    connect_errno = err;
+    fail_code = CAIRN_E_CONNECT;
+    fail_detail = what + ": " + errno_text(err);
+    return CAIRN_E_CONNECT;
+  }
+
+  int hello_unreadable(const std::string& why) {
+    conn.close();
+    fail_code = CAIRN_E_PROTOCOL;
+    fail_detail = "hello reply from " + path + ": " + why;
+    set_error("malformed_reply", fail_detail);
+    return CAIRN_E_PROTOCOL;
+  }
+
   // Connects and says hello (one attempt). 0 or a CAIRN_E_* code; CAIRN_E_CONNECT means
-  // "try again later" (no daemon, or one that is draining).
+  // "try again later" (no daemon, or one that is draining or over its connection cap),
+  // with the reason in fail_code/fail_detail.
   int connect_once() {
+    connect_errno = 0;
     int rc = conn.connect(path);
     if (rc == -ENAMETOOLONG) return CAIRN_E_INVALID_ARG;
-    if (rc < 0) return CAIRN_E_CONNECT;
+    if (rc < 0) return connect_failed(-rc, "connect " + path);
     std::string f;
     proto::encode_hello(f, next_id++, proto::kProtocolVersion, client_name);
-    if (conn.write_all(f) < 0 || conn.read_frame(payload, kMaxReplyFrame) < 0) {
+    // A daemon over its connection cap sends `overloaded` and closes at once, so the
+    // hello may fail to go out while that refusal waits to be read: read either way.
+    int wrc = conn.write_all(f);
+    uint32_t len = 0;
+    rc = conn.read_frame(payload, kMaxReplyFrame, &len);
+    if (rc == -EMSGSIZE) return hello_unreadable("reply of " + std::to_string(len) + " bytes is over the limit");
+    if (rc == -EPROTO) return hello_unreadable("empty frame");
+    if (rc < 0) {
       conn.close();
-      return CAIRN_E_CONNECT;
+      if (rc == -ECONNRESET)
+        return connect_failed(ECONNRESET, path + ": cairnd closed the connection before answering hello");
+      return connect_failed(wrc < 0 ? -wrc : -rc, path + ": hello");
     }
     auto d = proto::Decoded::parse({reinterpret_cast<const uint8_t*>(payload.data()), payload.size()}, 16);
-    if (!d) {
-      conn.close();
-      return CAIRN_E_PROTOCOL;
-    }
+    if (!d) return hello_unreadable(d.error());
     auto r = proto::reply_from(d.value());
-    if (!r) {
-      conn.close();
-      return CAIRN_E_PROTOCOL;
-    }
+    if (!r) return hello_unreadable(r.error());
     if (!r.value().ok) {
-      int code = code_for(r.value().error);
+      const proto::Reply& no = r.value();
+      int code = code_for(no.error);
       conn.close();
-      // A daemon that is draining refuses new work; treat it as not there yet.
-      return code == CAIRN_E_SHUTTING_DOWN || code == CAIRN_E_OVERLOADED ? CAIRN_E_CONNECT : code;
+      fail_detail = path + ": cairnd refused the connection: " + no.error_name +
+                    (no.message.empty() ? "" : ": " + no.message);
+      set_error(no.error_name, fail_detail);
+      // A daemon that is draining or full refuses new work now, not for good: try again.
+      if (code == CAIRN_E_SHUTTING_DOWN || code == CAIRN_E_OVERLOADED) {
+        fail_code = code;
+        return CAIRN_E_CONNECT;
+      }
+      fail_code = code;
+      return code;
     }
     auto h = proto::hello_info_from(r.value());
     if (h) server = h.value();
@@ -120,61 +176,100 @@ struct cairn_client {
     return 0;
   }
 
+  // Sleeps for the current backoff (halved, plus jitter up to the other half) but not
+  // past `deadline`, and doubles the backoff up to kMaxBackoffMs. False if the deadline
+  // has already passed.
+  bool pause_until(int64_t deadline) {
+    int64_t left = deadline - mono_ms();
+    if (left <= 0) return false;
+    unsigned jitter = 0;
+    (void)getrandom(&jitter, sizeof jitter, 0);
+    int64_t wait = std::min<int64_t>(left, backoff_ms / 2 + static_cast<int>(jitter % (backoff_ms / 2 + 1)));
+    timespec ts{static_cast<time_t>(wait / 1000), static_cast<long>((wait % 1000) * 1'000'000L)};
+    nanosleep(&ts, nullptr);  // backoff between attempts, not synchronisation
+    backoff_ms = std::min(backoff_ms * 2, kMaxBackoffMs);
+    return true;
+  }
+
+  // A reply answered a request: the next loss starts a fresh deadline.
+  void progressed() {
+    lost_since_ms = 0;
+    backoff_ms = kFirstBackoffMs;
+  }
+
   // Connects with exponential backoff (10 ms doubling to 500 ms, with jitter) and resends
   // everything in flight, in order, until that succeeds or reconnect_ms has passed since
-  // the connection was lost. A resend cut short by another loss starts over within the
-  // same deadline, so one loss never waits longer than reconnect_ms.
+  // the connection was first lost without a reply since. Reconnects that make no
+  // progress (the new connection is lost again before any reply) share that one deadline
+  // and keep backing off, so a daemon that accepts and drops every connection costs at
+  // most reconnect_ms, not forever. Returns 0, CAIRN_E_IO (reconnection disabled), the
+  // reason of the last failure (CAIRN_E_CONNECT, CAIRN_E_OVERLOADED,
+  // CAIRN_E_SHUTTING_DOWN) once the deadline has passed, or a code that retrying cannot
+  // mend (CAIRN_E_UNSUPPORTED, CAIRN_E_PROTOCOL ...).
   int reconnect() {
     conn.close();
     if (reconnect_ms <= 0) {
       broken = true;
       return CAIRN_E_IO;
     }
-    const int64_t deadline = mono_ms() + reconnect_ms;
-    int delay = 10;
+    bool again = lost_since_ms != 0;  // lost again before any reply since the last loss
+    if (!again) {
+      lost_since_ms = mono_ms();
+      backoff_ms = kFirstBackoffMs;
+    }
+    const int64_t deadline = lost_since_ms + reconnect_ms;
     for (;;) {
+      if (again && !pause_until(deadline)) {
+        progressed();  // the next call starts afresh
+        return fail_code;
+      }
+      again = true;
       int rc = connect_once();
       if (rc == 0) {
         bool sent = true;
         for (const auto& p : inflight) {
-          if (conn.write_all(p.frame) < 0) {
+          if (int w = conn.write_all(p.frame); w < 0) {
             sent = false;
+            fail_code = CAIRN_E_CONNECT;
+            fail_detail = path + ": connection lost while resending: " + errno_text(-w);
             conn.close();
             break;
           }
         }
         if (sent) return 0;
       } else if (rc != CAIRN_E_CONNECT) {
+        progressed();
         return rc;
       }
-      int64_t left = deadline - mono_ms();
-      if (left <= 0) return CAIRN_E_CONNECT;
-      unsigned jitter = 0;
-      (void)getrandom(&jitter, sizeof jitter, 0);
-      int64_t wait = std::min<int64_t>(left, delay / 2 + static_cast<int>(jitter % (delay / 2 + 1)));
-      timespec ts{static_cast<time_t>(wait / 1000), static_cast<long>((wait % 1000) * 1'000'000L)};
-      nanosleep(&ts, nullptr);  // backoff between attempts, not synchronisation
-      delay = std::min(delay * 2, 500);
     }
   }
 
-  // Fails everything in flight with `rc` (connection gone for good).
-  void fail_inflight(int rc) {
+  // Fails everything in flight with `rc` and the reason in fail_detail (connection gone
+  // for good, or out of step).
+  void fail_inflight(int rc, const char* code) {
     for (auto& p : inflight) {
       Done d;
       d.ticket = p.ticket;
       d.rc = rc;
-      d.code = "disconnected";
-      d.message = cairn_strerror(rc);
+      d.code = code;
+      d.message = std::string(cairn_strerror(rc)) + (fail_detail.empty() ? "" : ": " + fail_detail);
       done.push_back(std::move(d));
     }
     inflight.clear();
   }
 
-  // Handles a lost connection: reconnect+resend, or fail what is in flight.
-  int on_lost() {
+  // Handles a lost connection (`why`, for the report): reconnect+resend, or fail what is
+  // in flight. `code` is what to report if libcairn gives up right after this loss.
+  int on_lost(const std::string& why, int code = CAIRN_E_CONNECT) {
+    fail_code = code;
+    fail_detail = path + ": " + why;
     int rc = reconnect();
-    if (rc != 0) fail_inflight(rc == CAIRN_E_IO ? CAIRN_E_IO : rc);
+    if (rc != 0) {
+      fail_inflight(rc, rc == CAIRN_E_SHUTTING_DOWN ? "shutting_down"
+                        : rc == CAIRN_E_OVERLOADED  ? "overloaded"
+                        : rc == CAIRN_E_IO || rc == CAIRN_E_CONNECT ? "disconnected"
+                                                                     : "protocol_error");
+    }
     return rc;
   }
 
@@ -190,7 +285,8 @@ struct cairn_client {
   // Queues one encoded request and writes it. On success the request is in flight and
   // its result will reach `done` (possibly as a failure, if the connection is then lost
   // for good). On error nothing was queued and no ticket was issued.
-  int send(std::string&& frame, uint64_t id, uint64_t* ticket, bool keep_reply = false) {
+  int send(std::string&& frame, uint64_t id, uint64_t* ticket, bool keep_reply = false,
+           bool is_append = false) {
     if (broken) return CAIRN_E_IO;
     // A frame over the daemon's limit makes it close the connection, and resending it
     // after the reconnect would do the same forever: refuse it before it leaves.
@@ -202,8 +298,11 @@ struct cairn_client {
       return CAIRN_E_INVALID_ARG;
     }
     if (!conn.open()) {
-      int rc = on_lost();
-      if (rc != 0) return rc;
+      int rc = on_lost("not connected");
+      if (rc != 0) {
+        set_error("disconnected", std::string(cairn_strerror(rc)) + ": " + fail_detail);
+        return rc;
+      }
     }
     while (inflight.size() >= window) {
       // The oldest result moves to `done`; a lost connection that could not be restored
@@ -216,53 +315,106 @@ struct cairn_client {
     p.id = id;
     p.frame = std::move(frame);
     p.keep_reply = keep_reply;
+    p.is_append = is_append;
     inflight.push_back(std::move(p));
     if (ticket) *ticket = inflight.back().ticket;
-    if (conn.write_all(inflight.back().frame) < 0) {
+    if (int w = conn.write_all(inflight.back().frame); w < 0) {
       // The frame stays in flight: after a reconnect it is resent with the rest, and if
       // there is no reconnect its failure is reported through `done` like the others'.
-      (void)on_lost();
+      (void)on_lost("send: " + errno_text(-w));
     }
     return 0;
+  }
+
+  // The oldest request in flight failed on its reply (which could not be read, or was
+  // not a valid answer): it moves to `done` with `rc` and the named `code`, and the
+  // connection carries on. Resending it would bring the same reply again.
+  void fail_front(int rc, const char* code, std::string message) {
+    Done out;
+    out.ticket = inflight.front().ticket;
+    out.rc = rc;
+    out.code = code;
+    out.message = std::move(message);
+    inflight.pop_front();
+    done.push_back(std::move(out));
   }
 
   // Reads one reply and moves the request it answers to `done`. 0 or an error that
   // ended the connection for good (what was in flight is then in `done` as failed).
   int read_one() {
     if (inflight.empty()) return CAIRN_E_INVALID_ARG;
-    int rc = conn.open() ? conn.read_frame(payload, kMaxReplyFrame) : -ECONNRESET;
-    if (rc < 0) return on_lost();
+    if (!conn.open()) return on_lost("not connected");
+    uint32_t len = 0;
+    int rc = conn.read_frame(payload, kMaxReplyFrame, &len);
+    // A reply the daemon sent whole but libcairn cannot take is a protocol error of the
+    // request it answers (replies come in request order: the oldest), never a lost
+    // connection: a resend would fetch the same reply again, forever.
+    if (rc == -EMSGSIZE) {
+      fail_front(CAIRN_E_PROTOCOL, "reply_too_large",
+                 "reply of " + std::to_string(len) + " bytes is over libcairn's limit of " +
+                     std::to_string(kMaxReplyFrame) + " bytes (ask for fewer events)");
+      // Skipped, not closed, so that the requests behind it keep their answers.
+      if (int dr = conn.discard(len); dr < 0) return on_lost("read: " + errno_text(-dr));
+      return 0;
+    }
+    if (rc == -EPROTO) {
+      fail_front(CAIRN_E_PROTOCOL, "malformed_reply", "empty reply frame");
+      return 0;
+    }
+    if (rc < 0) return on_lost(rc == -ECONNRESET ? std::string("cairnd closed the connection") : "read: " + errno_text(-rc));
     const std::span<const uint8_t> bytes{reinterpret_cast<const uint8_t*>(payload.data()),
                                          payload.size()};
-    // Acks are read without unpacking; only refusals are decoded in full.
+    // Acks are read without unpacking; only refusals are decoded in full. reply_peek is
+    // the authority on id, ok, seq, durable and duplicate for every reply.
     auto head = proto::reply_peek(bytes);
-    if (!head) return on_lost();
+    if (!head) {
+      fail_front(CAIRN_E_PROTOCOL, "malformed_reply",
+                 "reply is not a map with an unsigned id and a boolean ok (or repeats or mistypes "
+                 "id, ok, seq, durable or duplicate)");
+      return 0;
+    }
     // An error with id 0 is one the daemon could not attribute (frame_too_large, or a
     // payload whose id it could not read). Replies come in request order, so it answers
     // the oldest request: fail that one rather than resend it to the same fate forever.
     if (head->id != inflight.front().id && (head->id != 0 || head->ok)) {
-      // Out of step with the daemon: start afresh on a new connection.
-      return on_lost();
+      // Out of step with the daemon: no request in flight can be matched to its answer
+      // any more. Fail them all (a resend to a daemon out of step would fare no better)
+      // and start on a new connection at the next call.
+      fail_detail = "reply with id " + std::to_string(head->id) + " while waiting for id " +
+                    std::to_string(inflight.front().id);
+      conn.close();
+      fail_inflight(CAIRN_E_PROTOCOL, "reply_out_of_step");
+      return CAIRN_E_PROTOCOL;
     }
     Done out;
     if (!head->ok) {
       auto d = proto::Decoded::parse(bytes, 16);
-      if (!d) return on_lost();
+      if (!d) {
+        fail_front(CAIRN_E_PROTOCOL, "malformed_reply", "refusal: " + d.error());
+        return 0;
+      }
       auto r = proto::reply_from(d.value());
-      if (!r) return on_lost();
+      if (!r) {
+        fail_front(CAIRN_E_PROTOCOL, "malformed_reply", "refusal: " + r.error());
+        return 0;
+      }
       const proto::Reply& reply = r.value();
-      if (reply.error == proto::ErrorCode::shutting_down) {
+      if (reply.error == proto::ErrorCode::shutting_down && reconnect_ms > 0) {
         // Not accepted by a draining daemon: resend it (and everything after) to the next.
-        return on_lost();
+        return on_lost("cairnd is shutting down", CAIRN_E_SHUTTING_DOWN);
       }
       out.rc = code_for(reply.error);
       out.code = reply.error_name;
       out.field = reply.field;
       out.rule = reply.rule;
       out.message = reply.message;
+    } else if (inflight.front().is_append && !head->has_seq) {
+      fail_front(CAIRN_E_PROTOCOL, "malformed_reply", "ack without a seq");
+      return 0;
     } else {
       out.ack = cairn_ack{head->seq, head->durable ? 1 : 0, head->duplicate ? 1 : 0};
     }
+    progressed();
     Pending p = std::move(inflight.front());
     inflight.pop_front();
     out.ticket = p.ticket;
@@ -302,13 +454,27 @@ struct cairn_client {
 
 namespace {
 
-int encode_event(cairn_client* c, const cairn_event* ev, uint64_t id, std::string& frame) {
+// How cairn_event.severity is read: since 0.2 (CAIRN_0.2 symbols) it is the syslog level
+// plus one, so that 0 — a zero-initialised struct — means "not set"; -1, the old way
+// to say "not set", still means that. Binaries linked against 0.1 call the CAIRN_0
+// symbols, which keep 0.1's reading (the level itself, -1 unset), so no linked program
+// changes meaning: a 0.1 program's 0 stays emerg.
+enum class SeverityAbi { v0_level, v0_2_level_plus_one };
+
+int encode_event(const cairn_event* ev, uint64_t id, std::string& frame, SeverityAbi abi) {
   if (ev == nullptr || ev->type == nullptr) return CAIRN_E_INVALID_ARG;
   proto::EventView v;
   v.type = ev->type;
-  if (ev->severity >= 0) {
-    if (ev->severity > 7) return CAIRN_E_INVALID_ARG;
-    v.severity = static_cast<uint8_t>(ev->severity);
+  if (abi == SeverityAbi::v0_level) {
+    if (ev->severity >= 0) {
+      if (ev->severity > 7) return CAIRN_E_INVALID_ARG;
+      v.severity = static_cast<uint8_t>(ev->severity);
+    } else if (ev->severity != -1) {
+      return CAIRN_E_INVALID_ARG;
+    }
+  } else if (ev->severity != CAIRN_SEVERITY_UNSET && ev->severity != -1) {
+    if (ev->severity < CAIRN_SEV_EMERG || ev->severity > CAIRN_SEV_DEBUG) return CAIRN_E_INVALID_ARG;
+    v.severity = static_cast<uint8_t>(ev->severity - 1);
   }
   if (ev->actor) v.actor = ev->actor;
   if (ev->action) v.action = ev->action;
@@ -361,7 +527,6 @@ int encode_event(cairn_client* c, const cairn_event* ev, uint64_t id, std::strin
     if (getrandom(idem + 8, 8, 0) != 8) return CAIRN_E_IO;
     v.idem = std::string_view(idem, sizeof idem);
   }
-  (void)c;
   proto::encode_append(frame, id, v);
   return 0;
 }
@@ -396,9 +561,16 @@ int cairn_open(cairn_client** out, const char* socket_path, const cairn_options*
   int rc = c->connect_once();
   if (rc == CAIRN_E_CONNECT && c->reconnect_ms > 0) rc = c->reconnect();
   if (rc != 0) {
+    // Without a handle there is no cairn_last_error: the reason travels as the code
+    // (CAIRN_E_OVERLOADED, CAIRN_E_SHUTTING_DOWN: the daemon refused) or, for
+    // CAIRN_E_CONNECT, as errno from the last attempt (ENOENT, EACCES, ECONNREFUSED ...).
+    if (rc == CAIRN_E_CONNECT && c->fail_code != CAIRN_E_CONNECT) rc = c->fail_code;
+    int err = c->connect_errno;
     delete c;
+    if (rc == CAIRN_E_CONNECT && err != 0) errno = err;
     return rc;
   }
+  c->progressed();
   *out = c;
   return 0;
 }
@@ -406,30 +578,51 @@ int cairn_open(cairn_client** out, const char* socket_path, const cairn_options*
 void cairn_close(cairn_client* c) { delete c; }
 
 // Encodes and sends one event; the caller holds c->mu.
-static int send_event(cairn_client* c, const cairn_event* ev, uint64_t* ticket) {
+static int send_event(cairn_client* c, const cairn_event* ev, uint64_t* ticket, SeverityAbi abi) {
   std::string frame;
   uint64_t id = c->next_id++;
-  int rc = encode_event(c, ev, id, frame);
+  int rc = encode_event(ev, id, frame, abi);
   if (rc != 0) return rc;
-  return c->send(std::move(frame), id, ticket);
+  return c->send(std::move(frame), id, ticket, /*keep_reply=*/false, /*is_append=*/true);
 }
 
-int cairn_append_async(cairn_client* c, const cairn_event* ev, uint64_t* ticket) {
+static int append_async(cairn_client* c, const cairn_event* ev, uint64_t* ticket, SeverityAbi abi) {
   if (c == nullptr) return CAIRN_E_INVALID_ARG;
   std::lock_guard lk(c->mu);
-  return send_event(c, ev, ticket);
+  return send_event(c, ev, ticket, abi);
 }
 
-int cairn_append(cairn_client* c, const cairn_event* ev, cairn_ack* ack) {
+static int append(cairn_client* c, const cairn_event* ev, cairn_ack* ack, SeverityAbi abi) {
   if (c == nullptr) return CAIRN_E_INVALID_ARG;
   std::lock_guard lk(c->mu);
   uint64_t ticket = 0;
-  int rc = send_event(c, ev, &ticket);
+  int rc = send_event(c, ev, &ticket, abi);
   if (rc != 0) return rc;
   Done d;
   rc = c->wait_for(ticket, d);
   if (rc != 0) return rc;
   return c->finish(d, ack);
+}
+
+int cairn_append_async(cairn_client* c, const cairn_event* ev, uint64_t* ticket) {
+  return append_async(c, ev, ticket, SeverityAbi::v0_2_level_plus_one);
+}
+
+int cairn_append(cairn_client* c, const cairn_event* ev, cairn_ack* ack) {
+  return append(c, ev, ack, SeverityAbi::v0_2_level_plus_one);
+}
+
+// The 0.1 entry points (see SeverityAbi), bound to version CAIRN_0 for programs linked
+// before 0.2; libcairn.map makes the names above the default, CAIRN_0.2.
+__attribute__((symver("cairn_append_async@CAIRN_0"))) int compat_v0_append_async(
+    cairn_client* c, const cairn_event* ev, uint64_t* ticket) {
+  return append_async(c, ev, ticket, SeverityAbi::v0_level);
+}
+
+__attribute__((symver("cairn_append@CAIRN_0"))) int compat_v0_append(cairn_client* c,
+                                                                     const cairn_event* ev,
+                                                                     cairn_ack* ack) {
+  return append(c, ev, ack, SeverityAbi::v0_level);
 }
 
 int cairn_next_ack(cairn_client* c, uint64_t* ticket, cairn_ack* ack) {
@@ -471,11 +664,16 @@ int cairn_flush(cairn_client* c, uint64_t* durable_seq) {
   Done d;
   int rc = simple_op(c, proto::Op::flush, d);
   if (rc != 0) return rc;
-  if (durable_seq) {
-    auto dec = proto::Decoded::parse({reinterpret_cast<const uint8_t*>(d.reply.data()), d.reply.size()}, 16);
-    const msgpack_object* v = dec ? proto::map_get(dec.value().root(), "durable_seq") : nullptr;
-    *durable_seq = v && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? v->via.u64 : 0;
+  // Like an ack without a seq, a flush answer without durable_seq says nothing durable:
+  // refuse it rather than report 0. (msgpack-c reads every non-negative integer
+  // encoding as POSITIVE_INTEGER, as reply_peek does.)
+  auto dec = proto::Decoded::parse({reinterpret_cast<const uint8_t*>(d.reply.data()), d.reply.size()}, 16);
+  const msgpack_object* v = dec ? proto::map_get(dec.value().root(), "durable_seq") : nullptr;
+  if (v == nullptr || v->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+    c->set_error("malformed_reply", "flush reply without an unsigned durable_seq");
+    return CAIRN_E_PROTOCOL;
   }
+  if (durable_seq) *durable_seq = v->via.u64;
   return 0;
 }
 

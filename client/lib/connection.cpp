@@ -4,6 +4,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -48,13 +49,19 @@ int Connection::write_all(const std::string& bytes) {
   return 0;
 }
 
-int Connection::read_frame(std::string& payload, uint32_t max_frame) {
+int Connection::read_frame(std::string& payload, uint32_t max_frame, uint32_t* length) {
   for (;;) {
     size_t have = buf_.size() - start_;
     if (have >= 4) {
       const auto* p = reinterpret_cast<const uint8_t*>(buf_.data() + start_);
       uint32_t n = (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
-      if (n == 0 || n > max_frame) return -EPROTO;
+      if (length) *length = n;
+      if (n == 0 || n > max_frame) {
+        // The header goes, so that the next read starts at the payload (or, for an empty
+        // frame, at the next header): a refused frame costs only itself.
+        start_ += 4;
+        return n == 0 ? -EPROTO : -EMSGSIZE;
+      }
       if (have >= 4 + static_cast<size_t>(n)) {
         payload.assign(buf_, start_ + 4, n);
         start_ += 4 + n;
@@ -78,6 +85,28 @@ int Connection::read_frame(std::string& payload, uint32_t max_frame) {
     }
     buf_.append(tmp, static_cast<size_t>(got));
   }
+}
+
+int Connection::discard(uint64_t n) {
+  size_t have = buf_.size() - start_;
+  size_t from_buf = static_cast<size_t>(std::min<uint64_t>(n, have));
+  start_ += from_buf;
+  n -= from_buf;
+  if (start_ == buf_.size()) {
+    buf_.clear();
+    start_ = 0;
+  }
+  char tmp[64 * 1024];
+  while (n > 0) {
+    ssize_t got = recv(fd_, tmp, static_cast<size_t>(std::min<uint64_t>(n, sizeof tmp)), 0);
+    if (got == 0) return -ECONNRESET;
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    n -= static_cast<uint64_t>(got);
+  }
+  return 0;
 }
 
 }  // namespace cairn::client

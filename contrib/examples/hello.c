@@ -13,7 +13,7 @@ int main(void) {
     return 1;
   }
   cairn_field fields[] = {{.key = "ip", .kind = CAIRN_FIELD_STR, .s = "10.1.2.3"}};
-  cairn_event ev = {.type = "UserLogin", .severity = -1, .actor = "alice", .action = "login",
+  cairn_event ev = {.type = "UserLogin", .severity = CAIRN_SEV_INFO, .actor = "alice", .action = "login",
                     .outcome = "success", .fields = fields, .n_fields = 1};
   cairn_ack ack;
   rc = cairn_append(c, &ev, &ack);

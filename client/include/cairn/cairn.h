@@ -17,9 +17,14 @@
  * every unacked event with its idempotency key; the daemon answers duplicate:true with
  * the original seq for any it had already stored. A restart thus loses and duplicates
  * nothing. An event answered shutting_down is resent the same way. Events the daemon
- * refused (invalid_field, storage_failed ...) are reported, not resent. If the daemon is
- * not back within reconnect_timeout_ms, what was in flight fails with CAIRN_E_CONNECT
- * (CAIRN_E_IO when reconnection is disabled); the next call tries to connect again.
+ * refused (invalid_field, storage_failed ...) are reported, not resent, and so are
+ * replies libcairn cannot read (CAIRN_E_PROTOCOL): resending would fetch them again.
+ * The reconnect_timeout_ms deadline runs from the first loss until a reply answers a
+ * request: reconnects that are lost again before any reply share it (and keep backing
+ * off). If the daemon is not back in time, what was in flight fails with
+ * CAIRN_E_CONNECT, or CAIRN_E_OVERLOADED / CAIRN_E_SHUTTING_DOWN if it kept refusing
+ * (CAIRN_E_IO when reconnection is disabled); cairn_last_error names the last cause.
+ * The next call tries to connect again.
  * No call reports success for an event without the daemon's ack for it.
  */
 #ifndef CAIRN_CAIRN_H
@@ -37,13 +42,18 @@ typedef struct cairn_client cairn_client;
 enum {
   CAIRN_OK = 0,
   CAIRN_E_INVALID_ARG = -1,   /* bad argument, or nothing outstanding for next_ack */
-  CAIRN_E_CONNECT = -2,       /* could not connect (within reconnect_timeout_ms) */
+  CAIRN_E_CONNECT = -2,       /* could not connect (within reconnect_timeout_ms); from
+                               * cairn_open, errno says why (see there) */
   CAIRN_E_IO = -3,            /* connection lost and reconnection disabled */
-  CAIRN_E_PROTOCOL = -4,      /* the daemon sent something we do not understand */
+  CAIRN_E_PROTOCOL = -4,      /* the daemon sent something we do not understand: a reply
+                               * over 16 MiB (code reply_too_large), malformed
+                               * (malformed_reply) or out of step (reply_out_of_step).
+                               * It fails the request it answers, never reconnects */
   CAIRN_E_REJECTED = -5,      /* invalid_field, malformed, unknown_op ...: see cairn_last_error */
   CAIRN_E_STORAGE = -6,       /* storage_failed: the daemon could not store the event */
-  CAIRN_E_SHUTTING_DOWN = -7, /* daemon draining and reconnection disabled */
-  CAIRN_E_OVERLOADED = -8,    /* too many connections or requests */
+  CAIRN_E_SHUTTING_DOWN = -7, /* daemon draining (and reconnection disabled, or it kept
+                               * refusing until reconnect_timeout_ms passed) */
+  CAIRN_E_OVERLOADED = -8,    /* too many connections or requests (as above) */
   CAIRN_E_DENIED = -9,        /* permission_denied (query/stats/verify) */
   CAIRN_E_TIMEOUT = -10,
   CAIRN_E_NOMEM = -11,
@@ -53,7 +63,8 @@ enum {
 typedef struct cairn_options {
   size_t size;                /* sizeof(cairn_options), set by cairn_options_init */
   const char *client_name;    /* sent in hello; NULL = "libcairn" */
-  int reconnect_timeout_ms;   /* keep retrying this long; 0 = never reconnect [30000] */
+  int reconnect_timeout_ms;   /* keep retrying this long after a loss, until a reply
+                               * arrives again; 0 = never reconnect [30000] */
   unsigned max_inflight;      /* pipelining window [1024]; capped by the daemon's limit */
 } cairn_options;
 
@@ -74,9 +85,34 @@ typedef struct cairn_field {
   int b;         /* CAIRN_FIELD_BOOL */
 } cairn_field;
 
+/* Severity is stored as the syslog level PLUS ONE, so that a zero-initialised
+ * cairn_event (`cairn_event ev = {0};`, `cairn_event ev{};`) means "not set" and the
+ * daemon applies its default (info), instead of 0 meaning emerg. Write one of the
+ * CAIRN_SEV_* constants, or CAIRN_SEVERITY(level) for a syslog level 0..7 held in a
+ * variable; -1 is also accepted as "not set" (the spelling before 0.2).
+ * ABI: this reading is new in libcairn 0.2. Programs linked against 0.1 call the
+ * CAIRN_0 versions of cairn_append and cairn_append_async, which keep 0.1's reading
+ * (0..7 the level itself, -1 not set); rebuilt programs get the new one. Source that
+ * wrote a raw level (`.severity = 3`) must switch to CAIRN_SEVERITY(3) or CAIRN_SEV_ERR
+ * when rebuilt against 0.2. */
+#define CAIRN_SEVERITY_UNSET 0
+#define CAIRN_SEVERITY(level) ((level) + 1)
+enum {
+  CAIRN_SEV_EMERG = 1,
+  CAIRN_SEV_ALERT = 2,
+  CAIRN_SEV_CRIT = 3,
+  CAIRN_SEV_ERR = 4,
+  CAIRN_SEV_WARNING = 5,
+  CAIRN_SEV_NOTICE = 6,
+  CAIRN_SEV_INFO = 7,
+  CAIRN_SEV_DEBUG = 8
+};
+
+/* Zero-initialise it and set what you need: every member's zero means "not sent". */
 typedef struct cairn_event {
   const char *type;     /* required: [A-Za-z0-9_.:-]{1,64} */
-  int severity;         /* 0..7 (syslog); -1 = default (info) */
+  int severity;         /* CAIRN_SEV_* (level + 1); 0 or -1 = not set (daemon: info);
+                         * anything else is CAIRN_E_INVALID_ARG */
   const char *actor, *action, *target;
   const char *outcome;  /* "success" | "failure" | "unknown" | NULL */
   const char *message;
@@ -100,7 +136,12 @@ typedef struct cairn_ack {
 
 void cairn_options_init(cairn_options *o);
 
-/* Connects (retrying for reconnect_timeout_ms) and says hello. */
+/* Connects (retrying for reconnect_timeout_ms) and says hello. On failure *out is NULL
+ * and the code says why: CAIRN_E_OVERLOADED or CAIRN_E_SHUTTING_DOWN when cairnd refused
+ * the connection; CAIRN_E_CONNECT when it could not be reached, with errno set from the
+ * last attempt: ENOENT (no socket at that path: is cairnd running?), EACCES (not allowed
+ * to use the socket), ECONNREFUSED (nothing listening), ECONNRESET (closed before
+ * answering hello). */
 int cairn_open(cairn_client **out, const char *socket_path, const cairn_options *opts);
 /* Closes the connection and frees the handle. Unacked events are abandoned: call
  * cairn_flush (or collect every ack) first. NULL is fine. */

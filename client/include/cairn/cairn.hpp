@@ -8,7 +8,8 @@
 //
 //   cairn_cpp::Client c;
 //   if (int rc = c.open("/run/cairn/cairn.sock"); rc != 0) { ... cairn_strerror(rc) ... }
-//   cairn_event ev{};  ev.type = "UserLogin";  ev.severity = -1;
+//   cairn_event ev{};  ev.type = "UserLogin";  // zero-initialised: severity not set (info)
+//   ev.severity = cairn_cpp::severity(LOG_WARNING);  // or CAIRN_SEV_WARNING
 //   cairn_ack ack{};
 //   if (c.append(ev, ack) != 0) { auto why = c.last_error(); ... why.field, why.rule ... }
 #pragma once
@@ -20,6 +21,10 @@
 #include <utility>
 
 namespace cairn_cpp {
+
+// The cairn_event.severity value for a syslog level 0 (emerg) .. 7 (debug): the level
+// plus one, since 0 means "not set" (see cairn.h).
+constexpr int severity(int syslog_level) { return CAIRN_SEVERITY(syslog_level); }
 
 class Client {
  public:

@@ -1,14 +1,25 @@
-// The CLI's pure parts: time expressions, the JSON parser, and safe rendering.
+// The CLI's pure parts (time expressions, the JSON parser, safe rendering), and the
+// `cairn` binary itself run against the fake daemon (fake_daemon.hpp) for what a user
+// sees: messages, stdout, exit status.
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <time.h>
 
+#include <cairn/cairn.h>
+
+#include <atomic>
+#include <fstream>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "../../../client/cli/args.hpp"
 #include "../../../client/cli/json.hpp"
 #include "../../../client/cli/render.hpp"
 #include "../../../client/cli/when.hpp"
+#include "fake_daemon.hpp"
 
 using namespace cairn::cli;
 
@@ -196,4 +207,235 @@ Test(args, errors_name_the_option) {
   auto c = parse({"--sync=1"}, kSpec);
   cr_assert(c.error().find("--sync takes no value") != std::string::npos, "%s", c.error().c_str());
   cr_assert_not(parse({"-x"}, kSpec).ok());
+}
+
+// ---- time ranges: every form is checked, nothing wraps ----
+
+// 2300-01-01 wrapped around int64 ns to a date in 1715: --since listed everything and
+// --until nothing. The range is [1970-01-01, 2262-04-11T23:47:16.854775807Z].
+Test(when, every_form_is_range_checked_at_the_int64_boundaries) {
+  setenv("TZ", "UTC", 1);
+  tzset();
+  cr_assert_eq(parse_when("2262-04-11T23:47:16.854775807Z", kNow).value(), INT64_MAX);
+  cr_assert_eq(parse_when("@9223372036854775807", kNow).value(), INT64_MAX);
+  cr_assert_eq(parse_when("1970-01-01T00:00:00Z", kNow).value(), 0);
+  cr_assert_eq(parse_when("1970-01-01", kNow).value(), 0);
+  cr_assert_eq(parse_when("@0", kNow).value(), 0);
+  cr_assert_eq(parse_when("2262-04-11", kNow).value(), 9223286400LL * kSec);
+  // kNow is 20,780.09 days after the epoch.
+  cr_assert_eq(parse_when("20780d", kNow).value(), kNow - 20780LL * 86400 * kSec);
+  for (const char* out : {"2262-04-11T23:47:16.854775808Z", "2262-04-11T23:47:17Z", "2262-04-12",
+                          "2300-01-01", "9999-12-31T23:59:59Z", "1969-12-31T23:59:59Z", "1969-12-31",
+                          "0000-01-01", "@9223372036854775808", "@99999999999999999999999",
+                          "20781d", "999999999999w", "99999999999999999999s", "2262-04-11T23:00-01:00"}) {
+    auto r = parse_when(out, kNow);
+    cr_assert_not(r.ok(), "accepted '%s' as %lld", out, r.ok() ? static_cast<long long>(r.value()) : 0LL);
+    cr_assert(r.error().find("out of range") != std::string::npos, "'%s': %s", out, r.error().c_str());
+    cr_assert(r.error().find(out) != std::string::npos, "the error quotes the input: %s", r.error().c_str());
+  }
+  // The zone decides: 2262-04-11T23:00-01:00 (00:00Z the next day) is out, while
+  // 2262-04-12T01:00+02:00 (23:00Z) is in.
+  cr_assert_eq(parse_when("2262-04-12T01:00+02:00", kNow).value(), (9223286400LL + 23 * 3600) * kSec);
+}
+
+Test(when, dates_are_checked_against_their_month_and_zones_against_the_clock) {
+  cr_assert(parse_when("2024-02-29", kNow).ok(), "a leap day");
+  cr_assert(parse_when("2000-02-29T00:00Z", kNow).ok(), "2000 is a leap year");
+  for (const char* bad : {"2026-02-29", "1900-02-29", "2026-02-31", "2026-04-31", "2026-11-23T10:00+24:00",
+                          "2026-11-23T10:00+01:60"}) {
+    auto r = parse_when(bad, kNow);
+    cr_assert_not(r.ok(), "accepted '%s'", bad);
+  }
+}
+
+// ---- the `cairn` binary against the fake daemon ----
+
+namespace {
+
+using cairn::testing::FakeDaemon;
+using cairn::testing::Request;
+
+struct Run {
+  int status = -1;  // exit status, or -1 if it did not exit normally
+  std::string out, err;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// Runs the freshly built `cairn` (meson passes its path in CAIRN_CLI) with `args` and
+// `input` on stdin, optionally as another uid, and collects stdout, stderr and the exit
+// status.
+Run run_cli(const std::vector<std::string>& args, uid_t as_uid = 0, const std::string& input = {}) {
+  const char* cli = std::getenv("CAIRN_CLI");
+  cr_assert_not_null(cli, "CAIRN_CLI is not set (run through meson test)");
+  char dir_tmpl[] = "/tmp/cairn-cli-XXXXXX";
+  std::string dir = mkdtemp(dir_tmpl);
+  chmod(dir.c_str(), 0755);  // a child running as another uid writes its output here
+  std::string out = dir + "/out", err = dir + "/err", in_path = dir + "/in";
+  {
+    std::ofstream in(in_path);
+    in << input;
+  }
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    int o = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    int e = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    int in = open(in_path.c_str(), O_RDONLY);
+    if (o < 0 || e < 0 || in < 0) _exit(120);
+    fchmod(o, 0666);
+    fchmod(e, 0666);
+    dup2(in, 0);
+    dup2(o, 1);
+    dup2(e, 2);
+    if (as_uid != 0 && (setgid(as_uid) != 0 || setuid(as_uid) != 0)) _exit(121);
+    std::vector<char*> argv{const_cast<char*>("cairn")};
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(cli, argv.data());
+    _exit(122);
+  }
+  int st = 0;
+  cr_assert_eq(waitpid(pid, &st, 0), pid);
+  Run r;
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  r.out = slurp(out);
+  r.err = slurp(err);
+  unlink(out.c_str());
+  unlink(err.c_str());
+  unlink(in_path.c_str());
+  rmdir(dir.c_str());
+  cr_assert_lt(r.status, 120, "could not run %s (status %d)", cli, r.status);
+  return r;
+}
+
+bool has(const std::string& hay, const char* needle) { return hay.find(needle) != std::string::npos; }
+
+// An ack map with raw msgpack for id and seq.
+std::string raw_ack(uint64_t id, const std::string& seq) {
+  return std::string("\x85\xa2id\xcf", 5) + std::string{static_cast<char>(id >> 56), static_cast<char>(id >> 48),
+                                                       static_cast<char>(id >> 40), static_cast<char>(id >> 32),
+                                                       static_cast<char>(id >> 24), static_cast<char>(id >> 16),
+                                                       static_cast<char>(id >> 8), static_cast<char>(id)} +
+         std::string("\xa2ok\xc3\xa3seq", 8) + seq + std::string("\xa7" "durable\xc3", 9) +
+         std::string("\xa9" "duplicate\xc2", 11);
+}
+
+}  // namespace
+
+TestSuite(cli, .timeout = 30);
+
+// After permission_denied, `cairn query` had already printed the table header: a refused
+// request must leave stdout empty, name the refusal on stderr, and exit 2.
+Test(cli, refused_query_prints_nothing_to_stdout) {
+  FakeDaemon d([](FakeDaemon& s) {
+    int fd = s.accept_one();
+    if (fd < 0 || !s.hello(fd)) return;
+    Request q = s.read_request(fd);
+    s.error(fd, q.id, cairn::proto::ErrorCode::permission_denied);
+    s.until_closed(fd);
+  });
+  Run r = run_cli({"query", "--socket", d.path()});
+  d.join();
+  cr_assert_eq(r.status, 2, "status %d, stderr: %s", r.status, r.err.c_str());
+  cr_assert(r.out.empty(), "stdout: [%s]", r.out.c_str());
+  cr_assert(has(r.err, "permission_denied"), "stderr: %s", r.err.c_str());
+}
+
+Test(cli, empty_result_still_prints_the_table_header) {
+  FakeDaemon d([](FakeDaemon& s) {
+    int fd = s.accept_one();
+    if (fd < 0 || !s.hello(fd)) return;
+    Request q = s.read_request(fd);
+    std::string f;
+    cairn::proto::encode_query_reply(f, q.id, cairn::proto::QueryPage{});
+    s.send_all(fd, f);
+    s.until_closed(fd);
+  });
+  Run r = run_cli({"query", "--socket", d.path()});
+  d.join();
+  cr_assert_eq(r.status, 0, "stderr: %s", r.err.c_str());
+  cr_assert(!r.out.empty() && r.out.find('\n') == r.out.size() - 1, "one header line: [%s]", r.out.c_str());
+}
+
+// `cairn send` printed {"seq":0,...} for an ack whose seq was an int8 (d0 2a).
+Test(cli, send_prints_the_seq_of_an_int8_encoded_ack) {
+  FakeDaemon d([](FakeDaemon& s) {
+    int fd = s.accept_one();
+    if (fd < 0 || !s.hello(fd)) return;
+    Request a = s.append(fd);
+    s.send_payload(fd, raw_ack(a.id, std::string("\xd0\x2a", 2)));
+    s.until_closed(fd);
+  });
+  Run r = run_cli({"send", "--socket", d.path(), "--type", "Test.Event", "-o", "json"});
+  d.join();
+  cr_assert_eq(r.status, 0, "stderr: %s", r.err.c_str());
+  cr_assert_eq(r.out, "{\"seq\":42,\"durable\":true,\"duplicate\":false}\n", "stdout: %s", r.out.c_str());
+}
+
+Test(cli, send_refuses_an_ack_with_a_negative_seq) {
+  FakeDaemon d([](FakeDaemon& s) {
+    int fd = s.accept_one();
+    if (fd < 0 || !s.hello(fd)) return;
+    Request a = s.append(fd);
+    s.send_payload(fd, raw_ack(a.id, std::string("\xd0\xff", 2)));
+    s.until_closed(fd);
+  });
+  Run r = run_cli({"send", "--socket", d.path(), "--type", "Test.Event"});
+  d.join();
+  cr_assert_eq(r.status, 2, "stderr: %s", r.err.c_str());
+  cr_assert(r.out.empty(), "stdout: %s", r.out.c_str());
+  cr_assert(has(r.err, "malformed_reply"), "stderr: %s", r.err.c_str());
+}
+
+// "cannot connect to cairnd" hid the cause. Each says which: the path with the errno
+// text, or the daemon's own refusal.
+Test(cli, connect_failures_name_the_socket_and_the_cause) {
+  Run r = run_cli({"ping", "--socket", "/nonexistent/cairn.sock"});
+  cr_assert_eq(r.status, 2);
+  cr_assert(r.out.empty());
+  cr_assert(has(r.err, "/nonexistent/cairn.sock") && has(r.err, "No such file or directory"), "%s",
+            r.err.c_str());
+
+  // The fake's socket lives in a 0700 directory owned by root: nobody may not reach it.
+  FakeDaemon quiet([](FakeDaemon&) {});
+  r = run_cli({"ping", "--socket", quiet.path()}, /*as_uid=*/65534);
+  cr_assert_eq(r.status, 2, "stderr: %s", r.err.c_str());
+  cr_assert(has(r.err, quiet.path().c_str()) && has(r.err, "Permission denied"), "%s", r.err.c_str());
+  cr_assert_not(has(r.err, "No such file"), "%s", r.err.c_str());
+}
+
+Test(cli, overloaded_daemon_is_named_as_the_cause) {
+  FakeDaemon d([](FakeDaemon& s) {
+    int fd = s.accept_one();
+    if (fd < 0) return;
+    s.error(fd, 0, cairn::proto::ErrorCode::overloaded);
+    close(fd);
+  });
+  Run r = run_cli({"ping", "--socket", d.path()});
+  d.join();
+  cr_assert_eq(r.status, 2);
+  cr_assert(r.out.empty());
+  cr_assert(has(r.err, "overloaded") && has(r.err, d.path().c_str()), "%s", r.err.c_str());
+  cr_assert_not(has(r.err, "cannot connect"), "%s", r.err.c_str());
+}
+
+// A connection lost mid-stream is a connection error (2), not a refused event (1).
+Test(cli, send_stdin_lost_connection_exits_2) {
+  FakeDaemon d([](FakeDaemon& s) {
+    int fd = s.accept_one();
+    if (fd < 0 || !s.hello(fd)) return;
+    s.append(fd);
+    close(fd);
+  });
+  Run r = run_cli({"send", "--socket", d.path(), "--stdin"}, 0, "{\"type\":\"Test.Event\"}\n");
+  d.join();
+  cr_assert_eq(r.status, 2, "stderr: %s", r.err.c_str());
+  cr_assert_eq(r.out, "-\n");
+  cr_assert(has(r.err, "line 1") && has(r.err, "disconnected"), "%s", r.err.c_str());
 }
