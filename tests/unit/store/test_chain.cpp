@@ -1,10 +1,14 @@
-// The writer's side of the store: schema and pragmas, the hash chain, idempotency,
-// rollback and failed inserts, reopen, append-only triggers, and who may open what.
+// The writer's side of the store: schema and pragmas, leaf hashes and the stored Merkle
+// tree, idempotency, rollback and failed inserts, reopen, append-only triggers, and who
+// may open what. Hashes are recomputed from the bodies on disk with libsodium's SHA-256
+// (the store uses libcrypto's), never taken from the store's own word.
 #include <sodium.h>
 #include <sys/stat.h>
 
+#include <cctype>
 #include <cstring>
 
+#include "../../../seal/record.hpp"
 #include "store_test.hpp"
 
 using namespace store_test;
@@ -16,35 +20,40 @@ Test(store_chain, open_creates_the_schema_in_wal_mode_with_synchronous_full) {
   auto s = open_store(t.path);
   cr_assert_eq(sql_text(s->handle(), "PRAGMA journal_mode"), "wal");
   cr_assert_eq(sql_text(s->handle(), "PRAGMA synchronous"), "2", "2 is FULL");
-  cr_assert_eq(sql_text(s->handle(), "SELECT value FROM meta WHERE key='schema_version'"), "1");
-  cr_assert_eq(sql_text(s->handle(), "SELECT value FROM meta WHERE key='genesis'"),
-               std::string(64, '0'));
+  cr_assert_eq(sql_text(s->handle(), "SELECT value FROM meta WHERE key='schema_version'"), "2");
+  cr_assert_eq(sql_text(s->handle(), "SELECT count(*) FROM meta WHERE key='genesis'"), "0",
+               "version 2 has no chain genesis");
   cr_assert_neq(sql_text(s->handle(), "SELECT value FROM meta WHERE key='created'"), "");
+  cr_assert_eq(sql_text(s->handle(), "SELECT count(*) FROM meta WHERE key IN ('origin', 'first_key')"), "0",
+               "the store alone makes no key: cairnd does, when sealing is on");
   for (const char* name : {"events", "events_type", "events_actor", "events_received",
-                           "events_no_update", "events_no_delete"}) {
+                           "events_no_update", "events_no_delete", "tree", "tree_no_update",
+                           "tree_no_delete"}) {
     std::string q = std::string("SELECT count(*) FROM sqlite_schema WHERE name='") + name + "'";
     cr_assert_eq(sql_text(s->handle(), q.c_str()), "1", "schema object %s missing", name);
   }
   cr_assert_eq(s->head_seq(), 0u);
   cr_assert(s->head_hash() == kGenesis);
+  cr_assert(s->root() == sodium_sha256(""), "the empty tree's root is SHA-256 of nothing");
 }
 
-Test(store_chain, chain_hash_is_sha256_of_prev_then_big_endian_seq_then_body) {
-  Hash prev;
-  for (size_t i = 0; i < prev.size(); ++i) prev[i] = static_cast<uint8_t>(i);
-  Hash h = chain_hash(prev, 0x0102030405060708ull, "body");
-  // Recompute through a second path: libsodium's one-shot API over the concatenation.
-  unsigned char buf[32 + 8 + 4];
-  std::memcpy(buf, prev.data(), 32);
-  const unsigned char seq_be[8] = {1, 2, 3, 4, 5, 6, 7, 8};
-  std::memcpy(buf + 32, seq_be, 8);
-  std::memcpy(buf + 40, "body", 4);
-  unsigned char ref[32];
-  crypto_hash_sha256(ref, buf, sizeof buf);
-  cr_assert_eq(memcmp(ref, h.data(), 32), 0, "chain_hash differs from SHA-256(prev||seq||body)");
+Test(store_chain, leaf_and_node_hashes_are_sha256_with_the_rfc6962_prefixes) {
+  // Second path: libsodium's SHA-256 over the spelled-out concatenations.
+  const unsigned char leaf_in[] = {0x00, 'b', 'o', 'd', 'y'};
+  Hash want;
+  crypto_hash_sha256(want.data(), leaf_in, sizeof leaf_in);
+  cr_assert(seal::leaf_hash("body") == want, "leaf_hash differs from SHA-256(0x00 || body)");
+  Hash l = seal::leaf_hash("l"), r = seal::leaf_hash("r");
+  unsigned char node_in[65];
+  node_in[0] = 0x01;
+  std::memcpy(node_in + 1, l.data(), 32);
+  std::memcpy(node_in + 33, r.data(), 32);
+  crypto_hash_sha256(want.data(), node_in, sizeof node_in);
+  cr_assert(seal::node_hash(l, r) == want, "node_hash differs from SHA-256(0x01 || left || right)");
+  cr_assert(seal::leaf_hash("") != seal::empty_root(), "a leaf is never the empty tree");
 }
 
-Test(store_chain, appends_get_seqs_1_2_3_and_stored_hashes_chain_from_genesis) {
+Test(store_chain, appends_get_seqs_1_2_3_and_the_stored_leaves_and_node_are_rfc6962) {
   TempDb t;
   auto s = open_store(t.path);
   cr_assert(s->begin().ok());
@@ -59,12 +68,11 @@ Test(store_chain, appends_get_seqs_1_2_3_and_stored_hashes_chain_from_genesis) {
     cr_assert_not(r.value().duplicate);
   }
   cr_assert(s->commit().ok());
-  // Recompute the chain from the bodies with plain SHA-256 and compare with what is
-  // stored on disk, not with what the store says.
-  unsigned char prev[32] = {0};
+  // Compare with what is stored on disk, not with what the store says.
   sqlite3_stmt* st = nullptr;
   sqlite3_prepare_v2(s->handle(), "SELECT seq, body, hash FROM events ORDER BY seq", -1, &st, nullptr);
   uint64_t n = 0;
+  Hash leaf[4];
   while (sqlite3_step(st) == SQLITE_ROW) {
     ++n;
     cr_assert_eq(static_cast<uint64_t>(sqlite3_column_int64(st, 0)), n);
@@ -72,19 +80,38 @@ Test(store_chain, appends_get_seqs_1_2_3_and_stored_hashes_chain_from_genesis) {
                      static_cast<size_t>(sqlite3_column_bytes(st, 1)));
     cr_assert(body == bodies[n], "stored body of seq %llu is the canonical body",
               static_cast<unsigned long long>(n));
-    std::string buf(reinterpret_cast<const char*>(prev), 32);
-    for (int b = 7; b >= 0; --b) buf += static_cast<char>(n >> (8 * b));
-    buf += body;
-    unsigned char want[32];
-    crypto_hash_sha256(want, reinterpret_cast<const unsigned char*>(buf.data()), buf.size());
+    leaf[n] = ref_leaf(body);
     cr_assert_eq(sqlite3_column_bytes(st, 2), 32);
-    cr_assert_eq(memcmp(sqlite3_column_blob(st, 2), want, 32), 0, "hash of seq %llu",
+    cr_assert_eq(memcmp(sqlite3_column_blob(st, 2), leaf[n].data(), 32), 0, "hash of seq %llu",
                  static_cast<unsigned long long>(n));
-    std::memcpy(prev, want, 32);
   }
   sqlite3_finalize(st);
   cr_assert_eq(n, 3u);
-  cr_assert_eq(memcmp(s->head_hash().data(), prev, 32), 0, "head is the last row's hash");
+  // Three leaves complete one interior node: (1,0) over seqs 1 and 2, at position 2.
+  Hash n12 = ref_node(leaf[1], leaf[2]);
+  cr_assert_eq(sql_text(s->handle(), "SELECT count(*) FROM tree"), "1");
+  cr_assert_eq(sql_text(s->handle(), "SELECT pos FROM tree"), "2");
+  std::string want = seal::hex(n12);
+  for (char& c : want) c = static_cast<char>(toupper(c));
+  cr_assert_eq(sql_text(s->handle(), "SELECT hex(hash) FROM tree WHERE pos = 2"), want);
+  cr_assert(s->root() == ref_node(n12, leaf[3]), "root of 3 = H(H(1, 2), 3)");
+  cr_assert(s->head_hash() == leaf[3], "head is the last leaf hash");
+}
+
+Test(store_chain, the_tree_holds_n_minus_popcount_n_nodes_and_its_root_is_rfc6962_at_every_size) {
+  TempDb t;
+  auto s = open_store(t.path);
+  // Transactions of 1, 2, 3 ... records: the tree must not depend on how appends batch.
+  uint64_t n = 0;
+  for (int batch = 1; n < 40; ++batch) {
+    cr_assert(s->begin().ok());
+    for (int i = 0; i < batch && n < 40; ++i, ++n) append(*s, event("A", "x"), static_cast<int64_t>(n));
+    cr_assert(s->commit().ok());
+    auto leaves = leaves_on_disk(s->handle());
+    cr_assert_eq(leaves.size(), n);
+    cr_assert(s->root() == ref_root(leaves, n), "root after %llu records", static_cast<unsigned long long>(n));
+    cr_assert_eq(sql_text(s->handle(), "SELECT count(*) FROM tree"), std::to_string(n - std::popcount(n)));
+  }
 }
 
 Test(store_chain, indexed_columns_are_taken_from_event_and_trusted) {
@@ -129,6 +156,7 @@ Test(store_chain, duplicate_idem_returns_the_original_seq_and_stores_nothing) {
   auto a = append(*s, event("A", "x", "idem-key-0001"), 1);
   auto b = append(*s, event("B", "y"), 2);
   Hash head = s->head_hash();
+  Hash root = s->root();
   auto c = append(*s, event("A", "x", "idem-key-0001"), 3);
   cr_assert(s->commit().ok());
   cr_assert_eq(a.seq, 1u);
@@ -138,6 +166,8 @@ Test(store_chain, duplicate_idem_returns_the_original_seq_and_stores_nothing) {
   cr_assert_eq(c.seq, 1u);
   cr_assert_eq(s->head_seq(), 2u);
   cr_assert(s->head_hash() == head, "a duplicate does not move the head");
+  cr_assert(s->root() == root, "nor the tree");
+  cr_assert_eq(sql_text(s->handle(), "SELECT count(*) FROM tree"), "1");
   cr_assert_eq(sql_text(s->handle(), "SELECT count(*) FROM events"), "2");
   auto found = s->seq_for_idem("idem-key-0001");
   cr_assert(found.ok() && found.value() && *found.value() == 1u);
@@ -168,6 +198,7 @@ Test(store_chain, rollback_restores_the_head_from_disk) {
   auto s = open_store(t.path);
   fill(*s, 3);
   Hash h3 = s->head_hash();
+  Hash r3 = s->root();
   cr_assert(s->begin().ok());
   append(*s, event("X", "y"), 99);
   append(*s, event("X", "y"), 100);
@@ -176,10 +207,13 @@ Test(store_chain, rollback_restores_the_head_from_disk) {
   cr_assert_not(s->in_transaction());
   cr_assert_eq(s->head_seq(), 3u);
   cr_assert(s->head_hash() == h3);
+  cr_assert(s->root() == r3, "the frontier is re-read too");
+  cr_assert_eq(sql_text(s->handle(), "SELECT count(*) FROM tree"), "1", "the rolled-back nodes are gone");
   cr_assert_eq(sql_text(s->handle(), "SELECT max(seq) FROM events"), "3");
   cr_assert(s->begin().ok());
   cr_assert_eq(append(*s, event("X", "y"), 101).seq, 4u, "seq 4 is reused after a rollback");
   cr_assert(s->commit().ok());
+  cr_assert(s->root() == ref_root(leaves_on_disk(s->handle()), 4));
   auto v = s->verify();
   cr_assert(v.ok() && v.value().valid, "%s", v.ok() ? v.value().reason.c_str() : "");
 }
@@ -189,6 +223,7 @@ Test(store_chain, a_failed_insert_leaves_the_head_where_it_was) {
   auto s = open_store(t.path);
   fill(*s, 2);
   Hash h2 = s->head_hash();
+  Hash r2 = s->root();
   cr_assert(s->begin().ok());
   // Someone else took seq 3 inside our transaction: the store's insert must fail.
   exec(s->handle(),
@@ -203,8 +238,10 @@ Test(store_chain, a_failed_insert_leaves_the_head_where_it_was) {
             r.error().message.c_str());
   cr_assert_eq(s->head_seq(), 2u);
   cr_assert(s->head_hash() == h2);
+  cr_assert(s->root() == r2);
   s->rollback();
   cr_assert_eq(s->head_seq(), 2u);
+  cr_assert(s->root() == r2);
 }
 
 Test(store_chain, append_and_commit_outside_a_transaction_are_refused) {
@@ -221,24 +258,28 @@ Test(store_chain, append_and_commit_outside_a_transaction_are_refused) {
   cr_assert_eq(sql_text(s->handle(), "SELECT count(*) FROM events"), "0");
 }
 
-Test(store_chain, head_survives_reopen_and_the_chain_continues) {
+Test(store_chain, head_and_frontier_survive_reopen_and_the_tree_continues) {
   TempDb t;
-  Hash h;
+  Hash h, r;
   {
     auto s = open_store(t.path);
     fill(*s, 10);
     h = s->head_hash();
+    r = s->root();
   }
   auto s = open_store(t.path);
   cr_assert_eq(s->head_seq(), 10u);
   cr_assert(s->head_hash() == h);
+  cr_assert(s->root() == r, "the frontier is loaded from the stored nodes");
   cr_assert(s->begin().ok());
   auto e = event("A", "x");
   auto tr = trusted(77);
   std::string body = proto::event_canonical_body(e, tr);
   cr_assert_eq(s->append(e, tr, body).value().seq, 11u);
   cr_assert(s->commit().ok());
-  cr_assert(s->head_hash() == chain_hash(h, 11, body), "seq 11 chains onto the reopened head");
+  cr_assert(s->head_hash() == ref_leaf(body));
+  cr_assert(s->root() == ref_root(leaves_on_disk(s->handle()), 11), "seq 11 extends the reopened tree");
+  cr_assert_eq(sql_text(s->handle(), "SELECT count(*) FROM tree"), "8", "11 - popcount(11) nodes");
   auto v = s->verify();
   cr_assert(v.ok());
   cr_assert(v.value().valid, "%s", v.value().reason.c_str());
@@ -261,6 +302,16 @@ Test(store_chain, update_and_delete_are_refused_by_triggers) {
   sqlite3_free(err);
   cr_assert_eq(sql_text(s->handle(), "SELECT count(*) FROM events WHERE actor='mallory'"), "0");
   cr_assert_eq(sql_text(s->handle(), "SELECT count(*) FROM events"), "2");
+  // The tree too.
+  err = nullptr;
+  cr_assert_neq(sqlite3_exec(s->handle(), "UPDATE tree SET hash = zeroblob(32)", nullptr, nullptr, &err), SQLITE_OK);
+  cr_assert(err && std::string(err).find("append-only") != std::string::npos);
+  sqlite3_free(err);
+  err = nullptr;
+  cr_assert_neq(sqlite3_exec(s->handle(), "DELETE FROM tree", nullptr, nullptr, &err), SQLITE_OK);
+  cr_assert(err && std::string(err).find("append-only") != std::string::npos);
+  sqlite3_free(err);
+  cr_assert_eq(sql_text(s->handle(), "SELECT count(*) FROM tree"), "1");
 }
 
 Test(store_chain, a_tampered_head_is_refused_on_open_as_corrupt) {
@@ -280,6 +331,55 @@ Test(store_chain, a_tampered_head_is_refused_on_open_as_corrupt) {
   cr_assert(v.ok());
   cr_assert_not(v.value().valid);
   cr_assert_eq(*v.value().break_seq, 3u);
+  cr_assert_eq(v.value().failure, "altered", "%s", v.value().reason.c_str());
+}
+
+Test(store_chain, a_missing_frontier_node_is_refused_on_open_as_corrupt) {
+  TempDb t;
+  {
+    auto s = open_store(t.path);
+    fill(*s, 12);  // 12 = 8 + 4: the frontier is nodes (3,0) and (2,2)
+    exec(s->handle(), "DROP TRIGGER tree_no_delete");
+    std::string q = "DELETE FROM tree WHERE pos = " + std::to_string(seal::postorder(3, 0));
+    exec(s->handle(), q.c_str());
+  }
+  auto s = Store::open(t.path, OpenMode::writer);
+  cr_assert_not(s.ok(), "a writer extended a tree it cannot read");
+  cr_assert_eq(s.error().kind, StoreErrorKind::corrupt, "%s", s.error().message.c_str());
+  cr_assert(s.error().message.find("missing a node") != std::string::npos, "%s", s.error().message.c_str());
+  auto v = open_store(t.path, OpenMode::readonly)->verify();
+  cr_assert(v.ok());
+  cr_assert_eq(v.value().failure, "tree", "%s", v.value().reason.c_str());
+}
+
+Test(store_chain, cairnd_records_are_leaves_like_events_and_verify_reads_them) {
+  TempDb t;
+  auto s = open_store(t.path);
+  fill(*s, 3);
+  cr_assert(s->begin().ok());
+  auto a = s->append_record(seal::kLostType, seal::lost_fields("acked before a power cut, not on disk"),
+                            proto::Trusted{5000, 1, 0, 0, "cairnd"});
+  cr_assert(a.ok(), "%s", a.ok() ? "" : a.error().message.c_str());
+  cr_assert(s->commit().ok());
+  cr_assert_eq(a.value(), 4u);
+  cr_assert_eq(sql_text(s->handle(), "SELECT type || '|' || severity || '|' || comm FROM events WHERE seq = 4"),
+               "cairn.lost|6|cairnd");
+  cr_assert(s->root() == ref_root(leaves_on_disk(s->handle()), 4));
+  auto body = s->body_of(4);
+  cr_assert(body.ok() && body.value() && body.value()->find("acked before a power cut") != std::string::npos);
+  auto v = s->verify();
+  cr_assert(v.ok());
+  cr_assert(v.value().valid, "%s", v.value().reason.c_str());
+  cr_assert_eq(v.value().notes.size(), 1u);
+  cr_assert(v.value().notes[0].find("seq 4 was lost") != std::string::npos, "%s", v.value().notes[0].c_str());
+  // A cairn.* type verify does not know is not waved through.
+  cr_assert(s->begin().ok());
+  cr_assert(s->append_record("cairn.unknown", seal::lost_fields("x"), proto::Trusted{6000, 1, 0, 0, "cairnd"}).ok());
+  cr_assert(s->commit().ok());
+  v = s->verify();
+  cr_assert(v.ok());
+  cr_assert_eq(v.value().failure, "format", "%s", v.value().reason.c_str());
+  cr_assert_eq(*v.value().break_seq, 5u);
 }
 
 Test(store_chain, a_second_writer_on_the_same_file_fails_fast_with_busy) {
