@@ -200,6 +200,18 @@ Test(seal_note, vkeys_format_and_parse_and_a_wrong_id_or_algorithm_is_refused) {
   cr_assert(k->key == a.pk);
   auto nl = parse_vkey(vk + "\n");
   cr_assert(nl && nl->key == a.pk, "the trailing newline of a copied line is fine");
+  // Base64 may hold '+' (about half of all keys do); names may not. A key of
+  // transparency-dev/formats' tests whose base64 has one:
+  auto plus = parse_vkey("TEST+7997405c+AQcC+FTVKf0jlTdHDY3rbevmnKxxPjigCXlVtGe6RIr6");
+  cr_assert(plus.has_value(), "a vkey whose base64 contains '+' was refused");
+  cr_assert_eq(plus->name, "TEST");
+  cr_assert_eq(key_id(plus->name, plus->key), 0x7997405cu);
+  for (int i = 0; i < 200; ++i) {
+    KeyPair r = keypair();
+    auto back = parse_vkey(format_vkey("cairn/5f1e", r.pk));
+    if (!back || back->key != r.pk || back->name != "cairn/5f1e")
+      cr_assert_fail("format_vkey/parse_vkey round trip failed for %s", format_vkey("cairn/5f1e", r.pk).c_str());
+  }
 
   size_t p1 = vk.find('+'), p2 = vk.find('+', p1 + 1);
   std::string id = vk.substr(p1 + 1, 8);
