@@ -138,13 +138,39 @@ Result<std::unique_ptr<KeyFile>, std::string> KeyFile::open(const std::string& p
     }
     return k;
   }
-  // Load: the valid slot with the highest counter wins.
-  uint8_t* s = k->sec_->slot;
+  auto l = k->load();
+  if (!l) return Err{l.error()};
+  if (k->slots_differ_) {
+    // A write was cut between the slots: finish it, so the older slot's secret is gone.
+    --k->counter_;
+    auto w = k->write_state();
+    if (!w) return Err{w.error()};
+  }
+  return k;
+}
+
+Result<KeyPublic, std::string> KeyFile::read_public(const std::string& path) {
+  if (sodium_init() < 0) return Err{std::string("libsodium failed to initialise")};
+  std::unique_ptr<KeyFile> k(new KeyFile());
+  k->path_ = path;
+  k->sec_ = static_cast<Secrets*>(sodium_malloc(sizeof(Secrets)));
+  if (k->sec_ == nullptr) return Err{std::string("cannot allocate locked memory for the key")};
+  errno = 0;
+  k->fd_ = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (k->fd_ < 0) return Err{err(path, "cannot open")};
+  auto l = k->load();
+  if (!l) return Err{l.error()};
+  return k->pub_;  // ~KeyFile wipes the seeds
+}
+
+Result<Ok, std::string> KeyFile::load() {
+  // The valid slot with the highest counter wins.
+  uint8_t* s = sec_->slot;
   uint64_t best = 0;
   bool found = false, both_same = true;
   uint8_t sum[32];
   for (int i = 0; i < 2; ++i) {
-    ssize_t n = pread(k->fd_, s, kSlot, static_cast<off_t>(i * kSlot));
+    ssize_t n = pread(fd_, s, kSlot, static_cast<off_t>(i * kSlot));
     crypto_hash_sha256(sum, s, kSumAt);
     bool ok = n == static_cast<ssize_t>(kSlot) && std::memcmp(s, kMagic, 8) == 0 &&
               std::memcmp(sum, s + kSumAt, 32) == 0;
@@ -157,29 +183,23 @@ Result<std::unique_ptr<KeyFile>, std::string> KeyFile::open(const std::string& p
     if (found && c <= best) continue;
     found = true;
     best = c;
-    k->counter_ = c;
-    k->pub_.epoch = get64(s + 16);
-    k->pub_.pending = get64(s + 24) & 1;
-    k->pub_.sealed_size = get64(s + 32);
-    k->pub_.sealed_seq = get64(s + 40);
-    k->pub_.window_start = static_cast<int64_t>(get64(s + 48));
-    std::memcpy(k->pub_.first.data(), s + 56, 32);
-    std::memcpy(k->sec_->cur_seed, s + 88, 32);
-    std::memcpy(k->sec_->next_seed, s + 120, 32);
-    k->pub_.origin.assign(reinterpret_cast<const char*>(s + 153), s[152]);
+    counter_ = c;
+    pub_.epoch = get64(s + 16);
+    pub_.pending = get64(s + 24) & 1;
+    pub_.sealed_size = get64(s + 32);
+    pub_.sealed_seq = get64(s + 40);
+    pub_.window_start = static_cast<int64_t>(get64(s + 48));
+    std::memcpy(pub_.first.data(), s + 56, 32);
+    std::memcpy(sec_->cur_seed, s + 88, 32);
+    std::memcpy(sec_->next_seed, s + 120, 32);
+    pub_.origin.assign(reinterpret_cast<const char*>(s + 153), s[152]);
   }
   sodium_memzero(s, kSlot);
-  if (!found) return Err{"key file " + path + " holds no valid key slot (damaged or not a cairn key file)"};
-  k->derive();
-  if (!both_same) {
-    // A write was cut between the slots: finish it, so the older slot's secret is gone.
-    --k->counter_;
-    auto w = k->write_state();
-    if (!w) return Err{w.error()};
-  }
-  return k;
+  if (!found) return Err{"key file " + path_ + " holds no valid key slot (damaged or not a cairn key file)"};
+  slots_differ_ = !both_same;
+  derive();
+  return Ok{};
 }
-
 Result<Ok, std::string> KeyFile::prepare_next() {
   if (pub_.pending) return Ok{};
   randombytes_buf(sec_->next_seed, 32);

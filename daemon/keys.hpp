@@ -61,11 +61,18 @@ class KeyFile {
   Result<Ok, std::string> advance(uint64_t sealed_size, uint64_t sealed_seq, int64_t sealed_time);
   // Whether a file exists at `path` (lstat: a symlink counts, and is refused by open).
   static bool exists(const std::string& path);
+  // The public state of the key file at `path`, read-only (for `cairn verify` on the
+  // host). The public keys are derived from the seeds, so a key file edited to agree
+  // with a truncated database cannot be made without the erased seeds. The seeds are
+  // read into locked memory and wiped before returning.
+  static Result<KeyPublic, std::string> read_public(const std::string& path);
 
  private:
   KeyFile() = default;
   Result<Ok, std::string> write_state();
+  Result<Ok, std::string> load();  // the newest valid slot into pub_/sec_
   void derive();
+  bool slots_differ_ = false;
 
   int fd_ = -1;
   std::string path_;

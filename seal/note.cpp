@@ -46,10 +46,11 @@ std::string format_vkey(std::string_view name, const PublicKey& pk) {
 
 std::optional<VKey> parse_vkey(std::string_view s) {
   s = s.substr(0, s.find_last_not_of(" \t\r\n") + 1);
-  size_t p2 = s.rfind('+');
-  if (p2 == std::string_view::npos || p2 == 0) return std::nullopt;
-  size_t p1 = s.rfind('+', p2 - 1);
+  // NAME+HASH+KEY: the name has no '+' (origins may not), base64 may.
+  size_t p1 = s.find('+');
   if (p1 == std::string_view::npos || p1 == 0) return std::nullopt;
+  size_t p2 = s.find('+', p1 + 1);
+  if (p2 == std::string_view::npos) return std::nullopt;
   VKey k;
   k.name = std::string(s.substr(0, p1));
   auto idhex = unhex(s.substr(p1 + 1, p2 - p1 - 1));

@@ -1,4 +1,5 @@
 #include "commands.hpp"
+#include "seal_commands.hpp"
 
 #include <cairn/cairn.h>
 #include <signal.h>
@@ -32,7 +33,10 @@ const char* const kUsage =
     "Commands:\n"
     "  send     record one event (or NDJSON events from stdin) and print its seq\n"
     "  query    list events, newest first, with filters and cursors\n"
-    "  verify   walk the hash chain; exit 1 at the first break\n"
+    "  verify   check records, Merkle tree, seals (--key), checkpoints; exit 1 on a failure\n"
+    "  key      print the log's verification key (copy it off the host)\n"
+    "  checkpoint  print the newest signed checkpoint\n"
+    "  prove SEQ   write a proof bundle for one record (check: verify --proof F --key K)\n"
     "  stats    counts by type, queue depth, commits, fsync latency, db size\n"
     "  ping     check that cairnd answers\n"
     "\n"
@@ -661,43 +665,11 @@ int cmd_query(int argc, char** argv) {
 // ---- verify, stats, ping ----
 
 int cmd_verify(int argc, char** argv) {
-  auto a = parse_args(argc, argv, 2, {{"socket", true}, {"db", true}, {"output", true, 'o'},
-                                      {"help", false, 'h'}});
-  if (!a) {
-    std::fprintf(stderr, "cairn verify: %s\n", a.error().c_str());
-    return 2;
-  }
-  const Args& args = a.value();
-  if (args.has("help")) {
-    std::puts("Usage: cairn verify [--socket PATH | --db PATH] [-o table|json]\n"
-              "Recomputes the hash chain from genesis and checks every row against its body.\n"
-              "Exit 0 when intact, 1 at the first break (named by seq), 2 on errors.");
-    return 0;
-  }
-  bool ok_mode = true;
-  Output mode = output_of(args, &ok_mode);
-  if (!ok_mode) {
-    std::fprintf(stderr, "cairn verify: -o must be table or json\n");
-    return 2;
-  }
-  proto::VerifyReport rep;
-  if (args.has("db")) {
-    auto s = store::Store::open(args.get("db"), store::OpenMode::readonly);
-    if (!s) {
-      std::fprintf(stderr, "cairn verify: %s\n", s.error().message.c_str());
-      return 2;
-    }
-    auto r = s.value()->verify();
-    if (!r) {
-      std::fprintf(stderr, "cairn verify: %s\n", r.error().message.c_str());
-      return 2;
-    }
-    rep = r.value();
-  } else {
+  return verify_main(argc, argv, [](const Args& args, const std::string& req_args, proto::VerifyReport& rep) {
     cairn_client* c = connect_or_report(args);
     if (c == nullptr) return 2;
     RawReply rr;
-    int rc = request(c, "verify", {}, rr);
+    int rc = request(c, "verify", req_args, rr);
     cairn_close(c);
     if (rc != 0) return rc;
     auto r = proto::verify_from(rr.reply);
@@ -706,26 +678,8 @@ int cmd_verify(int argc, char** argv) {
       return 2;
     }
     rep = r.value();
-  }
-  std::string head = hex(rep.head_hash.data(), rep.head_hash.size());
-  if (mode == Output::json) {
-    std::string reason;
-    json_escape(rep.reason, reason);
-    std::printf("{\"valid\":%s,\"checked\":%llu,\"head_seq\":%llu,\"head_hash\":\"%s\"%s%s%s}\n",
-                rep.valid ? "true" : "false", static_cast<unsigned long long>(rep.checked),
-                static_cast<unsigned long long>(rep.head_seq), head.c_str(),
-                rep.break_seq ? (",\"break_seq\":" + std::to_string(*rep.break_seq)).c_str() : "",
-                rep.valid ? "" : ",\"reason\":", rep.valid ? "" : reason.c_str());
-  } else if (rep.valid) {
-    std::printf("ok: %llu events, head seq %llu hash %s\n",
-                static_cast<unsigned long long>(rep.checked),
-                static_cast<unsigned long long>(rep.head_seq), head.c_str());
-  } else {
-    std::printf("BROKEN at seq %llu: %s (%llu events before it verified)\n",
-                static_cast<unsigned long long>(rep.break_seq.value_or(0)), rep.reason.c_str(),
-                static_cast<unsigned long long>(rep.checked));
-  }
-  return rep.valid ? 0 : 1;
+    return 0;
+  });
 }
 
 int cmd_stats(int argc, char** argv) {

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "../../daemon/keys.hpp"
 #include "../../daemon/store/store.hpp"
 #include "../../seal/bundle.hpp"
 #include "../../seal/record.hpp"
@@ -134,13 +135,12 @@ void print_report(const proto::VerifyReport& rep, bool json) {
   if (rep.valid)
     std::printf("ok: %llu records, root %s\n", static_cast<unsigned long long>(rep.checked), seal::hex(rep.root).c_str());
   else
-    std::printf("FAILED [%s] at seq %llu: %s\n", rep.failure.c_str(),
-                static_cast<unsigned long long>(rep.break_seq.value_or(0)), rep.reason.c_str());
+    std::printf("FAILED [%s] %s\n", rep.failure.c_str(), rep.reason.c_str());
   if (rep.epochs > 0)
     std::printf("sealed through seq %llu at %s (%llu epochs, every seal checked with its own epoch's key)\n",
                 static_cast<unsigned long long>(rep.sealed_seq), utc(rep.sealed_time).c_str(),
                 static_cast<unsigned long long>(rep.epochs));
-  else
+  else if (rep.valid)
     std::printf("no seal yet: nothing here is attested by a key\n");
   if (rep.unsealed > 0)
     std::printf("unsealed tail: %llu record(s) after seq %llu, attested by nothing yet\n",
@@ -248,7 +248,7 @@ std::optional<std::string> checkpoint_note(store::Store& s, const Identity& id, 
 int verify_main(int argc, char** argv, const OnlineVerify& online) {
   auto a = parse_args(argc, argv, 2,
                       {{"socket", true}, {"db", true}, {"output", true, 'o'}, {"key", true}, {"checkpoint", true},
-                       {"fresh", true}, {"proof", true}, {"help", false, 'h'}});
+                       {"fresh", true}, {"proof", true}, {"key-file", true}, {"help", false, 'h'}});
   if (!a) {
     std::fprintf(stderr, "cairn verify: %s\n", a.error().c_str());
     return 2;
@@ -263,6 +263,8 @@ int verify_main(int argc, char** argv, const OnlineVerify& online) {
         "of its own epoch (following the handovers from KEY, the line `cairn key` printed),\n"
         "that queries can see every record, that the log extends each saved checkpoint, and\n"
         "(--fresh 10m) that the newest seal is recent. KEY is the key itself or a file holding it.\n"
+        "With --db, the key file (--key-file, default DB.key; `none` on a copy made off the host)\n"
+        "must agree with the newest seal: sealed records cut off the end show up there.\n"
         "--proof checks a bundle from `cairn prove` with no database.\n"
         "Exit 0 when everything checked holds, 1 on a failure (its class and first seq are\n"
         "named), 2 on errors.");
@@ -306,7 +308,40 @@ int verify_main(int argc, char** argv, const OnlineVerify& online) {
   }
   proto::VerifyReport rep;
   if (args.has("db")) {
+    std::string kf = args.get("key-file", args.get("db") + ".key");
+    if (kf != "none") {
+      if (!daemon::KeyFile::exists(kf)) {
+        opt.key_file_error = "the key file " + kf + " is missing (deleted? pass --key-file none to verify a copy "
+                             "made off the host)";
+      } else {
+        auto k = daemon::KeyFile::read_public(kf);
+        if (!k) {
+          opt.key_file_error = k.error();
+        } else {
+          store::KeyFileState st;
+          st.epoch = k.value().epoch;
+          st.pending = k.value().pending;
+          st.sealed_seq = k.value().sealed_seq;
+          st.first = k.value().first;
+          st.current = k.value().current;
+          st.next = k.value().next;
+          opt.key_file = st;
+        }
+      }
+    }
     auto s = store::Store::open(args.get("db"), store::OpenMode::readonly);
+    if (!s && s.error().kind == store::StoreErrorKind::schema && opt.key_file && opt.key_file->epoch > 0) {
+      // Not even a schema left (the -wal that held everything was deleted), while the
+      // key file says records were sealed: that is a truncation, not a usage error.
+      rep.valid = false;
+      rep.failure = "truncated";
+      rep.break_seq = 1;
+      rep.reason = "the database holds no cairn log at all (" + s.error().message + "), but the key file is at epoch " +
+                   std::to_string(opt.key_file->epoch) + " (sealed through seq " +
+                   std::to_string(opt.key_file->sealed_seq) + ")";
+      print_report(rep, json);
+      return 1;
+    }
     if (!s) {
       std::fprintf(stderr, "cairn verify: %s\n", s.error().message.c_str());
       return 2;

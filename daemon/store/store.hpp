@@ -70,8 +70,20 @@ struct AppendResult {
   bool duplicate = false;  // idem key already stored: seq is the original event's
 };
 
+// The public state of the log's key file (daemon/keys.hpp), for the check that sealed
+// records were not cut off the end: only the holder of the erased seeds could make a key
+// file agree with a truncated log.
+struct KeyFileState {
+  uint64_t epoch = 0;
+  bool pending = false;
+  uint64_t sealed_seq = 0;
+  seal::PublicKey first{}, current{}, next{};
+};
+
 // What `cairn verify` is given besides the file (PROTOCOL.md §8).
 struct VerifyOptions {
+  std::optional<KeyFileState> key_file;  // checked against the log's last seal
+  std::string key_file_error;            // the key file could not be read: class key_file
   std::optional<seal::VKey> key;         // the log's key as kept off the host; absent:
                                          // the database's own copy (proves nothing
                                          // against someone who can write the file)

@@ -22,6 +22,9 @@
 //   checkpoint   a saved checkpoint that is not a valid note signed by this log
 //   stale        the newest seal is older than --fresh allows
 //   loss         the operator accepted lost sealed records at start-up (cairn.recovery)
+//   truncated    the key file has moved past the log's last seal: sealed records were cut
+//                off the end (tail deleted, -wal deleted, an older copy restored)
+//   key_file     the key file is missing or damaged
 //   format       a record that cannot be decoded, or an unknown cairn.* record
 #include <msgpack.h>
 #include <sodium.h>
@@ -122,6 +125,19 @@ const char* column_mismatch(const msgpack_object& body, sqlite3_stmt* st) {
   return nullptr;
 }
 
+// The record whose append writes tree position `pos`: leaf L sits at postorder(0, L) and
+// the nodes it completes right after it. A tree failure names this seq, so the verdict
+// does not depend on where a chunk of the walk ends.
+uint64_t seq_at(uint64_t pos) {
+  uint64_t lo = 0, hi = std::min<uint64_t>(pos, uint64_t{1} << 62);  // postorder(0, L) >= L
+  while (lo < hi) {
+    uint64_t mid = lo + (hi - lo + 1) / 2;
+    if (seal::postorder(0, mid) <= pos) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo + 1;
+}
+
 // An order-independent digest of (value, seq) pairs: the sum of a SipHash of each pair
 // under a key drawn for this verify run. The table walk and a scan of each index must
 // give the same digest and count; a forger who does not know the key cannot make a
@@ -164,7 +180,7 @@ class Walk {
     rep_.valid = false;
     rep_.failure = cls;
     rep_.break_seq = seq;
-    rep_.reason = "seq " + std::to_string(seq) + ": " + why;
+    rep_.reason = seq == 0 ? why : "seq " + std::to_string(seq) + ": " + why;
   }
   bool hard_failed() const { return !rep_.valid && rep_.failure != "loss"; }
   StoreResult<Ok> setup_key(Store& store);
@@ -175,6 +191,7 @@ class Walk {
   void check_checkpoints_at_size();
   StoreResult<Ok> check_nodes(uint64_t from_pos, uint64_t to_pos);
   StoreResult<Ok> check_indexes();
+  void check_key_file();
 
   sqlite3* db_;
   const VerifyOptions& opt_;
@@ -185,8 +202,10 @@ class Walk {
   // The key chain.
   std::string origin_;
   std::optional<seal::PublicKey> pk_;  // the current epoch's key
+  std::optional<seal::PublicKey> first_pk_;
   uint64_t epoch_ = 0;
   int64_t window_start_ = INT64_MIN;   // previous seal's time
+  int64_t prev_window_start_ = INT64_MIN;  // the one before: the lower bound of a record's time
   int64_t min_received_ = INT64_MAX, max_received_ = INT64_MIN;  // since the last seal
   uint64_t window_first_seq_ = 0;
 
@@ -209,6 +228,7 @@ StoreResult<Ok> Walk::setup_key(Store& store) {
   if (opt_.key) {
     origin_ = opt_.key->name;
     pk_ = opt_.key->key;
+    first_pk_ = pk_;
     rep_.keyed = true;
     return Ok{};
   }
@@ -219,7 +239,7 @@ StoreResult<Ok> Walk::setup_key(Store& store) {
   if (o.value() && k.value()) {
     origin_ = *o.value();
     seal::PublicKey pk;
-    if (seal::unb64_into(*k.value(), pk)) pk_ = pk;
+    if (seal::unb64_into(*k.value(), pk)) pk_ = first_pk_ = pk;
   }
   return Ok{};
 }
@@ -244,7 +264,12 @@ void Walk::check_seal(const seal::Seal& s, uint64_t seq) {
   if (s.time < s.prev_time || (epoch_ > 0 && s.prev_time != window_start_))
     return fail("time", seq, "seal window [" + std::to_string(s.prev_time) + ", " + std::to_string(s.time) +
                                  "] does not follow the previous seal");
-  if (min_received_ < s.prev_time || max_received_ > s.time)
+  // A record is stamped when cairnd reads it and appended when the writer reaches it, so
+  // one stamped just before a seal may land just after it: the lower bound is the start
+  // of the previous epoch (PROTOCOL.md §8). The upper bound is exact: a seal's time is
+  // never before any record it covers.
+  int64_t lower = epoch_ == 0 ? s.prev_time : prev_window_start_;
+  if (min_received_ < lower || max_received_ > s.time)
     return fail("time", window_first_seq_,
                 "a record of epoch " + std::to_string(epoch_) + " was received outside the epoch's window");
   // Saved checkpoints of this size are checked with this epoch's key.
@@ -256,6 +281,7 @@ void Walk::check_seal(const seal::Seal& s, uint64_t seq) {
   }
   pk_ = s.next_key;
   ++epoch_;
+  prev_window_start_ = s.prev_time;
   window_start_ = s.time;
   min_received_ = INT64_MAX;
   max_received_ = INT64_MIN;
@@ -308,7 +334,7 @@ void Walk::check_system(std::string_view type, const msgpack_object& body, uint6
     // not linked to the first key.
     pk_ = pk;
     epoch_ = e->via.u64;
-    window_start_ = received;
+    window_start_ = prev_window_start_ = received;
     min_received_ = INT64_MAX;
     max_received_ = INT64_MIN;
     return;
@@ -365,11 +391,11 @@ StoreResult<Ok> Walk::check_nodes(uint64_t from_pos, uint64_t to_pos) {
   while ((rc = sqlite3_step(st)) == SQLITE_ROW && rep_.valid) {
     uint64_t pos = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
     if (i >= nodes_.size() || nodes_[i].first != pos) {
-      fail("tree", rep_.head_seq, "stored tree node at position " + std::to_string(pos) + " should not exist");
+      fail("tree", seq_at(pos), "stored tree node at position " + std::to_string(pos) + " should not exist");
       break;
     }
     if (sqlite3_column_bytes(st, 1) != 32 || std::memcmp(sqlite3_column_blob(st, 1), nodes_[i].second.data(), 32) != 0) {
-      fail("tree", rep_.head_seq, "stored tree node at position " + std::to_string(pos) + " differs from the recomputed one");
+      fail("tree", seq_at(pos), "stored tree node at position " + std::to_string(pos) + " differs from the recomputed one");
       break;
     }
     ++i;
@@ -379,7 +405,7 @@ StoreResult<Ok> Walk::check_nodes(uint64_t from_pos, uint64_t to_pos) {
   sqlite3_finalize(st);
   if (!done) return Err{err};
   if (rep_.valid && i < nodes_.size())
-    fail("tree", rep_.head_seq, "tree node at position " + std::to_string(nodes_[i].first) + " is missing");
+    fail("tree", seq_at(nodes_[i].first), "tree node at position " + std::to_string(nodes_[i].first) + " is missing");
   return Ok{};
 }
 
@@ -455,6 +481,31 @@ StoreResult<Ok> Walk::check_indexes() {
   return Ok{};
 }
 
+void Walk::check_key_file() {
+  // A log that never had a key (sealing off) has no key file to miss.
+  if (!first_pk_ && rep_.epochs == 0) return;
+  if (!opt_.key_file_error.empty()) return fail("key_file", rep_.sealed_seq, opt_.key_file_error);
+  if (!opt_.key_file) return;
+  const KeyFileState& k = *opt_.key_file;
+  if (first_pk_ && k.first != *first_pk_)
+    return fail("key_chain", 0, "the key file belongs to another log (its first key differs)");
+  if (!pk_) return;
+  if ((k.epoch == epoch_ && k.current == *pk_) || (k.pending && k.epoch + 1 == epoch_ && k.next == *pk_)) return;
+  std::string log_ends = rep_.epochs == 0 ? "the log has no seal" : "the log's seals end at epoch " +
+                                                                        std::to_string(epoch_ - 1) + " (seq " +
+                                                                        std::to_string(rep_.sealed_seq) + ")";
+  if (k.epoch > epoch_)
+    return fail("truncated", rep_.sealed_seq + 1,
+                "the key file is at epoch " + std::to_string(k.epoch) + " (sealed through seq " +
+                    std::to_string(k.sealed_seq) + ") but " + log_ends +
+                    ": sealed records were removed (tail truncated, -wal deleted, or an older copy restored)");
+  if (k.epoch < epoch_)
+    return fail("key_chain", rep_.sealed_seq,
+                "the key file is at epoch " + std::to_string(k.epoch) + " but " + log_ends +
+                    ": the key file is an older copy (swapped or restored)");
+  fail("key_chain", rep_.sealed_seq, "the key file's key is not the one the log's newest seal hands over to");
+}
+
 StoreResult<Ok> Walk::run(Store& store) {
   auto k = setup_key(store);
   if (!k) return k;
@@ -496,16 +547,21 @@ StoreResult<Ok> Walk::run(Store& store) {
   if (!res) return res;
   rep_.root = tree_.root();
   if (hard_failed()) return Ok{};
-  // Every node a record up to the head completes was compared; any other row below the
-  // next record's position is extra (what a removed tail leaves behind).
+  // Every node a record up to the head completes was compared. A node at or past the
+  // position of the leaf after the newest record was written by a record that is gone
+  // (what a removed tail leaves behind). The newest node and the newest record are read
+  // in one statement, one snapshot: a live writer may have appended since the walk began.
   if (end == rep_.head_seq) {
     sqlite3_stmt* st = nullptr;
-    int rc = sqlite3_prepare_v2(db_, "SELECT pos FROM tree WHERE pos >= ?1 AND pos < ?2 LIMIT 1", -1, &st, nullptr);
+    int rc = sqlite3_prepare_v2(db_, "SELECT MAX(pos), (SELECT IFNULL(MAX(seq), 0) FROM events) FROM tree", -1,
+                                &st, nullptr);
     if (rc != SQLITE_OK) return Err{make_error(db_, rc, "verify tree")};
-    sqlite3_bind_int64(st, 1, static_cast<sqlite3_int64>(checked_pos_));
-    sqlite3_bind_int64(st, 2, static_cast<sqlite3_int64>(seal::postorder(0, end)));
-    if (sqlite3_step(st) == SQLITE_ROW)
-      fail("tree", rep_.head_seq, "the tree holds nodes past the last record (records were removed)");
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+      uint64_t last_pos = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
+      uint64_t newest = static_cast<uint64_t>(sqlite3_column_int64(st, 1));
+      if (last_pos >= seal::postorder(0, newest))
+        fail("tree", newest + 1, "the tree holds nodes past the last record (records were removed)");
+    }
     sqlite3_finalize(st);
   }
   if (hard_failed()) return Ok{};
@@ -521,6 +577,7 @@ StoreResult<Ok> Walk::run(Store& store) {
          "a saved checkpoint covers " + std::to_string(size) + " records but the log has only " +
              std::to_string(rep_.head_seq) + " (truncated or rolled back)");
   }
+  check_key_file();
   if (opt_.fresh_ns && rep_.epochs == 0) fail("stale", rep_.head_seq, "the log has no seal at all");
   if (opt_.fresh_ns && rep_.epochs > 0 && opt_.now_ns - rep_.sealed_time > *opt_.fresh_ns)
     fail("stale", rep_.sealed_seq,
