@@ -31,8 +31,16 @@ static std::string env_or(const char* name, const char* fallback) {
   return v != nullptr ? v : fallback;
 }
 
-std::string cairnd_path() { return env_or("CAIRND", "build/daemon/cairnd"); }
-std::string cli_path() { return env_or("CAIRN_CLI", "build/client/cairn"); }
+// CAIRN_TEST_CAIRND / CAIRN_TEST_CLI, when set, win over the CAIRND / CAIRN_CLI that
+// meson's test environment sets: ./dev test runs the integration suite (whose Criterion
+// binaries cannot run under ThreadSanitizer, Criterion issue #274) against the cairnd
+// and cairn built with -fsanitize=thread in build-tsan.
+std::string cairnd_path() {
+  return env_or("CAIRN_TEST_CAIRND", env_or("CAIRND", "build/daemon/cairnd").c_str());
+}
+std::string cli_path() {
+  return env_or("CAIRN_TEST_CLI", env_or("CAIRN_CLI", "build/client/cairn").c_str());
+}
 
 static std::string make_temp_dir(const std::string& name) {
   std::string tmpl = env_or("TMPDIR", "/tmp") + "/" + name + "-XXXXXX";
@@ -229,7 +237,7 @@ std::vector<Row> read_rows_from(const std::string& db_path, uint64_t from_seq) {
   sqlite3_stmt* st = nullptr;
   if (sqlite3_prepare_v2(d.db,
                          "SELECT seq, type, actor, idem, pid, uid, gid, severity FROM events "
-                         "WHERE seq >= ?1 ORDER BY seq",
+                         "WHERE seq >= ?1 AND type NOT LIKE 'cairn.%' ORDER BY seq",
                          -1, &st, nullptr) != SQLITE_OK)
     return rows;
   sqlite3_bind_int64(st, 1, static_cast<sqlite3_int64>(from_seq));
