@@ -89,9 +89,12 @@ const char* const kUsage =
     "  --query-mmap-mb N          MiB of the database each query thread memory-maps; 0 reads\n"
     "                             with pread instead [2047]\n"
     "  --query-uids UID,...       uids allowed to query besides root and cairnd's own\n"
+    "                             (a list given as a flag replaces the file's list)\n"
     "  --query-gids GID,...       gids allowed to query\n"
-    "  --shutdown-linger-ms MS    on SIGTERM, after all is durable, how long to wait for\n"
-    "                             clients to read their acks [5000]\n"
+    "  --shutdown-linger-ms MS    on SIGTERM: the bound on waiting for frames a client had\n"
+    "                             begun to send, for queries already running, and (after\n"
+    "                             all is durable) for clients to read their replies.\n"
+    "                             0: wait for none of these [5000]\n"
     "  --verbose                  debug logging\n"
     "  --help, --version\n"
     "\n"
@@ -162,6 +165,21 @@ bool is_flag_only(std::string_view key) { return key == "verbose" || key == "acc
 
 }  // namespace
 
+// Every key config_set knows (tests/unit/daemon/test_config checks it against kUsage).
+const std::vector<std::string_view> kOptionNames = {
+    "socket", "socket-mode", "db", "flush-mode", "batch-size", "batch-interval-ms",
+    "critical-types", "max-frame", "max-string", "max-inflight", "queue-max-events",
+    "queue-max-bytes", "max-connections", "max-connections-per-uid", "query-threads",
+    "query-mmap-mb", "query-uids", "query-gids", "shutdown-linger-ms", "seal-interval",
+    "key-file", "origin", "accept-loss", "verbose",
+};
+
+bool is_option(std::string_view key) {
+  for (auto k : kOptionNames)
+    if (k == key) return true;
+  return false;
+}
+
 Result<Ok, std::string> config_set(Config& c, const std::string& key, const std::string& v) {
   auto num = [&](uint64_t lo, uint64_t hi, auto& field) -> Result<Ok, std::string> {
     auto r = parse_uint(key, v, lo, hi);
@@ -215,12 +233,16 @@ Result<Ok, std::string> config_set(Config& c, const std::string& key, const std:
   } else if (key == "query-mmap-mb") {
     return num(0, 2047, c.query_mmap_mb);
   } else if (key == "query-uids" || key == "query-gids") {
+    // Like every option, a list replaces what was set before (a flag replaces the
+    // config file's list; it never adds to it).
+    std::vector<uint32_t> ids;
     for (const auto& s : split_list(v)) {
       auto r = parse_uint(key, s, 0, 0xfffffffeu);
       if (!r) return Err{r.error()};
-      if (key == "query-uids") c.query_uids.push_back(static_cast<uid_t>(r.value()));
-      else c.query_gids.push_back(static_cast<gid_t>(r.value()));
+      ids.push_back(static_cast<uint32_t>(r.value()));
     }
+    if (key == "query-uids") c.query_uids.assign(ids.begin(), ids.end());
+    else c.query_gids.assign(ids.begin(), ids.end());
   } else if (key == "shutdown-linger-ms") {
     return num(0, 600'000, c.shutdown_linger_ms);
   } else if (key == "seal-interval") {
@@ -285,10 +307,19 @@ Result<ParsedArgs, std::string> parse_args(int argc, char** argv) {
     if (eq != std::string::npos) {
       value = key.substr(eq + 1);
       key = key.substr(0, eq);
+    }
+    // Named before its value is looked for: `--bogus` is an unknown option, not one that
+    // "needs a value".
+    if (key != "config" && !is_option(key))
+      return Err{"--" + key + ": unknown option (see cairnd --help)"};
+    if (eq != std::string::npos) {
+      // the value came with the flag
     } else if (is_flag_only(key)) {
       value = "true";
     } else {
-      if (i + 1 >= argc) return Err{"--" + key + " needs a value"};
+      // The next flag is not this one's value (`--db --verbose`); `--db=--x` still is.
+      if (i + 1 >= argc || std::string_view(argv[i + 1]).starts_with("--"))
+        return Err{"--" + key + " needs a value"};
       value = argv[++i];
     }
     if (key == "config") continue;

@@ -1,13 +1,15 @@
 // config.hpp — cairnd's settings: defaults, config file, command-line flags.
 //
 // Every option is both a flag (`--name value`) and a config-file key (`name = value`).
-// The file is read first; flags given on the command line override it.
+// The file is read first; flags given on the command line override it. An option set
+// twice (in the file, as flags, or both) keeps its last value; lists are replaced whole.
 #pragma once
 
 #include <sys/types.h>
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "../protocol/event.hpp"
@@ -38,8 +40,11 @@ struct Config {
   uint32_t query_mmap_mb = 2047;
   std::vector<uid_t> query_uids;      // may query/verify/stats besides root and our euid
   std::vector<gid_t> query_gids;
-  uint32_t shutdown_linger_ms = 5000; // after everything is durable, wait this long for
-                                      // slow clients to read their acks before closing
+  // SIGTERM: the bound on each wait that depends on a client or a running query: frames
+  // begun before the signal, queries already running, then (after the final commit)
+  // clients reading their replies. 0: none of them is waited for. There is always a
+  // deadline (daemon.hpp).
+  uint32_t shutdown_linger_ms = 5000;
   bool verbose = false;
   // Seals (PROTOCOL.md §5): every seal_interval_ms the writer closes the epoch with a
   // signed seal record and moves to a new key. 0 turns sealing off (no key file).
@@ -66,5 +71,9 @@ Result<ParsedArgs, std::string> parse_args(int argc, char** argv);
 Result<Ok, std::string> config_set(Config& c, const std::string& key, const std::string& value);
 
 extern const char* const kUsage;
+
+// The option names config_set knows (flags and config-file keys alike).
+extern const std::vector<std::string_view> kOptionNames;
+bool is_option(std::string_view key);
 
 }  // namespace cairn::daemon

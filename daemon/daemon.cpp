@@ -66,7 +66,7 @@ int Daemon::run() {
       },
       [this](bool fatal) { on_writer_stopped(fatal); });
   reader_ = std::make_unique<Reader>(&loop_, config_.db_path, config_.query_threads,
-                                     uint64_t{config_.query_mmap_mb} << 20,
+                                     uint64_t{config_.query_mmap_mb} << 20, config_.limits.max_frame,
                                      [](std::vector<ReadResult>& results) {
                                        for (auto& r : results) r.session->complete_read(r);
                                      });
@@ -87,6 +87,8 @@ int Daemon::run() {
   uv_signal_start(&sigint_, &Daemon::on_signal, SIGINT);
   uv_timer_init(&loop_, &deadline_);
   deadline_.data = this;
+  uv_timer_init(&loop_, &read_deadline_);
+  read_deadline_.data = this;
 
   ActivatedSocket act = activated_socket();
   auto listening = act.error.empty() ? server_->listen(act.fd)
@@ -124,9 +126,14 @@ void Daemon::begin_shutdown(const char* why) {
   stopping_ = true;
   log_msg(LogLevel::notice, "%s: stop accepting, drain, commit, ack, close", why);
   if (notifier_) notifier_->stopping();
-  // A peer that sent half a frame must not hold the shutdown forever.
-  if (config_.shutdown_linger_ms > 0)
-    uv_timer_start(&deadline_, &Daemon::on_deadline, config_.shutdown_linger_ms, 0);
+  // Reads not yet started are answered shutting_down (through the reader's mailbox),
+  // and so is every read that arrives from now on; the running ones get the linger.
+  reader_->cancel_all();
+  // Always armed, also for a linger of 0 (then they fire on the next turn of the loop):
+  // a peer that sent half a frame, or a verify walking a big log, must not hold the
+  // shutdown.
+  uv_timer_start(&deadline_, &Daemon::on_deadline, config_.shutdown_linger_ms, 0);
+  uv_timer_start(&read_deadline_, &Daemon::on_read_deadline, config_.shutdown_linger_ms, 0);
   server_->begin_shutdown();
 }
 
@@ -136,9 +143,16 @@ void Daemon::on_deadline(uv_timer_t* t) noexcept {
     log_msg(LogLevel::warning, "drain deadline passed; partial frames are dropped unanswered");
     self->server_->force_drained();
   } else {
-    log_msg(LogLevel::warning, "clients did not read their acks in time; closing them");
+    log_msg(LogLevel::warning, "clients did not read their replies in time; closing them");
+    self->reader_->interrupt_running();
     self->server_->close_all_now();
   }
+}
+
+void Daemon::on_read_deadline(uv_timer_t* t) noexcept {
+  auto* self = static_cast<Daemon*>(t->data);
+  // Interrupted reads come back cancelled and are answered shutting_down.
+  self->reader_->interrupt_running();
 }
 
 void Daemon::on_all_drained() {
@@ -156,17 +170,24 @@ void Daemon::on_writer_stopped(bool fatal) {
       // The writer is gone, so nothing will drain into it; skip straight to closing.
     }
   }
-  reader_->stop();
+  // Sessions paused on the writer queue: it is gone, so nothing else would wake them.
+  server_->writer_progress();
+  // Never blocks the loop (the watchdog keeps being fed): the reader finishes its running
+  // requests, bounded by read_deadline_, and reports back.
+  reader_->stop([this] {
+    reader_stopped_ = true;
+    if (all_closed_) finish();
+  });
   log_msg(LogLevel::info, "final commit done; sending remaining replies");
   uv_timer_stop(&deadline_);
-  if (config_.shutdown_linger_ms > 0)
-    uv_timer_start(&deadline_, &Daemon::on_deadline, config_.shutdown_linger_ms, 0);
+  uv_timer_start(&deadline_, &Daemon::on_deadline, config_.shutdown_linger_ms, 0);
   server_->close_all_after_flush();
 }
 
 void Daemon::on_all_closed() {
   if (!writer_stopped_) return;
-  finish();
+  all_closed_ = true;
+  if (reader_stopped_) finish();
 }
 
 void Daemon::finish() {
@@ -174,6 +195,7 @@ void Daemon::finish() {
   finished_ = true;
   uv_timer_stop(&deadline_);
   uv_close(reinterpret_cast<uv_handle_t*>(&deadline_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&read_deadline_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
   // Closing the watchers restores the default action; everything is flushed by now, so

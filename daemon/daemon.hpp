@@ -3,14 +3,22 @@
 // Start-up: open the store (loads and checks the chain head) -> start the writer and
 // query threads -> listen -> READY=1. Nothing is acked before the store is open.
 //
-// Shutdown (SIGTERM/SIGINT), driven by completions, never by sleeps:
+// Shutdown (SIGTERM/SIGINT), driven by completions, never by sleeps, and never blocking
+// the loop (the watchdog keeps being fed throughout):
 //   1. STOPPING=1; close the listener; each session takes its budget (bytes already
 //      received) and keeps serving frames inside it; later frames get shutting_down.
-//   2. all sessions drained -> writer.stop(): commit + fsync everything accepted,
-//      post the final acks, checkpoint, close the database.
-//   3. writer stopped -> readers stop -> sessions close once their replies are written
-//      (or after --shutdown-linger-ms for clients that do not read) -> loop ends, exit 0.
-// A second signal is logged and otherwise ignored: it never skips the flush.
+//      Reads not yet started are answered shutting_down; running ones may finish.
+//   2. all sessions drained (or the drain deadline) -> writer.stop(): commit + fsync
+//      everything accepted, post the final acks, checkpoint, close the database.
+//   3. writer stopped -> reader stops once its running reads end (or the read deadline
+//      interrupts them: shutting_down) -> sessions close once their replies are written
+//      (or at the reply deadline for clients that do not read) -> loop ends, exit 0.
+// Deadlines, each --shutdown-linger-ms and always armed (0: the next turn of the loop):
+//   drain deadline   from the signal: stop waiting for frames a peer began to send
+//   read deadline    from the signal: interrupt queries/verifies still running
+//   reply deadline   from the final commit: close clients that do not read
+// Only the final commit itself has no deadline (the flush is never skipped; a stuck
+// disk is the watchdog's business). A second signal is logged and otherwise ignored.
 #pragma once
 
 #include <uv.h>
@@ -37,7 +45,8 @@ class Daemon {
 
  private:
   static void on_signal(uv_signal_t* h, int signum) noexcept;
-  static void on_deadline(uv_timer_t* t) noexcept;
+  static void on_deadline(uv_timer_t* t) noexcept;       // drain, then reply deadline
+  static void on_read_deadline(uv_timer_t* t) noexcept;  // running reads
   void begin_shutdown(const char* why);
   void on_all_drained();
   void on_writer_stopped(bool fatal);
@@ -54,8 +63,11 @@ class Daemon {
   std::unique_ptr<Notifier> notifier_;
   uv_signal_t sigterm_{}, sigint_{};
   uv_timer_t deadline_{};
+  uv_timer_t read_deadline_{};
   bool stopping_ = false;
   bool writer_stopped_ = false;
+  bool reader_stopped_ = false;
+  bool all_closed_ = false;  // no session left after the final commit
   bool finished_ = false;
   int exit_code_ = 0;
 };

@@ -1,23 +1,61 @@
 #include "reader.hpp"
 
 #include <pthread.h>
+#include <sqlite3.h>
 
-#include <memory>
+#include <algorithm>
 
 namespace cairn::daemon {
 
+// One unit of work for a thread: a query or stats request, or every verify request that
+// was waiting when a walk began. `dropped` marks waiters whose session closed meanwhile
+// (guarded by mu_; the walk goes on for the others).
+struct Reader::Job {
+  ReadRequest::Kind kind = ReadRequest::Kind::query;
+  std::vector<ReadRequest> reqs;
+  std::vector<bool> dropped;
+};
+
+// Per thread. `interrupt` is read by SQLite's progress handler on the thread's own
+// connection, so a running statement stops within a few thousand VM steps of being set.
+struct Reader::Worker {
+  std::atomic<bool> interrupt{false};
+  Job* job = nullptr;  // what it runs now (under mu_), nullptr when idle
+};
+
+namespace {
+
+int on_progress(void* flag) noexcept {
+  return static_cast<std::atomic<bool>*>(flag)->load(std::memory_order_relaxed) ? 1 : 0;
+}
+
+ReadResult result_for(const ReadRequest& req) {
+  ReadResult res;
+  res.kind = req.kind;
+  res.session = req.session;
+  res.slot = req.slot;
+  res.id = req.id;
+  return res;
+}
+
+}  // namespace
+
 Reader::Reader(uv_loop_t* loop, std::string db_path, unsigned threads, uint64_t mmap_bytes,
-               CompleteFn on_complete)
+               uint32_t max_reply, CompleteFn on_complete)
     : loop_(loop),
       db_path_(std::move(db_path)),
       nthreads_(threads == 0 ? 1 : threads),
       mmap_bytes_(mmap_bytes),
+      max_reply_(max_reply),
       on_complete_(std::move(on_complete)) {}
 
 Reader::~Reader() {
+  // Only joins here on an abnormal teardown (start-up failure): stop() has done it.
   {
     std::lock_guard lk(mu_);
     stopping_ = true;
+    cancel_all_ = true;
+    for (auto& w : workers_) w->interrupt = true;
   }
   cv_.notify_all();
   for (auto& t : threads_)
@@ -25,109 +63,272 @@ Reader::~Reader() {
 }
 
 int Reader::start() {
-  int rc = mailbox_.init(loop_, [this](std::vector<ReadResult>& r) {
-    if (!r.empty()) on_complete_(r);
-  });
+  int rc = mailbox_.init(loop_, [this](std::vector<ReadResult>& r) { on_mail(r); });
   if (rc < 0) return rc;
-  for (unsigned i = 0; i < nthreads_; ++i) threads_.emplace_back([this] { run(); });
+  for (unsigned i = 0; i < nthreads_; ++i) workers_.push_back(std::make_unique<Worker>());
+  started_ = true;
+  live_threads_ = nthreads_;
+  for (unsigned i = 0; i < nthreads_; ++i) {
+    Worker* w = workers_[i].get();
+    threads_.emplace_back([this, w] { run(*w); });
+  }
   return 0;
 }
 
-void Reader::submit(ReadRequest req) {
-  {
-    std::lock_guard lk(mu_);
-    queue_.push_back(std::move(req));
+void Reader::post_cancelled(std::vector<ReadRequest>& reqs) {
+  std::vector<ReadResult> out;
+  out.reserve(reqs.size());
+  for (const auto& r : reqs) {
+    out.push_back(result_for(r));
+    out.back().cancelled = true;
   }
-  cv_.notify_one();
+  reqs.clear();
+  mailbox_.post(out);
 }
 
-void Reader::stop() {
+bool Reader::submit(ReadRequest req) {
+  {
+    std::lock_guard lk(mu_);
+    if (!cancel_all_) {
+      if (req.kind == ReadRequest::Kind::verify) {
+        if (verify_waiting_.size() >= kMaxWaitingVerifies) return false;
+        verify_waiting_.push_back(std::move(req));
+      } else {
+        queue_.push_back(std::move(req));
+      }
+      cv_.notify_one();
+      return true;
+    }
+  }
+  std::vector<ReadRequest> one;
+  one.push_back(std::move(req));
+  post_cancelled(one);
+  return true;
+}
+
+void Reader::cancel_session(const Session* session) {
+  std::vector<ReadRequest> out;
+  {
+    std::lock_guard lk(mu_);
+    auto take = [&](auto& c) {
+      for (auto it = c.begin(); it != c.end();) {
+        if (it->session == session) {
+          out.push_back(std::move(*it));
+          it = c.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    };
+    take(queue_);
+    take(verify_waiting_);
+    for (auto& w : workers_) {
+      if (w->job == nullptr) continue;
+      bool all = true;
+      for (size_t i = 0; i < w->job->reqs.size(); ++i) {
+        if (w->job->reqs[i].session == session) w->job->dropped[i] = true;
+        all = all && w->job->dropped[i];
+      }
+      if (all) w->interrupt = true;  // nobody is left to read the answer
+    }
+  }
+  if (!out.empty()) post_cancelled(out);
+}
+
+void Reader::cancel_all() {
+  std::vector<ReadRequest> out;
+  {
+    std::lock_guard lk(mu_);
+    cancel_all_ = true;
+    out.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
+    queue_.clear();
+    out.insert(out.end(), std::make_move_iterator(verify_waiting_.begin()),
+               std::make_move_iterator(verify_waiting_.end()));
+    verify_waiting_.clear();
+  }
+  if (!out.empty()) post_cancelled(out);
+}
+
+void Reader::interrupt_running() {
+  std::lock_guard lk(mu_);
+  for (auto& w : workers_)
+    if (w->job != nullptr) w->interrupt = true;
+}
+
+size_t Reader::waiting() const {
+  std::lock_guard lk(mu_);
+  return queue_.size() + verify_waiting_.size();
+}
+
+void Reader::stop(StoppedFn on_stopped) {
+  on_stopped_ = std::move(on_stopped);
+  if (!started_) {
+    stopped_ = true;
+    if (on_stopped_) on_stopped_();
+    return;
+  }
   {
     std::lock_guard lk(mu_);
     stopping_ = true;
   }
   cv_.notify_all();
+  // The threads exit after their current request; the last one to go wakes the loop,
+  // and on_mail finishes the stop. With no thread started, finish now.
+  if (threads_.empty() || live_threads_.load() == 0) mailbox_.wake();
+}
+
+void Reader::on_mail(std::vector<ReadResult>& results) {
+  if (!results.empty()) on_complete_(results);
+  if (stopped_ || !stopping_ || live_threads_.load(std::memory_order_acquire) != 0) return;
   for (auto& t : threads_)
-    if (t.joinable()) t.join();
-  // Deliver what the threads finished after the last wake-up, then close.
+    if (t.joinable()) t.join();  // they have left run(): this does not wait
+  // Results posted after this wake-up's swap.
   std::vector<ReadResult> rest;
   mailbox_.take(rest);
   if (!rest.empty()) on_complete_(rest);
+  stopped_ = true;
   mailbox_.close();
+  if (on_stopped_) on_stopped_();
 }
 
-void Reader::run() {
+// Under mu_. Verify first when none runs (it is the one kind that must not run twice at
+// once, so a free thread takes it as soon as it may), then the FIFO.
+bool Reader::next_job(Worker& w, Job& job) {
+  if (!verify_running_ && !verify_waiting_.empty()) {
+    job.kind = ReadRequest::Kind::verify;
+    job.reqs.swap(verify_waiting_);
+    verify_running_ = true;
+  } else if (!queue_.empty()) {
+    job.kind = queue_.front().kind;
+    job.reqs.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+  } else {
+    return false;
+  }
+  job.dropped.assign(job.reqs.size(), false);
+  w.job = &job;
+  w.interrupt = false;
+  return true;
+}
+
+void Reader::run(Worker& w) {
   pthread_setname_np(pthread_self(), "cairnd-query");
   // Opened lazily and reopened after an error, so a reader never keeps a broken handle.
   std::unique_ptr<store::Store> store;
   std::vector<ReadResult> out;
   for (;;) {
-    ReadRequest req;
+    Job job;
     {
       std::unique_lock lk(mu_);
-      cv_.wait(lk, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;
-      req = std::move(queue_.front());
-      queue_.pop_front();
+      cv_.wait(lk, [&] {
+        return stopping_ || (!verify_running_ && !verify_waiting_.empty()) || !queue_.empty();
+      });
+      if (!next_job(w, job)) break;
     }
-    ReadResult res;
-    res.kind = req.kind;
-    res.session = req.session;
-    res.slot = req.slot;
-    res.id = req.id;
-    if (!store) {
-      auto s = store::Store::open(db_path_, store::OpenMode::readonly);
-      if (s) {
-        store = std::move(s.value());
-      } else {
-        res.error = s.error().message;
+    execute(w, job, store, out);
+    {
+      std::lock_guard lk(mu_);
+      for (size_t i = 0; i < job.reqs.size(); ++i)
+        if (job.dropped[i]) {
+          out[out.size() - job.reqs.size() + i].cancelled = true;
+          out[out.size() - job.reqs.size() + i].frame.clear();
+        }
+      w.job = nullptr;
+      if (job.kind == ReadRequest::Kind::verify) {
+        verify_running_ = false;
+        if (!verify_waiting_.empty()) cv_.notify_one();  // the next walk may start
       }
     }
-    if (store) {
-      switch (req.kind) {
-        case ReadRequest::Kind::query: {
-          // Encoded here, row by row from SQLite's buffers: the loop only sends it.
-          store->map_reads(mmap_bytes_);
-          proto::QueryReplyBuilder reply(res.frame, req.id);
-          auto next = store->query_each(req.spec, [&](uint64_t seq, std::string_view hash,
-                                                      std::string_view body) {
-            reply.add(seq, hash, body);
-          });
-          if (next) {
-            reply.finish(next.value());
-            res.ok = true;
-          } else {
-            res.frame.clear();
-            res.error = next.error().message;
-          }
-          break;
-        }
-        case ReadRequest::Kind::stats: {
-          // stats and verify read the whole index or chain: through a map, every page
-          // would stay resident (and counted in our RSS) long after. Plain reads.
-          store->map_reads(0);
-          auto r = store->info();
-          if (r) { res.ok = true; res.info = std::move(r.value()); }
-          else res.error = r.error().message;
-          break;
-        }
-        case ReadRequest::Kind::verify: {
-          store->map_reads(0);
-          auto r = store->verify();
-          if (r) {
-            res.ok = true;
-            proto::encode_verify_reply(res.frame, req.id, r.value());
-          } else {
-            res.error = r.error().message;
-          }
-          break;
-        }
-      }
-      if (!res.ok) store.reset();
-    }
-    out.push_back(std::move(res));
     mailbox_.post(out);
   }
+  store.reset();
+  // Release: the loop that sees 0 must also see every result posted before.
+  if (live_threads_.fetch_sub(1, std::memory_order_acq_rel) == 1) mailbox_.wake();
+}
+
+// Runs one job and appends one result per request to `out`.
+void Reader::execute(Worker& w, Job& job, std::unique_ptr<store::Store>& store,
+                     std::vector<ReadResult>& out) {
+  const size_t first = out.size();
+  for (const auto& r : job.reqs) out.push_back(result_for(r));
+  auto fail_all = [&](const std::string& why) {
+    bool cancelled = w.interrupt.load();
+    for (size_t i = first; i < out.size(); ++i) {
+      out[i].ok = false;
+      out[i].cancelled = cancelled;
+      out[i].frame.clear();
+      out[i].error = why;
+    }
+  };
+  if (!store) {
+    auto s = store::Store::open(db_path_, store::OpenMode::readonly);
+    if (!s) return fail_all(s.error().message);
+    store = std::move(s.value());
+    // Lets interrupt_running()/cancel_session() stop a long statement on this thread.
+    sqlite3_progress_handler(store->handle(), 4096, &on_progress, &w.interrupt);
+  }
+  bool ok = true;
+  switch (job.kind) {
+    case ReadRequest::Kind::query: {
+      const ReadRequest& req = job.reqs.front();
+      ReadResult& res = out[first];
+      // Encoded here, row by row from SQLite's buffers: the loop only sends it. The page
+      // stops before it would pass max_reply_; its cursor then points past the last row
+      // sent. (The rows SQLite still steps through after that are read and dropped: at
+      // most spec.limit of them.)
+      store->map_reads(mmap_bytes_);
+      proto::QueryReplyBuilder reply(res.frame, req.id);
+      bool full = false;
+      uint64_t last = 0;
+      auto next = store->query_each(req.spec, [&](uint64_t seq, std::string_view hash,
+                                                  std::string_view body) {
+        if (full) return;
+        if (reply.count() > 0 && !reply.fits(body.size(), max_reply_)) {
+          full = true;
+          return;
+        }
+        reply.add(seq, hash, body);
+        last = seq;
+      });
+      if (next) {
+        reply.finish(full ? std::optional<uint64_t>(last) : next.value());
+        res.ok = true;
+      } else {
+        ok = false;
+        fail_all(next.error().message);
+      }
+      break;
+    }
+    case ReadRequest::Kind::stats: {
+      // stats and verify read the whole index or chain: through a map, every page
+      // would stay resident (and counted in our RSS) long after. Plain reads.
+      store->map_reads(0);
+      auto r = store->info();
+      if (r) {
+        out[first].ok = true;
+        out[first].info = std::move(r.value());
+      } else {
+        ok = false;
+        fail_all(r.error().message);
+      }
+      break;
+    }
+    case ReadRequest::Kind::verify: {
+      store->map_reads(0);
+      auto r = store->verify();
+      if (r) {
+        for (size_t i = 0; i < job.reqs.size(); ++i) {
+          out[first + i].ok = true;
+          proto::encode_verify_reply(out[first + i].frame, job.reqs[i].id, r.value());
+        }
+      } else {
+        ok = false;
+        fail_all(r.error().message);
+      }
+      break;
+    }
+  }
+  if (!ok) store.reset();
 }
 
 }  // namespace cairn::daemon

@@ -1,15 +1,30 @@
 // reader.hpp — the query threads: answer query, stats and verify off the loop thread.
 //
 // Each thread has its own read-only Store (WAL lets readers run beside the writer
-// without blocking it). A long verify occupies one thread; the others keep answering
-// queries. Results come back to the loop through a Mailbox.
+// without blocking it). Results come back to the loop through a Mailbox.
+//
+// Limits:
+//   verify   an O(n) walk, so at most one runs at a time per daemon. Verify requests that
+//            arrive while one runs wait (at most kMaxWaitingVerifies, daemon-wide; more
+//            are refused `overloaded`), and the next walk answers all of them at once:
+//            each waiter gets a report from a walk that began after it asked.
+//   pages    a query reply stops before it would exceed the frame bound it is given
+//            (max_frame) and carries a `next` cursor instead (PROTOCOL.md §6.4).
+//   cancel   a request whose session closed, or any request when the daemon shuts down,
+//            is taken off the queue unrun and answered `cancelled`; one already running is
+//            interrupted (SQLite progress handler) when asked to. Cancelled results always
+//            come back through the mailbox, never from inside the call that cancels.
+//
+// Threads: submit, cancel_*, interrupt_running, waiting and stop are loop-thread calls.
 #pragma once
 
 #include <uv.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -38,6 +53,7 @@ struct ReadResult {
   uint64_t slot = 0;
   uint64_t id = 0;
   bool ok = false;
+  bool cancelled = false;  // never run, or interrupted: its session closed or we shut down
   std::string error;  // why the store failed
   std::string frame;  // query/verify: the reply, encoded on the reader thread
   store::StoreInfo info;  // stats: the loop adds live figures and encodes
@@ -46,33 +62,67 @@ struct ReadResult {
 class Reader {
  public:
   using CompleteFn = std::function<void(std::vector<ReadResult>&)>;
+  using StoppedFn = std::function<void()>;
 
+  // Verify requests that may wait behind a running one, daemon-wide.
+  static constexpr size_t kMaxWaitingVerifies = 64;
+
+  // `max_reply` bounds each query page's payload (the daemon's max_frame).
   Reader(uv_loop_t* loop, std::string db_path, unsigned threads, uint64_t mmap_bytes,
-         CompleteFn on_complete);
+         uint32_t max_reply, CompleteFn on_complete);
   ~Reader();
   Reader(const Reader&) = delete;
   Reader& operator=(const Reader&) = delete;
 
   int start();
-  void submit(ReadRequest req);
-  // Finishes queued requests, then joins the threads (blocking only for the request
-  // each thread is running) and closes the mailbox.
-  void stop();
+  // Queues a request. Returns false (and takes nothing) for a verify when
+  // kMaxWaitingVerifies already wait; the caller answers `overloaded`. After
+  // cancel_all() every request is answered `cancelled` (through the mailbox).
+  bool submit(ReadRequest req);
+  // The session is closing: its queued requests come back cancelled, its running one is
+  // interrupted.
+  void cancel_session(const Session* session);
+  // Shutdown: every queued request comes back cancelled, and so does every later one.
+  void cancel_all();
+  // Interrupts the requests running now (shutdown deadline).
+  void interrupt_running();
+  // Requests queued and not started (verify waiters included), for stats.
+  size_t waiting() const;
+  // Lets the threads finish what they are running (nothing new starts), then joins them
+  // and closes the mailbox. Never blocks the loop: `on_stopped` runs on the loop once
+  // the last result has been delivered.
+  void stop(StoppedFn on_stopped);
 
  private:
-  void run();
+  struct Job;     // one request, or all the verify waiters one walk answers
+  struct Worker;  // per thread: what it runs now, and its interrupt flag
+  void run(Worker& w);
+  bool next_job(Worker& w, Job& job);  // under mu_
+  void execute(Worker& w, Job& job, std::unique_ptr<store::Store>& store,
+               std::vector<ReadResult>& out);
+  void on_mail(std::vector<ReadResult>& results);
+  void post_cancelled(std::vector<ReadRequest>& reqs);
 
   uv_loop_t* loop_;
   std::string db_path_;
   unsigned nthreads_;
   uint64_t mmap_bytes_;
+  uint32_t max_reply_;
   CompleteFn on_complete_;
+  StoppedFn on_stopped_;
   Mailbox<ReadResult> mailbox_;
+  std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
-  std::mutex mu_;
+  std::atomic<unsigned> live_threads_{0};
+  mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<ReadRequest> queue_;
+  std::deque<ReadRequest> queue_;           // query and stats, FIFO
+  std::vector<ReadRequest> verify_waiting_; // answered together by the next walk
+  bool verify_running_ = false;
+  bool cancel_all_ = false;
   bool stopping_ = false;
+  bool started_ = false;  // loop: start() succeeded
+  bool stopped_ = false;  // loop: on_stopped has run
 };
 
 }  // namespace cairn::daemon

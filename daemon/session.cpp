@@ -45,6 +45,12 @@ std::string read_comm(pid_t pid) {
 
 Session::Session(Server& server) : server_(server) {}
 
+void Session::unref() {
+  if (--refs_ == 0) delete this;
+}
+
+// ---- accept ----
+
 Session* Session::accept(Server& server, uv_stream_t* listener) {
   auto* s = new Session(server);
   int rc = uv_pipe_init(server.loop(), &s->pipe_, 0);
@@ -54,13 +60,16 @@ Session* Session::accept(Server& server, uv_stream_t* listener) {
     return nullptr;
   }
   s->pipe_.data = s;
+  // Not on the Server's list yet, so these failures free it directly, not via on_close.
+  auto drop = [s] {
+    s->state_ = State::closed;
+    uv_close(reinterpret_cast<uv_handle_t*>(&s->pipe_),
+             [](uv_handle_t* h) noexcept { delete static_cast<Session*>(h->data); });
+  };
   rc = uv_accept(listener, reinterpret_cast<uv_stream_t*>(&s->pipe_));
   if (rc < 0) {
     log_msg(LogLevel::warning, "accept: %s", uv_strerror(rc));
-    s->handle_closed_ = false;
-    s->closing_ = true;
-    uv_close(reinterpret_cast<uv_handle_t*>(&s->pipe_),
-             [](uv_handle_t* h) noexcept { delete static_cast<Session*>(h->data); });
+    drop();
     return nullptr;
   }
   uv_os_fd_t fd = -1;
@@ -69,9 +78,7 @@ Session* Session::accept(Server& server, uv_stream_t* listener) {
   socklen_t len = sizeof cred;
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
     log_msg(LogLevel::warning, "accept: SO_PEERCRED: %s; refusing connection", strerror(errno));
-    s->closing_ = true;
-    uv_close(reinterpret_cast<uv_handle_t*>(&s->pipe_),
-             [](uv_handle_t* h) noexcept { delete static_cast<Session*>(h->data); });
+    drop();
     return nullptr;
   }
   s->peer_.pid = static_cast<uint32_t>(cred.pid);
@@ -87,25 +94,18 @@ void Session::start() { update_reading(); }
 
 void Session::refuse(proto::ErrorCode code, const std::string& message) {
   reply_error(0, code, message);
-  fatal_input_ = true;  // read nothing from this peer
-  flush_replies();
-  close_after_flush();
+  close_after_flush();  // read nothing from this peer
+  send_replies();
+  maybe_finish();
 }
 
-void Session::force_drained() {
-  if (!draining_) return;
-  budget_end_ = consumed_total_;
-  drained_ = true;  // the server resets its own count
-}
-
-// ---- reading ----
+// ---- read ----
 
 void Session::update_reading() {
-  if (closing_) return;
+  if (state_ == State::closed) return;
   const auto& cfg = server_.config();
-  bool want = !peer_eof_ && !fatal_input_ && !close_after_flush_ &&
-              slots_.size() < cfg.max_inflight && out_.size() < kMaxUnsentBytes &&
-              !waiting_writer_;
+  bool want = accepting_input() && slots_.size() < cfg.max_inflight &&
+              out_.size() < kMaxUnsentBytes && !paused_on_writer_;
   if (want == reading_) return;
   auto* stream = reinterpret_cast<uv_stream_t*>(&pipe_);
   if (want) {
@@ -140,24 +140,24 @@ void Session::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t*) noexc
     if (nread == UV_EOF) {
       // Whole frames still buffered are served; a trailing partial frame never
       // completed, so it is neither stored nor answered.
-      s->peer_eof_ = true;
-      s->close_after_flush_ = true;
-      s->process_input();
+      s->close_after_flush();
+      s->read_frames();
     } else {
       log_msg(LogLevel::info, "pid %u: read: %s; closing", s->peer_.pid, uv_strerror(static_cast<int>(nread)));
-      s->mark_drained();
       s->close();
     }
     return;
   }
   s->end_ += static_cast<size_t>(nread);
-  s->process_input();
+  s->read_frames();
 }
 
-void Session::process_input() {
-  if (closing_) return;
+// Cuts whole frames out of the buffer and dispatches them, as far as max_inflight and
+// the writer queue allow; then enqueues this read's appends and sends what is ready.
+void Session::read_frames() {
+  if (state_ == State::closed) return;
   const uint32_t max_frame = server_.config().limits.max_frame;
-  while (!fatal_input_ && !waiting_writer_ && slots_.size() < server_.config().max_inflight) {
+  while (!paused_on_writer_ && slots_.size() < server_.config().max_inflight) {
     auto fv = proto::frame_next({rbuf_.get() + start_, end_ - start_}, max_frame);
     if (fv.status == proto::FrameStatus::need_more) break;
     if (fv.status == proto::FrameStatus::too_large || fv.status == proto::FrameStatus::empty) {
@@ -169,76 +169,48 @@ void Session::process_input() {
                   big ? "frame length " + std::to_string(fv.length) + " exceeds max_frame " +
                             std::to_string(max_frame)
                       : std::string("frame length 0 is not allowed"));
-      fatal_input_ = true;
-      start_ = end_;
-      mark_drained();
-      close_after_flush();
+      input_broken();
       break;
     }
-    bool in_budget = !draining_ || consumed_total_ < budget_end_;
     start_ += fv.consumed;
+    bool admitted = admit_frame(fv.payload);
     consumed_total_ += fv.consumed;
-    if (in_budget) {
-      handle_frame(fv.payload);
-    } else {
-      // Arrived after SIGTERM: not accepted. Say so, with the id if we can read it.
-      uint64_t id = 0;
-      auto d = proto::Decoded::parse(fv.payload, kMaxRequestDepth);
-      if (d) {
-        auto r = proto::request_from(d.value());
-        id = r ? r.value().id : r.error().id;
-      }
-      reply_error(id, proto::ErrorCode::shutting_down,
-                  "cairnd is shutting down; reconnect and resend");
-    }
+    if (admitted) dispatch(fv.payload);
   }
-  if (!staged_.empty()) {
-    // Up to the last urgent event: ahead of the writer's queue; the rest: in line.
-    if (staged_urgent_ > 0) {
-      std::vector<WriteRequest> rest(std::make_move_iterator(staged_.begin() + static_cast<long>(staged_urgent_)),
-                                     std::make_move_iterator(staged_.end()));
-      staged_.resize(staged_urgent_);
-      server_.writer().submit(staged_, /*urgent=*/true);
-      staged_.swap(rest);
-      staged_urgent_ = 0;
-    }
-    server_.writer().submit(staged_);
-    if (server_.writer().over_limit()) {
-      waiting_writer_ = true;
-      server_.wait_for_writer(this);
-    }
-  }
+  submit_staged();
   // Only after our appends are queued: the last drained session starts the writer's
   // final commit, which must include them.
-  if (draining_ && input_exhausted()) mark_drained();
-  flush_replies();
+  if (input_exhausted()) report_drained();
+  send_replies();
   update_reading();
   maybe_finish();
 }
 
-// ---- requests ----
-
-uint64_t Session::new_slot() {
-  slots_.emplace_back();
-  return first_slot_ + slots_.size() - 1;
+// Outside a drain every frame is admitted. During one, a frame that starts past the
+// budget arrived after SIGTERM: it is answered shutting_down (with its id if readable).
+bool Session::admit_frame(std::span<const uint8_t> payload) {
+  if (consumed_total_ < budget_end_) return true;
+  uint64_t id = 0;
+  auto d = proto::Decoded::parse(payload, kMaxRequestDepth);
+  if (d) {
+    auto r = proto::request_from(d.value());
+    id = r ? r.value().id : r.error().id;
+  }
+  reply_error(id, proto::ErrorCode::shutting_down, "cairnd is shutting down; reconnect and resend");
+  return false;
 }
 
-void Session::fill(uint64_t slot, std::string&& frame) {
-  auto& s = slots_[slot - first_slot_];
-  s.frame = std::move(frame);
-  s.ready = true;
+void Session::input_broken() {
+  start_ = end_;  // nothing buffered is a frame any more
+  close_after_flush();
+  report_drained();
 }
 
-void Session::reply_error(uint64_t id, proto::ErrorCode code, std::string_view message,
-                          std::string_view field, std::string_view rule) {
-  std::string f;
-  proto::encode_error(f, id, code, message, field, rule);
-  fill(new_slot(), std::move(f));
-}
+// ---- validate ----
 
 bool Session::may_query() const { return server_.may_query(peer_.uid, peer_.gid); }
 
-void Session::handle_frame(std::span<const uint8_t> payload) {
+void Session::dispatch(std::span<const uint8_t> payload) {
   auto decoded = proto::Decoded::parse(payload, kMaxRequestDepth);
   if (!decoded) {
     reply_error(0, proto::ErrorCode::malformed, decoded.error());
@@ -247,7 +219,7 @@ void Session::handle_frame(std::span<const uint8_t> payload) {
   auto r = proto::request_from(decoded.value());
   if (!r) {
     const auto& e = r.error();
-    reply_error(e.id, e.code, e.message, e.field);
+    reply_error(e.id, e.code, e.message, e.field, e.rule);
     return;
   }
   const proto::Request& req = r.value();
@@ -273,7 +245,7 @@ void Session::handle_frame(std::span<const uint8_t> payload) {
       fill(new_slot(), std::move(out));
       return;
     case proto::Op::append:
-      handle_append(req, new_slot());
+      stage_append(req, new_slot());
       return;
     case proto::Op::flush: {
       WriteRequest w;
@@ -281,45 +253,55 @@ void Session::handle_frame(std::span<const uint8_t> payload) {
       w.session = this;
       w.slot = new_slot();
       w.id = req.id;
-      ++outstanding_;
+      ref();
       staged_.push_back(std::move(w));
       return;
     }
     case proto::Op::query:
     case proto::Op::stats:
-    case proto::Op::verify: {
-      if (!may_query()) {
-        reply_error(req.id, proto::ErrorCode::permission_denied,
-                    std::string(proto::op_name(req.op)) + " is not allowed for uid " +
-                        std::to_string(peer_.uid) + " (see --query-uids / --query-gids)");
-        return;
-      }
-      ReadRequest rr;
-      rr.kind = req.op == proto::Op::query   ? ReadRequest::Kind::query
-                : req.op == proto::Op::stats ? ReadRequest::Kind::stats
-                                             : ReadRequest::Kind::verify;
-      if (req.op == proto::Op::query) {
-        auto q = proto::query_from(req, server_.config().limits);
-        if (!q) {
-          reply_error(req.id, proto::ErrorCode::invalid_field, q.error().message,
-                      q.error().field, q.error().rule);
-          return;
-        }
-        rr.spec = std::move(q.value());
-      }
-      rr.session = this;
-      rr.slot = new_slot();
-      rr.id = req.id;
-      ++outstanding_;
-      server_.reader().submit(std::move(rr));
+    case proto::Op::verify:
+      dispatch_read(req);
       return;
-    }
   }
   reply_error(req.id, proto::ErrorCode::internal, "unhandled op");
-  return;
 }
 
-void Session::handle_append(const proto::Request& req, uint64_t slot) {
+void Session::dispatch_read(const proto::Request& req) {
+  if (!may_query()) {
+    reply_error(req.id, proto::ErrorCode::permission_denied,
+                std::string(proto::op_name(req.op)) + " is not allowed for uid " +
+                    std::to_string(peer_.uid) + " (see --query-uids / --query-gids)");
+    return;
+  }
+  ReadRequest rr;
+  rr.kind = req.op == proto::Op::query   ? ReadRequest::Kind::query
+            : req.op == proto::Op::stats ? ReadRequest::Kind::stats
+                                         : ReadRequest::Kind::verify;
+  if (req.op == proto::Op::query) {
+    auto q = proto::query_from(req, server_.config().limits);
+    if (!q) {
+      reply_error(req.id, proto::ErrorCode::invalid_field, q.error().message, q.error().field,
+                  q.error().rule);
+      return;
+    }
+    rr.spec = std::move(q.value());
+  }
+  rr.session = this;
+  rr.slot = new_slot();
+  rr.id = req.id;
+  const uint64_t slot = rr.slot;
+  ref();
+  if (!server_.reader().submit(std::move(rr))) {
+    unref();  // never queued: no result will come back for it
+    std::string f;
+    proto::encode_error(f, req.id, proto::ErrorCode::overloaded,
+                        "a verify is running and " + std::to_string(Reader::kMaxWaitingVerifies) +
+                            " more are waiting for it; retry later");
+    fill(slot, std::move(f));
+  }
+}
+
+void Session::stage_append(const proto::Request& req, uint64_t slot) {
   auto fail = [&](proto::ErrorCode code, std::string_view msg, std::string_view field = {},
                   std::string_view rule = {}) {
     std::string f;
@@ -331,7 +313,8 @@ void Session::handle_append(const proto::Request& req, uint64_t slot) {
     fail(proto::ErrorCode::invalid_field, "event: required", "event", "required");
     return;
   }
-  auto e = proto::event_from_msgpack(*ev, server_.config().limits);
+  const proto::Limits& limits = server_.config().limits;
+  auto e = proto::event_from_msgpack(*ev, limits);
   if (!e) {
     const auto& v = e.error();
     fail(proto::ErrorCode::invalid_field, v.message, v.field, v.rule);
@@ -345,28 +328,71 @@ void Session::handle_append(const proto::Request& req, uint64_t slot) {
   w.event = std::move(e.value());
   w.trusted = peer_;
   w.trusted.received = realtime_ns();
+  w.body = proto::event_canonical_body(w.event, w.trusted);
+  // Every stored event must fit a query reply on its own (no reply exceeds max_frame).
+  // The body can outgrow the request (trusted fields; float32 stored as float64).
+  if (!proto::QueryReplyBuilder::fits_alone(w.body.size(), limits.max_frame)) {
+    fail(proto::ErrorCode::invalid_field,
+         "event: its stored form (" + std::to_string(w.body.size()) +
+             " bytes) would not fit in a reply of max_frame " + std::to_string(limits.max_frame) +
+             " bytes",
+         "event", "too_long");
+    return;
+  }
   const FlushPolicy& policy = server_.writer().policy();
   w.durable_ack = policy.waits_for_commit(w.event);
   bool urgent = policy.urgent(w.event);
-  w.body = proto::event_canonical_body(w.event, w.trusted);
   // The store needs only the indexed columns beside the body; the message and fields
   // live on in the body. Freed now, not after the request has waited in the queue.
   w.event.message.reset();
   std::string().swap(w.event.fields);
-  ++outstanding_;
+  ref();
   staged_.push_back(std::move(w));
   if (urgent) staged_urgent_ = staged_.size();
 }
 
-// ---- completions ----
+// ---- enqueue ----
 
-void Session::release() {
-  --outstanding_;
-  if (handle_closed_ && outstanding_ == 0) delete this;
+void Session::submit_staged() {
+  if (staged_.empty()) return;
+  // Up to the last urgent event: ahead of the writer's queue; the rest: in line.
+  if (staged_urgent_ > 0) {
+    std::vector<WriteRequest> rest(std::make_move_iterator(staged_.begin() + static_cast<long>(staged_urgent_)),
+                                   std::make_move_iterator(staged_.end()));
+    staged_.resize(staged_urgent_);
+    server_.writer().submit(staged_, /*urgent=*/true);
+    staged_.swap(rest);
+    staged_urgent_ = 0;
+  }
+  server_.writer().submit(staged_);
+  if (server_.writer().over_limit()) {
+    paused_on_writer_ = true;
+    server_.wait_for_writer(this);
+  }
+}
+
+// ---- ack ----
+
+uint64_t Session::new_slot() {
+  slots_.emplace_back();
+  return first_slot_ + slots_.size() - 1;
+}
+
+void Session::fill(uint64_t slot, std::string&& frame) {
+  auto& s = slots_[slot - first_slot_];
+  s.frame = std::move(frame);
+  s.ready = true;
+}
+
+void Session::reply_error(uint64_t id, proto::ErrorCode code, std::string_view message,
+                          std::string_view field, std::string_view rule) {
+  std::string f;
+  proto::encode_error(f, id, code, message, field, rule);
+  fill(new_slot(), std::move(f));
 }
 
 void Session::complete_write(const WriteResult& res) {
-  if (!closing_) {
+  if (state_ != State::closed) {
     std::string out;
     if (!res.ok) {
       proto::encode_error(out, res.id, res.error,
@@ -381,40 +407,40 @@ void Session::complete_write(const WriteResult& res) {
     fill(res.slot, std::move(out));
     // Frames held back by max_inflight may be waiting in the buffer: serve them now,
     // the client may be blocked waiting for this very reply.
-    process_input();
+    read_frames();
   }
-  release();
+  unref();
 }
 
 void Session::complete_read(ReadResult& res) {
-  if (!closing_) {
+  if (state_ != State::closed) {
     std::string out;
-    if (!res.ok) {
+    if (res.cancelled) {
+      // Only shutdown cancels the reads of a live connection.
+      proto::encode_error(out, res.id, proto::ErrorCode::shutting_down,
+                          "cairnd is shutting down; this request was not run to the end");
+    } else if (!res.ok) {
       proto::encode_error(out, res.id, proto::ErrorCode::storage_failed,
                           "reading the store failed: " + res.error);
+    } else if (res.kind == ReadRequest::Kind::stats) {
+      proto::Stats st;
+      st.events = res.info.events;
+      st.by_type = std::move(res.info.by_type);
+      st.db_bytes = res.info.db_bytes;
+      server_.fill_stats(st);
+      proto::encode_stats_reply(out, res.id, st, server_.config().limits.max_frame);
     } else {
-      if (res.kind == ReadRequest::Kind::stats) {
-        proto::Stats st;
-        st.events = res.info.events;
-        st.by_type = std::move(res.info.by_type);
-        st.db_bytes = res.info.db_bytes;
-        server_.fill_stats(st);
-        proto::encode_stats_reply(out, res.id, st);
-      } else {
-        out = std::move(res.frame);
-      }
+      out = std::move(res.frame);
     }
     fill(res.slot, std::move(out));
     // Frames held back by max_inflight may be waiting in the buffer: serve them now,
     // the client may be blocked waiting for this very reply.
-    process_input();
+    read_frames();
   }
-  release();
+  unref();
 }
 
-// ---- writing ----
-
-void Session::flush_replies() {
+void Session::send_replies() {
   while (!slots_.empty() && slots_.front().ready) {
     if (out_.empty()) out_.swap(slots_.front().frame);  // a query page: no copy
     else out_ += slots_.front().frame;
@@ -425,7 +451,7 @@ void Session::flush_replies() {
 }
 
 void Session::start_write() {
-  if (write_in_flight_ || out_.empty() || closing_) return;
+  if (write_in_flight_ || out_.empty() || state_ == State::closed) return;
   writing_.swap(out_);
   out_.clear();
   uv_buf_t buf = uv_buf_init(writing_.data(), static_cast<unsigned>(writing_.size()));
@@ -459,69 +485,75 @@ void Session::on_write(uv_write_t* req, int status) noexcept {
 // ---- lifecycle ----
 
 void Session::resume() {
-  waiting_writer_ = false;
-  if (closing_) return;
-  process_input();  // frames already buffered first, then read more
+  paused_on_writer_ = false;
+  if (state_ == State::closed) return;
+  read_frames();  // frames already buffered first, then read more
 }
 
 void Session::begin_drain() {
-  if (draining_) return;
-  draining_ = true;
+  if (budget_end_ != kNoBudget) return;
+  if (state_ == State::open) state_ = State::draining;
   int avail = 0;
   uv_os_fd_t fd = -1;
-  if (!closing_ && uv_fileno(reinterpret_cast<uv_handle_t*>(&pipe_), &fd) == 0)
+  if (state_ != State::closed && uv_fileno(reinterpret_cast<uv_handle_t*>(&pipe_), &fd) == 0)
     ioctl(fd, FIONREAD, &avail);
   budget_end_ = consumed_total_ + (end_ - start_) + static_cast<uint64_t>(avail < 0 ? 0 : avail);
-  if (input_exhausted()) mark_drained();
+  if (input_exhausted()) report_drained();
 }
 
-void Session::mark_drained() {
-  if (!draining_ || drained_) return;
-  drained_ = true;
+void Session::force_drained() {
+  if (budget_end_ == kNoBudget) return;
+  budget_end_ = consumed_total_;
+  drain_reported_ = true;  // the server resets its own count
+}
+
+void Session::report_drained() {
+  if (budget_end_ == kNoBudget || drain_reported_) return;
+  drain_reported_ = true;
   server_.session_drained(this);
 }
 
 void Session::close_after_flush() {
-  close_after_flush_ = true;
+  if (state_ == State::open || state_ == State::draining) state_ = State::closing;
   update_reading();
   maybe_finish();
 }
 
 bool Session::whole_frame_buffered() const {
-  return !fatal_input_ && proto::frame_next({rbuf_.get() + start_, end_ - start_},
-                                            server_.config().limits.max_frame)
-                                  .status == proto::FrameStatus::complete;
+  return proto::frame_next({rbuf_.get() + start_, end_ - start_}, server_.config().limits.max_frame)
+             .status == proto::FrameStatus::complete;
 }
 
 // Nothing more will be accepted from this connection: its shutdown budget is used up,
 // or it can send no more and has no whole frame left to serve.
 bool Session::input_exhausted() const {
-  if (closing_ || fatal_input_) return true;
-  if (draining_ && consumed_total_ >= budget_end_) return true;
-  return peer_eof_ && !whole_frame_buffered();
+  if (state_ == State::closed) return true;
+  if (consumed_total_ >= budget_end_) return true;
+  return state_ == State::closing && !whole_frame_buffered();
 }
 
 void Session::maybe_finish() {
-  if (closing_ || !close_after_flush_) return;
+  if (state_ != State::closing) return;
   if (!slots_.empty() || !out_.empty() || write_in_flight_ || !staged_.empty()) return;
   // After EOF, whole frames still buffered (we were paused) are served before closing.
   if (!whole_frame_buffered()) close();
 }
 
 void Session::close() {
-  if (closing_) return;
-  closing_ = true;
-  mark_drained();
+  if (state_ == State::closed) return;
+  state_ = State::closed;
+  report_drained();
+  // Reads of ours that have not run are dropped; a running one is interrupted. Their
+  // results still come back (through the mailbox) to release their refs.
+  server_.reader().cancel_session(this);
   uv_read_stop(reinterpret_cast<uv_stream_t*>(&pipe_));
-  ++outstanding_;  // the close callback is one more thing in flight
   uv_close(reinterpret_cast<uv_handle_t*>(&pipe_), &Session::on_close);
 }
 
 void Session::on_close(uv_handle_t* h) noexcept {
   auto* s = static_cast<Session*>(h->data);
-  s->handle_closed_ = true;
   s->server_.session_closed(s);
-  s->release();
+  s->unref();  // the handle's ref
 }
 
 }  // namespace cairn::daemon

@@ -1,5 +1,17 @@
 // session.hpp — one client connection: read frames, validate, hand appends to the
-// writer and queries to the readers, send replies in request order.
+// writer and reads to the query threads, send the replies in request order.
+//
+// The ack path, one named step each (session.cpp follows this order):
+//   accept    Session::accept: peer credentials, read buffer (the Server links it).
+//   read      on_read -> read_frames: cut whole frames out of the buffer; during a drain
+//             only frames inside the budget are admitted (admit_frame).
+//   validate  dispatch: decode the request and check it (request_from, event_from_msgpack);
+//             a bad request is answered in its slot and costs nothing else.
+//   enqueue   stage_append collects this read's appends; submit_staged hands them to the
+//             writer (urgent ones ahead of its queue). Reads go to the Reader.
+//   commit    the writer thread (writer.hpp): insert, commit, fsync.
+//   ack       complete_write / complete_read -> fill(slot) -> send_replies: replies leave
+//             in slot order, whatever order the threads finished in.
 //
 // Glossary:
 //   slot      every request gets the next slot number; its reply goes out only after the
@@ -10,10 +22,13 @@
 //             served normally; later frames are answered `shutting_down`.
 //   paused    we stopped reading because this connection has max_inflight requests
 //             open, its unsent replies pile up, or the writer queue is full.
+//   state     open -> draining -> closing -> closed (State below); it only moves forward.
+//   refs      what keeps the memory alive: the libuv handle until its close callback,
+//             and each writer/reader request in flight. unref() frees at zero, so a
+//             WriteResult or ReadResult never points at freed memory.
 //
-// Ownership: the Server creates sessions and keeps them on its list. A session frees
-// itself once its pipe is closed AND no writer/reader request of it is in flight
-// (outstanding_ == 0), so a WriteResult never points at freed memory.
+// Ownership: the Server creates sessions and keeps them on its list until on_close; the
+// session frees itself (unref) once the list has let go and nothing is in flight.
 #pragma once
 
 #include <uv.h>
@@ -34,7 +49,15 @@ class Server;
 
 class Session {
  public:
-  // Accepts one connection from `listener`. Returns nullptr (and logs) on failure.
+  enum class State : uint8_t {
+    open,      // reading and answering requests
+    draining,  // SIGTERM: serving frames inside the budget, refusing later ones
+    closing,   // reading no more requests (peer EOF, broken framing, refused, final acks
+               // sent): closes once every reply is written
+    closed,    // uv_close issued; freed by unref() once nothing is in flight
+  };
+
+  // accept: one connection from `listener`. Returns nullptr (and logs) on failure.
   static Session* accept(Server& server, uv_stream_t* listener);
 
   // Starts reading requests.
@@ -42,21 +65,23 @@ class Session {
   // Answers one error frame (id 0) and closes: used for connection limits.
   void refuse(proto::ErrorCode code, const std::string& message);
 
+  // ack: results from the writer and the query threads (loop thread).
   void complete_write(const WriteResult& res);
   void complete_read(ReadResult& res);
 
   // Shutdown steps, driven by the Server.
   void begin_drain();
-  bool drained() const { return drained_; }
-  void force_drained();  // drain deadline passed: stop waiting for this budget
+  bool drained() const { return drain_reported_; }
+  void force_drained();      // drain deadline passed: stop waiting for this budget
   void close_after_flush();  // after the final acks: close once all is written
   void close();              // now
 
-  // Backpressure from the writer queue has eased.
+  // Backpressure from the writer queue has eased (or the writer is gone).
   void resume();
 
   const proto::Trusted& peer() const { return peer_; }
-  bool closed() const { return closing_; }
+  State state() const { return state_; }
+  bool closed() const { return state_ == State::closed; }
 
   // Intrusive list links, owned by the Server.
   Session* prev_ = nullptr;
@@ -71,36 +96,52 @@ class Session {
   explicit Session(Server& server);
   ~Session() = default;
 
+  // Transport (libuv callbacks).
   static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf) noexcept;
   static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) noexcept;
   static void on_write(uv_write_t* req, int status) noexcept;
   static void on_close(uv_handle_t* h) noexcept;
 
-  void process_input();
-  void handle_frame(std::span<const uint8_t> payload);
-  void handle_append(const proto::Request& req, uint64_t slot);
-  uint64_t new_slot();
+  // The ack path, in order.
+  void read_frames();
+  bool admit_frame(std::span<const uint8_t> payload);
+  void dispatch(std::span<const uint8_t> payload);
+  void dispatch_read(const proto::Request& req);
+  void stage_append(const proto::Request& req, uint64_t slot);
+  void submit_staged();
   void fill(uint64_t slot, std::string&& frame);
+  void send_replies();
+
+  uint64_t new_slot();
   void reply_error(uint64_t id, proto::ErrorCode code, std::string_view message,
                    std::string_view field = {}, std::string_view rule = {});
-  void flush_replies();
   void start_write();
   void update_reading();
-  void mark_drained();
+  void input_broken();  // framing lost: discard input, answer what is pending, close
+  void report_drained();
   bool whole_frame_buffered() const;
   bool input_exhausted() const;
   void maybe_finish();
-  void release();  // one writer/reader request of ours has completed
   bool may_query() const;
+  bool accepting_input() const { return state_ == State::open || state_ == State::draining; }
+
+  // The one place that decides the delete.
+  void ref() { ++refs_; }
+  void unref();
 
   Server& server_;
   uv_pipe_t pipe_{};
   proto::Trusted peer_;
+  State state_ = State::open;
+  uint32_t refs_ = 1;  // the handle, released in on_close
 
   // Read buffer: [start_, end_) holds unparsed bytes.
   std::unique_ptr<uint8_t[]> rbuf_;
   size_t cap_ = 0, start_ = 0, end_ = 0;
   uint64_t consumed_total_ = 0;  // bytes of frames handled since connect
+  static constexpr uint64_t kNoBudget = UINT64_MAX;  // not draining: every frame is served
+  uint64_t budget_end_ = kNoBudget;  // draining: frames starting before this are served
+  bool drain_reported_ = false;  // the Server has counted us as drained
 
   std::deque<Slot> slots_;
   uint64_t first_slot_ = 0;  // slot number of slots_.front()
@@ -112,17 +153,8 @@ class Session {
   uv_write_t write_req_{};
   bool write_in_flight_ = false;
 
-  uint32_t outstanding_ = 0;  // writer/reader requests in flight
-  bool reading_ = false;
-  bool waiting_writer_ = false;  // paused on the writer queue, on the server's list
-  bool peer_eof_ = false;
-  bool fatal_input_ = false;     // broken frame boundary: answer, then close
-  bool closing_ = false;
-  bool handle_closed_ = false;
-  bool close_after_flush_ = false;
-  bool draining_ = false;
-  bool drained_ = false;
-  uint64_t budget_end_ = 0;
+  bool reading_ = false;           // uv_read_start is active
+  bool paused_on_writer_ = false;  // on the server's list until the writer queue drains
 };
 
 }  // namespace cairn::daemon

@@ -72,23 +72,24 @@ std::optional<Violation> text(const std::string& field, const msgpack_object& o,
   return std::nullopt;
 }
 
-// Canonical re-encoding of `fields`, validating as it goes. depth: 1 for the fields map.
-std::optional<Violation> canon(const msgpack_object& o, const std::string& path, uint32_t depth,
-                               const Limits& limits, Packer& pk) {
+// Checks a `fields` value against the rules, in the order the client sent it: for each
+// map entry its key (type, text, empty, a repeat of an earlier key), then its value, so
+// the first broken rule reported is the first one in the bytes (PROTOCOL.md §3).
+// depth: 1 for the fields map.
+std::optional<Violation> check_fields(const msgpack_object& o, const std::string& path,
+                                      uint32_t depth, const Limits& limits) {
   switch (o.type) {
-    case MSGPACK_OBJECT_NIL: pk.nil(); return std::nullopt;
-    case MSGPACK_OBJECT_BOOLEAN: pk.boolean(o.via.boolean); return std::nullopt;
-    case MSGPACK_OBJECT_POSITIVE_INTEGER: pk.u64(o.via.u64); return std::nullopt;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: pk.i64(o.via.i64); return std::nullopt;
+    case MSGPACK_OBJECT_NIL:
+    case MSGPACK_OBJECT_BOOLEAN:
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+      return std::nullopt;
     case MSGPACK_OBJECT_FLOAT32:
     case MSGPACK_OBJECT_FLOAT64:
       if (!std::isfinite(o.via.f64)) return make(path, "range", "NaN and infinities are not allowed");
-      pk.f64(o.via.f64);
       return std::nullopt;
     case MSGPACK_OBJECT_STR:
-      if (auto v = text(path, o, limits, false)) return v;
-      pk.str(str_of(o));
-      return std::nullopt;
+      return text(path, o, limits, false);
     case MSGPACK_OBJECT_ARRAY:
     case MSGPACK_OBJECT_MAP: {
       if (depth > limits.max_depth)
@@ -99,15 +100,12 @@ std::optional<Violation> canon(const msgpack_object& o, const std::string& path,
         return make(path, "too_many_entries", std::to_string(count) + " entries exceed the limit of " +
                                                   std::to_string(limits.max_fields));
       if (!is_map) {
-        pk.array(count);
         for (uint32_t k = 0; k < count; ++k)
-          if (auto v = canon(o.via.array.ptr[k], path + "[" + std::to_string(k) + "]", depth + 1,
-                             limits, pk))
+          if (auto v = check_fields(o.via.array.ptr[k], path + "[" + std::to_string(k) + "]",
+                                    depth + 1, limits))
             return v;
         return std::nullopt;
       }
-      std::vector<const msgpack_object_kv*> kvs;
-      kvs.reserve(count);
       for (uint32_t k = 0; k < count; ++k) {
         const auto& kv = o.via.map.ptr[k];
         if (kv.key.type != MSGPACK_OBJECT_STR)
@@ -120,25 +118,51 @@ std::optional<Violation> canon(const msgpack_object& o, const std::string& path,
           return v;
         }
         if (kv.key.via.str.size == 0) return make(path + ".", "empty", "empty key");
-        kvs.push_back(&kv);
-      }
-      std::sort(kvs.begin(), kvs.end(), [](const auto* a, const auto* b) {
-        return str_of(a->key) < str_of(b->key);
-      });
-      for (size_t k = 1; k < kvs.size(); ++k)
-        if (str_of(kvs[k]->key) == str_of(kvs[k - 1]->key))
-          return make(path + "." + std::string(str_of(kvs[k]->key)), "duplicate_key",
-                      "key appears twice");
-      pk.map(count);
-      for (const auto* kv : kvs) {
-        pk.str(str_of(kv->key));
-        if (auto v = canon(kv->val, path + "." + std::string(str_of(kv->key)), depth + 1, limits, pk))
+        // At most max_fields (64) earlier keys: a plain scan.
+        for (uint32_t j = 0; j < k; ++j)
+          if (str_of(o.via.map.ptr[j].key) == str_of(kv.key))
+            return make(path + "." + std::string(str_of(kv.key)), "duplicate_key",
+                        "key appears twice");
+        if (auto v = check_fields(kv.val, path + "." + std::string(str_of(kv.key)), depth + 1, limits))
           return v;
       }
       return std::nullopt;
     }
     default:
       return wrong_type(path, o, "str, int, float, bool, nil, map or array");
+  }
+}
+
+// Canonical encoding of a `fields` value that check_fields accepted: map keys sorted
+// bytewise at every level, integers shortest, floats as float64.
+void canon_fields(const msgpack_object& o, Packer& pk) {
+  switch (o.type) {
+    case MSGPACK_OBJECT_NIL: pk.nil(); return;
+    case MSGPACK_OBJECT_BOOLEAN: pk.boolean(o.via.boolean); return;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER: pk.u64(o.via.u64); return;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER: pk.i64(o.via.i64); return;
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64: pk.f64(o.via.f64); return;
+    case MSGPACK_OBJECT_STR: pk.str(str_of(o)); return;
+    case MSGPACK_OBJECT_ARRAY:
+      pk.array(o.via.array.size);
+      for (uint32_t k = 0; k < o.via.array.size; ++k) canon_fields(o.via.array.ptr[k], pk);
+      return;
+    case MSGPACK_OBJECT_MAP: {
+      std::vector<const msgpack_object_kv*> kvs;
+      kvs.reserve(o.via.map.size);
+      for (uint32_t k = 0; k < o.via.map.size; ++k) kvs.push_back(&o.via.map.ptr[k]);
+      std::sort(kvs.begin(), kvs.end(), [](const auto* a, const auto* b) {
+        return str_of(a->key) < str_of(b->key);
+      });
+      pk.map(kvs.size());
+      for (const auto* kv : kvs) {
+        pk.str(str_of(kv->key));
+        canon_fields(kv->val, pk);
+      }
+      return;
+    }
+    default: return;  // refused by check_fields
   }
 }
 
@@ -271,8 +295,9 @@ Result<Event, Violation> event_from_msgpack(const msgpack_object& obj, const Lim
         break;
       case kFields: {
         if (v.type != MSGPACK_OBJECT_MAP) return Err{wrong_type(field, v, "map")};
+        if (auto bad = check_fields(v, "fields", 1, limits)) return Err{*bad};
         Packer pk(ev.fields);
-        if (auto bad = canon(v, "fields", 1, limits, pk)) return Err{*bad};
+        canon_fields(v, pk);
         break;
       }
       case kSync:

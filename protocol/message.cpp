@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cstring>
+#include <unordered_set>
 
 #include "pack.hpp"
 
@@ -114,12 +115,47 @@ const msgpack_object* map_get(const msgpack_object& map, std::string_view key) {
 
 // ---- requests (daemon side) ----
 
+namespace {
+
+// The first str key (in the order sent) that repeats an earlier one: map_get would
+// silently take the first copy. Linear: a frame may hold tens of thousands of keys.
+std::optional<std::string_view> repeated_key(const msgpack_object& m) {
+  const uint32_t n = m.via.map.size;
+  if (n <= 8) {  // every real request: no allocation
+    for (uint32_t i = 1; i < n; ++i) {
+      const auto& ki = m.via.map.ptr[i].key;
+      if (ki.type != MSGPACK_OBJECT_STR) continue;
+      for (uint32_t j = 0; j < i; ++j) {
+        const auto& kj = m.via.map.ptr[j].key;
+        if (kj.type == MSGPACK_OBJECT_STR && str_of(kj) == str_of(ki)) return str_of(ki);
+      }
+    }
+    return std::nullopt;
+  }
+  std::unordered_set<std::string_view> seen;
+  seen.reserve(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    const auto& k = m.via.map.ptr[i].key;
+    if (k.type == MSGPACK_OBJECT_STR && !seen.insert(str_of(k)).second) return str_of(k);
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 Result<Request, RequestError> request_from(const Decoded& decoded) {
   const msgpack_object& m = decoded.root();
   Request r;
   r.map = &m;
   const msgpack_object* id = map_get(m, "id");
   if (id != nullptr && id->type == MSGPACK_OBJECT_POSITIVE_INTEGER) r.id = id->via.u64;
+  if (auto dup = repeated_key(m)) {
+    // Which value was meant is unknowable: refuse the request, naming the key. A repeated
+    // id is echoed as 0, since neither copy can be trusted to be the one the client reads.
+    std::string shown = text_for_display(*dup);
+    return Err{RequestError{ErrorCode::invalid_field, *dup == "id" ? 0 : r.id, shown,
+                            shown + ": key appears twice in the request", "duplicate_key"}};
+  }
   if (id == nullptr)
     return Err{RequestError{ErrorCode::malformed, 0, "id", "request has no id"}};
   if (id->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
@@ -215,8 +251,25 @@ Result<QuerySpec, Violation> query_from(const Request& req, const Limits& limits
 
 // ---- replies (daemon side) ----
 
+namespace {
+
+// `s` cut to at most `max` bytes on a UTF-8 boundary, with "..." marking the cut.
+std::string_view cut_utf8(std::string_view s, size_t max, std::string& buf) {
+  if (s.size() <= max) return s;
+  size_t n = max - 3;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xc0) == 0x80) --n;  // continuation
+  buf.assign(s.substr(0, n));
+  buf += "...";
+  return buf;
+}
+
+}  // namespace
+
 void encode_error(std::string& out, uint64_t id, ErrorCode code, std::string_view message,
                   std::string_view field, std::string_view rule) {
+  std::string mbuf, fbuf;
+  message = cut_utf8(message, kMaxErrorMessage, mbuf);
+  field = cut_utf8(field, kMaxErrorField, fbuf);
   size_t at = begin_frame(out);
   Packer pk(out);
   pk.map(4 + (field.empty() ? 0 : 1) + (rule.empty() ? 0 : 1));
@@ -301,6 +354,30 @@ void QueryReplyBuilder::add(uint64_t seq, std::string_view hash, std::string_vie
   ++count_;
 }
 
+namespace {
+
+size_t uint_size(uint64_t v) {
+  return v < 128 ? 1 : v <= 0xff ? 2 : v <= 0xffff ? 3 : v <= 0xffffffffu ? 5 : 9;
+}
+size_t str_header_size(size_t n) { return n < 32 ? 1 : n <= 0xff ? 2 : n <= 0xffff ? 3 : 5; }
+
+}  // namespace
+
+bool QueryReplyBuilder::fits(size_t body_size, uint32_t max_payload) const {
+  // One entry: fixmap, "seq" u64, "hash" bin8 of 32, "event" body; then finish() adds
+  // "next" and at most a u64.
+  constexpr size_t kEntry = 1 + 4 + 9 + 5 + 2 + 32 + 6;
+  constexpr size_t kFinish = 5 + 9;
+  size_t payload = out_.size() - frame_at_ - kFrameHeaderSize;
+  return payload + kEntry + body_size + kFinish <= max_payload;
+}
+
+bool QueryReplyBuilder::fits_alone(size_t body_size, uint32_t max_payload) {
+  std::string scratch;
+  QueryReplyBuilder empty(scratch, UINT64_MAX);  // the longest id
+  return empty.fits(body_size, max_payload);
+}
+
 void QueryReplyBuilder::finish(std::optional<uint64_t> next) {
   out_[count_at_ + 1] = static_cast<char>(count_ >> 8);
   out_[count_at_ + 2] = static_cast<char>(count_);
@@ -318,16 +395,29 @@ void encode_query_reply(std::string& out, uint64_t id, const QueryPage& page) {
   b.finish(page.next);
 }
 
-void encode_stats_reply(std::string& out, uint64_t id, const Stats& s) {
+void encode_stats_reply(std::string& out, uint64_t id, const Stats& s, uint32_t max_payload) {
+  // Everything but by_type fits in 512 bytes (18 short keys, numbers, a flush mode name);
+  // by_type gets the rest, most frequent types first, and says how many it left out.
+  constexpr size_t kFixed = 512;
+  size_t room = max_payload > kFixed ? max_payload - kFixed : 0;
+  size_t shown = 0, used = 5;  // the map header
+  for (const auto& [t, n] : s.by_type) {
+    size_t entry = str_header_size(t.size()) + t.size() + uint_size(n);
+    if (used + entry > room) break;
+    used += entry;
+    ++shown;
+  }
+  size_t omitted = s.by_type.size() - shown;
   size_t at = begin_frame(out);
   Packer pk(out);
-  pk.map(18);
+  pk.map(18 + (omitted > 0 ? 1 : 0));
   pk.str("id"); pk.u64(id);
   pk.str("ok"); pk.boolean(true);
   pk.str("events"); pk.u64(s.events);
   pk.str("by_type");
-  pk.map(s.by_type.size());
-  for (const auto& [t, n] : s.by_type) { pk.str(t); pk.u64(n); }
+  pk.map(shown);
+  for (size_t i = 0; i < shown; ++i) { pk.str(s.by_type[i].first); pk.u64(s.by_type[i].second); }
+  if (omitted > 0) { pk.str("by_type_omitted"); pk.u64(omitted); }
   pk.str("head_seq"); pk.u64(s.head_seq);
   pk.str("queue_depth"); pk.u64(s.queue_depth);
   pk.str("queue_bytes"); pk.u64(s.queue_bytes);

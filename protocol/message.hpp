@@ -20,6 +20,7 @@
 
 #include "errors.hpp"
 #include "event.hpp"
+#include "frame.hpp"
 #include "result.hpp"
 
 namespace cairn::proto {
@@ -68,13 +69,15 @@ struct Request {
 };
 
 struct RequestError {
-  ErrorCode code;  // malformed, unknown_op, invalid_field
+  ErrorCode code;  // malformed, unknown_op, invalid_field (a repeated key)
   uint64_t id;     // 0 when the id itself could not be read
   std::string field;
   std::string message;
+  std::string rule;  // invalid_field only: duplicate_key
 };
 
-// Reads op and id from a decoded request map.
+// Reads op and id from a decoded request map. A key that appears twice anywhere in the
+// map refuses the request (invalid_field, rule duplicate_key, naming the key).
 Result<Request, RequestError> request_from(const Decoded& decoded);
 
 struct Hello {
@@ -156,6 +159,10 @@ struct HelloInfo {
   Limits limits;
   uint32_t max_inflight = 0;
 };
+// The message is cut to kMaxErrorMessage bytes and the field to kMaxErrorField (on a
+// UTF-8 boundary, "..." appended), so an error reply always fits the smallest max_frame.
+inline constexpr size_t kMaxErrorMessage = 512;
+inline constexpr size_t kMaxErrorField = 256;
 void encode_error(std::string& out, uint64_t id, ErrorCode code, std::string_view message,
                   std::string_view field = {}, std::string_view rule = {});
 void encode_hello_reply(std::string& out, uint64_t id, const HelloInfo& info);
@@ -171,13 +178,22 @@ class QueryReplyBuilder {
   void add(uint64_t seq, std::string_view hash, std::string_view body);  // hash: 32 bytes
   void finish(std::optional<uint64_t> next);
   uint32_t count() const { return count_; }
+  // Whether one more event with a body of `body_size` bytes still leaves the finished
+  // reply's payload within max_payload (PROTOCOL.md §2: no reply exceeds max_frame).
+  bool fits(size_t body_size, uint32_t max_payload) const;
+  // Whether a page holding only this event fits: the daemon refuses to store an event
+  // that would not, so every stored event can be sent.
+  static bool fits_alone(size_t body_size, uint32_t max_payload);
 
  private:
   std::string& out_;
   size_t frame_at_ = 0, count_at_ = 0;
   uint32_t count_ = 0;
 };
-void encode_stats_reply(std::string& out, uint64_t id, const Stats& stats);
+// `by_type` is cut, most frequent first, so the payload stays within max_payload; the
+// number of types left out is sent as `by_type_omitted` (only when > 0).
+void encode_stats_reply(std::string& out, uint64_t id, const Stats& stats,
+                        uint32_t max_payload = kDefaultMaxFrame);
 void encode_verify_reply(std::string& out, uint64_t id, const VerifyReport& report);
 void encode_pong(std::string& out, uint64_t id);
 

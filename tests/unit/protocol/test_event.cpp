@@ -513,3 +513,49 @@ Test(event, canonical_body_of_a_full_event_is_exact) {
                "a4636f6d6d" "a178",                 // comm: "x"
                "got %s", hex_of(body).c_str());
 }
+
+// Inside `fields` too, the first broken rule is the first in the order the keys were
+// sent: a bad value before a bad key, and a repeated key before a later bad value, even
+// though the stored form sorts the keys (issue 9, defect 7).
+Test(event, fields_first_violation_is_in_the_order_sent) {
+  // "z" (bad value) comes before "a\x01" (bad key); sorted, "a\x01" would come first.
+  expect_refused(build(1, [](Packer& pk) {
+                   pk.str("fields");
+                   pk.map(2);
+                   pk.str("z"); pk.str("v\x01");
+                   pk.str("a\x01"); pk.u64(1);
+                 }),
+                 "fields.z", "control_char");
+  // "b" repeated, then "a" with a bad value: the repeat is found first.
+  expect_refused(build(1, [](Packer& pk) {
+                   pk.str("fields");
+                   pk.map(3);
+                   pk.str("b"); pk.u64(1);
+                   pk.str("b"); pk.u64(2);
+                   pk.str("a"); pk.str("\xff");
+                 }),
+                 "fields.b", "duplicate_key");
+  // A bad value in a nested map before a bad key at the outer level.
+  expect_refused(build(1, [](Packer& pk) {
+                   pk.str("fields");
+                   pk.map(2);
+                   pk.str("y");
+                   pk.map(1);
+                   pk.str("k"); pk.str("\xe2\x80\xae");
+                   pk.str(""); pk.u64(1);
+                 }),
+                 "fields.y.k", "bidi");
+}
+
+Test(event, fields_checked_in_order_still_store_sorted_keys) {
+  auto b = build(1, [](Packer& pk) {
+    pk.str("fields");
+    pk.map(3);
+    pk.str("b"); pk.u64(2);
+    pk.str("c"); pk.u64(3);
+    pk.str("a"); pk.u64(1);
+  });
+  auto r = event_from_msgpack(b.obj(), Limits{});
+  cr_assert(r.ok());
+  cr_assert_eq(r.value().fields, std::string("\x83\xa1" "a\x01\xa1" "b\x02\xa1" "c\x03"));
+}

@@ -707,3 +707,112 @@ Test(message, append_with_every_field_round_trips) {
   cr_assert_eq(v.idem, std::string("\0\1\2\3\4\5\6\7\x08", 9));
   cr_assert_not(v.sync);
 }
+
+namespace {
+
+cairn::Result<Request, RequestError> request_of(const std::string& payload, Decoded& keep) {
+  auto d = Decoded::parse({reinterpret_cast<const uint8_t*>(payload.data()), payload.size()}, 8);
+  cr_assert(d.ok(), "%s", d.ok() ? "" : d.error().c_str());
+  keep = std::move(d.value());
+  return request_from(keep);
+}
+
+}  // namespace
+
+// A repeated key in the request map is refused by name, never resolved by taking one of
+// the copies (issue 9, defect 10).
+Test(message, repeated_request_key_is_refused_with_duplicate_key) {
+  Decoded keep;
+  // {"op":"query","id":4,"limit":1,"limit":1000}
+  std::string q;
+  Packer qp(q);
+  qp.map(4);
+  qp.str("op"); qp.str("query");
+  qp.str("id"); qp.u64(4);
+  qp.str("limit"); qp.u64(1);
+  qp.str("limit"); qp.u64(1000);
+  auto r = request_of(q, keep);
+  cr_assert_not(r.ok());
+  cr_assert_eq(r.error().code, ErrorCode::invalid_field);
+  cr_assert_eq(r.error().rule, "duplicate_key");
+  cr_assert_eq(r.error().field, "limit");
+  cr_assert_eq(r.error().id, 4u);
+  // A repeated id: neither copy is echoed.
+  std::string p2;
+  Packer pp(p2);
+  pp.map(3);
+  pp.str("op"); pp.str("ping");
+  pp.str("id"); pp.u64(4);
+  pp.str("id"); pp.u64(5);
+  auto r2 = request_of(p2, keep);
+  cr_assert_not(r2.ok());
+  cr_assert_eq(r2.error().field, "id");
+  cr_assert_eq(r2.error().id, 0u);
+  // Many keys (the linear path): the first repeat in the order sent is named.
+  std::string many;
+  Packer pk(many);
+  pk.map(40);
+  pk.str("op"); pk.str("ping");
+  pk.str("id"); pk.u64(9);
+  for (int i = 0; i < 36; ++i) { pk.str("k" + std::to_string(i)); pk.nil(); }
+  pk.str("k7"); pk.nil();
+  pk.str("k3"); pk.nil();
+  auto r3 = request_of(many, keep);
+  cr_assert_not(r3.ok());
+  cr_assert_eq(r3.error().field, "k7");
+}
+
+// No reply exceeds max_frame (PROTOCOL.md §2): error texts are cut, stats by_type is cut
+// with a count of what was left out, and a query page knows when it is full.
+Test(message, error_reply_fits_the_smallest_max_frame) {
+  std::string f;
+  std::string long_field(5000, 'f');
+  std::string long_msg = std::string(3000, 'm') + "\xe2\x82\xac";  // ends in a 3-byte char
+  encode_error(f, 1, ErrorCode::invalid_field, long_msg, long_field, "too_long");
+  cr_assert_leq(f.size() - kFrameHeaderSize, 1024u);
+  Reply r = reply_of(decode_frame(f));
+  cr_assert_leq(r.message.size(), kMaxErrorMessage);
+  cr_assert_leq(r.field.size(), kMaxErrorField);
+  cr_assert(r.field.ends_with("..."));
+  cr_assert_not(check_text(r.message, 1 << 20, false).has_value(), "cut on a UTF-8 boundary");
+}
+
+Test(message, stats_by_type_is_cut_to_fit_and_counts_the_rest) {
+  Stats st;
+  for (int i = 0; i < 5000; ++i) st.by_type.emplace_back("Type.Number." + std::to_string(i), 5000 - i);
+  std::string f;
+  encode_stats_reply(f, 3, st, 4096);
+  cr_assert_leq(f.size() - kFrameHeaderSize, 4096u);
+  Decoded d = decode_frame(f);
+  Reply r = reply_of(d);
+  auto s = stats_from(r);
+  cr_assert(s.ok());
+  cr_assert_gt(s.value().by_type.size(), 10u);
+  cr_assert_lt(s.value().by_type.size(), 5000u);
+  cr_assert_eq(s.value().by_type.front().first, "Type.Number.0", "most frequent kept first");
+  const msgpack_object* om = map_get(*r.map, "by_type_omitted");
+  cr_assert(om != nullptr && om->type == MSGPACK_OBJECT_POSITIVE_INTEGER);
+  cr_assert_eq(om->via.u64 + s.value().by_type.size(), 5000u);
+  // Small enough: nothing cut, no extra key.
+  Stats small;
+  small.by_type.emplace_back("A", 1);
+  std::string g;
+  encode_stats_reply(g, 3, small, 4096);
+  Decoded d2 = decode_frame(g);
+  cr_assert_null(map_get(*reply_of(d2).map, "by_type_omitted"));
+}
+
+Test(message, query_page_builder_stops_within_the_bound) {
+  std::string f;
+  QueryReplyBuilder b(f, 77);
+  std::string body(1000, 'x');
+  body[0] = '\xc0';  // not a real body; only sizes matter here
+  std::string hash(32, 'h');
+  uint64_t seq = 100;
+  while (b.fits(body.size(), 8192)) b.add(seq--, hash, body);
+  b.finish(seq + 1);
+  cr_assert_gt(b.count(), 0u);
+  cr_assert_leq(f.size() - kFrameHeaderSize, 8192u, "payload %zu", f.size() - kFrameHeaderSize);
+  cr_assert(QueryReplyBuilder::fits_alone(8000, 8192));
+  cr_assert_not(QueryReplyBuilder::fits_alone(8192, 8192));
+}
