@@ -342,6 +342,28 @@ StoreResult<std::unique_ptr<Store>> Store::open(const std::string& path, OpenMod
   return s;
 }
 
+namespace {
+// Writer: nodes past the head were written by records that are gone (a tail cut by hand;
+// a crash or a lost -wal never leaves them, as a node commits with its leaf). Appending
+// would hand out those records' seqs again, and fail at the first node position taken.
+StoreResult<Ok> check_no_nodes_past(sqlite3* db, uint64_t head) {
+  sqlite3_stmt* st = nullptr;
+  int rc = sqlite3_prepare_v2(db, "SELECT MAX(pos) FROM tree", -1, &st, nullptr);
+  if (rc != SQLITE_OK) return Err{make_error(db, rc, "read tree")};
+  rc = sqlite3_step(st);
+  bool past = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL &&
+              static_cast<uint64_t>(sqlite3_column_int64(st, 0)) >= seal::postorder(0, head);
+  StoreError err = rc == SQLITE_ROW ? StoreError{} : make_error(db, rc, "read tree");
+  sqlite3_finalize(st);
+  if (rc != SQLITE_ROW) return Err{err};
+  if (past)
+    return Err{StoreError{StoreErrorKind::corrupt, 0,
+                          "the tree holds nodes past head seq " + std::to_string(head) +
+                              ": records after it were removed (run cairn verify)"}};
+  return Ok{};
+}
+}  // namespace
+
 StoreResult<Ok> Store::load_head() {
   sqlite3_stmt* st = stmts_->head;
   sqlite3_reset(st);
@@ -351,7 +373,7 @@ StoreResult<Ok> Store::load_head() {
     head_seq_ = 0;
     head_hash_ = kGenesis;
     frontier_ = seal::Frontier();
-    return Ok{};
+    return mode_ == OpenMode::writer ? check_no_nodes_past(db_, 0) : Ok{};
   }
   if (rc != SQLITE_ROW) {
     auto e = make_error(db_, rc, "read head");
@@ -389,6 +411,8 @@ StoreResult<Ok> Store::load_head() {
     return Err{StoreError{StoreErrorKind::corrupt, 0,
                           "the tree of " + std::to_string(seq) +
                               " records is missing a node (run cairn verify)"}};
+  auto past = check_no_nodes_past(db_, seq);
+  if (!past) return past;
   frontier_ = std::move(*f);
   return Ok{};
 }

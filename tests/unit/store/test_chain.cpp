@@ -352,6 +352,29 @@ Test(store_chain, a_missing_frontier_node_is_refused_on_open_as_corrupt) {
   cr_assert_eq(v.value().failure, "tree", "%s", v.value().reason.c_str());
 }
 
+Test(store_chain, a_writer_refuses_a_log_whose_tail_was_cut_behind_its_tree_nodes) {
+  // Records 9 and 10 may have been acked; node (1,4) that record 10 wrote is still there.
+  // Opening would hand out seq 9 again (and fail for good at seq 10's node).
+  for (const char* cut : {"DELETE FROM events WHERE seq > 8", "DELETE FROM events"}) {
+    TempDb t;
+    {
+      auto s = open_store(t.path);
+      fill(*s, 10);
+      exec(s->handle(), "DROP TRIGGER events_no_delete");
+      exec(s->handle(), cut);
+    }
+    auto s = Store::open(t.path, OpenMode::writer);
+    cr_assert_not(s.ok(), "a writer opened after: %s", cut);
+    cr_assert_eq(s.error().kind, StoreErrorKind::corrupt, "%s", s.error().message.c_str());
+    cr_assert(s.error().message.find("records after it were removed") != std::string::npos, "%s",
+              s.error().message.c_str());
+    // A reader still opens it: verify is how the operator learns what happened.
+    auto v = open_store(t.path, OpenMode::readonly)->verify();
+    cr_assert(v.ok());
+    cr_assert_eq(v.value().failure, "tree", "%s", v.value().reason.c_str());
+  }
+}
+
 Test(store_chain, cairnd_records_are_leaves_like_events_and_verify_reads_them) {
   TempDb t;
   auto s = open_store(t.path);
