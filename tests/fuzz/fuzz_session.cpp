@@ -15,7 +15,7 @@
 //   - it never answers more requests than it was sent (one extra for a fatal frame);
 //   - after every restart it comes back (the chain head checks out), and a SIGTERM
 //     shutdown returns 0.
-// Every kInputsPerDaemon inputs the daemon is stopped with SIGTERM and started afresh on
+// Every kInputsPerDaemon (2,000) inputs the daemon is stopped with SIGTERM and started afresh on
 // a new database with the next of three configurations (immediate, batched with small
 // queues, hybrid with small limits), so the files stay small (verify is O(n)) and the
 // shutdown path is fuzzed too.
@@ -51,7 +51,7 @@ using namespace cairn;
 
 namespace {
 
-constexpr int kInputsPerDaemon = 4000;
+constexpr int kInputsPerDaemon = 2000;
 constexpr int kAnswerDeadlineMs = 30'000;  // far above any honest answer time
 
 int64_t now_ms() {
@@ -108,10 +108,10 @@ void start_daemon() {
       break;
     case 2:
       args.insert(args.end(), {"--flush-mode", "batched", "--batch-size", "7", "--batch-interval-ms", "5",
-                               "--max-inflight", "8", "--queue-max-events", "16", "--queue-max-bytes", "4096"});
+                               "--max-inflight", "8", "--queue-max-events", "16", "--queue-max-bytes", "65536"});
       break;
     default:
-      args.insert(args.end(), {"--flush-mode", "hybrid", "--batch-interval-ms", "3", "--max-frame", "512",
+      args.insert(args.end(), {"--flush-mode", "hybrid", "--batch-interval-ms", "3", "--max-frame", "1024",
                                "--max-string", "24", "--critical-types", "A,Crit"});
       break;
   }
@@ -119,6 +119,7 @@ void start_daemon() {
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   auto parsed = daemon::parse_args(static_cast<int>(args.size()), argv.data());
+  if (!parsed) std::fprintf(stderr, "fuzz_session: %s\n", parsed.error().c_str());
   FUZZ_CHECK(parsed.ok(), "the fuzz target's own cairnd flags are refused");
   daemon::Config config = std::move(parsed.value().config);
   g.exit_code = -1;
