@@ -247,8 +247,8 @@ Result<Ok, std::string> config_set(Config& c, const std::string& key, const std:
     return num(0, 600'000, c.shutdown_linger_ms);
   } else if (key == "seal-interval") {
     auto ms = parse_duration_ms(v);
-    if (!ms || *ms > 86'400'000 || (*ms != 0 && *ms < 100))
-      return Err{"seal-interval: '" + v + "' is not a duration from 100ms to 24h (e.g. 30s, 500ms, 2m) or 0/off"};
+    if (!ms || *ms > 86'400'000 || (*ms != 0 && *ms < 10))
+      return Err{"seal-interval: '" + v + "' is not a duration from 10ms to 24h (e.g. 30s, 500ms, 2m) or 0/off"};
     c.seal_interval_ms = static_cast<uint32_t>(*ms);
   } else if (key == "key-file") {
     if (v.empty()) return Err{std::string("key-file: empty path")};

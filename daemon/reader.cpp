@@ -1,6 +1,7 @@
 #include "reader.hpp"
 
 #include <pthread.h>
+#include <time.h>
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -195,8 +196,13 @@ void Reader::on_mail(std::vector<ReadResult>& results) {
 // once, so a free thread takes it as soon as it may), then the FIFO.
 bool Reader::next_job(Worker& w, Job& job) {
   if (!verify_running_ && !verify_waiting_.empty()) {
+    // One walk answers every waiter that asked the same question (the same key,
+    // checkpoints and freshness as the oldest waiter); the others wait for the next.
     job.kind = ReadRequest::Kind::verify;
-    job.reqs.swap(verify_waiting_);
+    const proto::VerifyArgs first = verify_waiting_.front().verify;
+    std::vector<ReadRequest> later;
+    for (auto& r : verify_waiting_) (r.verify == first ? job.reqs : later).push_back(std::move(r));
+    verify_waiting_.swap(later);
     verify_running_ = true;
   } else if (!queue_.empty()) {
     job.kind = queue_.front().kind;

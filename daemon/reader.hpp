@@ -6,8 +6,9 @@
 // Limits:
 //   verify   an O(n) walk, so at most one runs at a time per daemon. Verify requests that
 //            arrive while one runs wait (at most kMaxWaitingVerifies, daemon-wide; more
-//            are refused `overloaded`), and the next walk answers all of them at once:
-//            each waiter gets a report from a walk that began after it asked.
+//            are refused `overloaded`), and the next walk answers all of them that
+//            asked with the same arguments at once: each waiter gets a report from a
+//            walk that began after it asked.
 //   pages    a query reply stops before it would exceed the frame bound it is given
 //            (max_frame) and carries a `next` cursor instead (PROTOCOL.md §6.4).
 //   cancel   a request whose session closed, or any request when the daemon shuts down,
@@ -45,6 +46,7 @@ struct ReadRequest {
   uint64_t slot = 0;
   uint64_t id = 0;  // the client's request id, echoed in the reply
   proto::QuerySpec spec;
+  proto::VerifyArgs verify;  // verify: key, saved checkpoints, freshness
 };
 
 struct ReadResult {

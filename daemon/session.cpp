@@ -286,6 +286,15 @@ void Session::dispatch_read(const proto::Request& req) {
     }
     rr.spec = std::move(q.value());
   }
+  if (req.op == proto::Op::verify) {
+    auto v = proto::verify_args_from(req);
+    if (!v) {
+      reply_error(req.id, proto::ErrorCode::invalid_field, v.error().message, v.error().field,
+                  v.error().rule);
+      return;
+    }
+    rr.verify = std::move(v.value());
+  }
   rr.session = this;
   rr.slot = new_slot();
   rr.id = req.id;

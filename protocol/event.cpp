@@ -246,6 +246,10 @@ Result<Event, Violation> event_from_msgpack(const msgpack_object& obj, const Lim
         if (t.empty()) return Err{make(field, "empty", "must not be empty")};
         if (t.size() > kMaxTypeLen || !std::all_of(t.begin(), t.end(), type_char_ok))
           return Err{make(field, "pattern", "must be 1-64 characters of [A-Za-z0-9_.:-]")};
+        // cairnd's own records (seals, lost-seq placeholders) live in this namespace; a
+        // client's "cairn.seal" would be a forged seal verify has to reject.
+        if (t.size() >= 6 && t.substr(0, 6) == "cairn.")
+          return Err{make(field, "reserved", "types starting with 'cairn.' are written by cairnd only")};
         ev.type = std::string(t);
         break;
       }

@@ -193,6 +193,32 @@ Result<Hello, Violation> hello_from(const Request& req) {
   return h;
 }
 
+Result<VerifyArgs, Violation> verify_args_from(const Request& req) {
+  VerifyArgs a;
+  const msgpack_object& m = *req.map;
+  if (const msgpack_object* v = map_get(m, "key")) {
+    if (v->type != MSGPACK_OBJECT_STR) return Err{bad("key", "type", "expected str")};
+    if (v->via.str.size > 512) return Err{bad("key", "too_long", "a verifier key is under 512 bytes")};
+    a.key = std::string(str_of(*v));
+  }
+  if (const msgpack_object* v = map_get(m, "checkpoints")) {
+    if (v->type != MSGPACK_OBJECT_ARRAY) return Err{bad("checkpoints", "type", "expected array of str")};
+    if (v->via.array.size > 16) return Err{bad("checkpoints", "too_many_entries", "at most 16")};
+    for (uint32_t i = 0; i < v->via.array.size; ++i) {
+      const msgpack_object& c = v->via.array.ptr[i];
+      std::string f = "checkpoints[" + std::to_string(i) + "]";
+      if (c.type != MSGPACK_OBJECT_STR) return Err{bad(f, "type", "expected str")};
+      if (c.via.str.size > 4096) return Err{bad(f, "too_long", "a checkpoint is under 4 KiB")};
+      a.checkpoints.emplace_back(str_of(c));
+    }
+  }
+  if (const msgpack_object* v = map_get(m, "fresh")) {
+    if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER) return Err{bad("fresh", "type", "expected uint (ns)")};
+    a.fresh_ns = v->via.u64;
+  }
+  return a;
+}
+
 Result<QuerySpec, Violation> query_from(const Request& req, const Limits& limits) {
   QuerySpec q;
   const msgpack_object& m = *req.map;

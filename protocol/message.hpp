@@ -99,6 +99,15 @@ struct QuerySpec {
 inline constexpr uint32_t kMaxQueryLimit = 1000;
 Result<QuerySpec, Violation> query_from(const Request& req, const Limits& limits);
 
+// Verify arguments (PROTOCOL.md §8): all optional.
+struct VerifyArgs {
+  std::optional<std::string> key;        // the log's verifier key, "NAME+ID+BASE64"
+  std::vector<std::string> checkpoints;  // saved signed checkpoints (<= 16, <= 4 KiB each)
+  std::optional<uint64_t> fresh_ns;      // newest seal at most this old
+  bool operator==(const VerifyArgs&) const = default;  // verifies with equal args share a walk
+};
+Result<VerifyArgs, Violation> verify_args_from(const Request& req);
+
 using Hash = std::array<uint8_t, 32>;
 
 struct StoredEvent {

@@ -46,6 +46,7 @@ Verdict IncrementalJudge::cycle(const std::map<std::string, test::AckRecord>& cy
   for (const auto& r : test::read_rows_from(db_, cursor_.next_seq)) {
     // cairnd's own records (seals, lost-seq placeholders) carry no client idem.
     if (r.type.rfind("cairn.", 0) == 0) continue;
+    ++events_;
     if (!stored_.emplace(r.idem, r.seq).second) {
       ++v.duplicated;
       note(v, "idem '" + r.idem + "' stored twice (seq " + seq_str(stored_[r.idem]) + " and " +
@@ -62,6 +63,7 @@ Verdict IncrementalJudge::cycle(const std::map<std::string, test::AckRecord>& cy
     note(v, v.chain);
   }
   v.rows = cursor_.next_seq - 1;
+  v.events = events_;
 
   // Per connection: (index, idem, ack) in send order, for the order check.
   struct Entry {

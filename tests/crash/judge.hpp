@@ -37,6 +37,7 @@ namespace cairn::crash {
 
 struct Verdict {
   uint64_t rows = 0;  // head seq after the checks (rows are 1..head when the chain is sound)
+  uint64_t events = 0;  // client events stored: rows less cairnd's own (seals, placeholders)
   uint64_t durable_acked = 0, nondurable_acked = 0;
   uint64_t lost_durable = 0;
   uint64_t lost_nondurable = 0;
@@ -75,6 +76,7 @@ class IncrementalJudge {
   std::string db_;
   test::ChainCursor cursor_;
   std::unordered_map<std::string, uint64_t> stored_;  // idem -> seq, everything checked
+  uint64_t events_ = 0;                                // client rows checked so far
 };
 
 // Splits a Streamer idem "<prefix>-<TT>-<IIIIIII>" into its connection key and index.

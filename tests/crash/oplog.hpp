@@ -17,6 +17,8 @@ namespace cairn::crash {
 enum class OpKind : uint8_t { write = 1, sync = 2, truncate = 3, remove = 4, sync_failed = 5 };
 inline constexpr int kFileDb = 0;
 inline constexpr int kFileWal = 1;
+inline constexpr int kFileKey = 2;  // cairnd's key file (logged through cairn_keyfile_io)
+inline constexpr int kFiles = 3;
 
 struct Op {
   OpKind kind;

@@ -1,5 +1,6 @@
 #include "powercut.hpp"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -53,7 +54,7 @@ void PowerCut::apply_sectors(std::string& img, const Op& op, std::mt19937_64& rn
 void PowerCut::advance_to(size_t k) {
   for (; next_ < k && next_ < ops_.size(); ++next_) {
     const Op& op = ops_[next_];
-    if (op.file < 0 || op.file > 1) continue;
+    if (op.file < 0 || op.file >= kFiles) continue;
     FileState& f = files_[op.file];
     switch (op.kind) {
       case OpKind::write:
@@ -78,10 +79,10 @@ void PowerCut::advance_to(size_t k) {
 }
 
 void PowerCut::materialize(const std::string& dir, CutVariant v, uint64_t seed) const {
-  const char* names[2] = {"/cairn.db", "/cairn.db-wal"};
+  const char* names[kFiles] = {"/cairn.db", "/cairn.db-wal", "/cairn.db.key"};
   std::mt19937_64 rng(seed);
   unlink((dir + "/cairn.db-shm").c_str());
-  for (int i = 0; i < 2; ++i) {
+  for (int i = 0; i < kFiles; ++i) {
     const FileState& f = files_[i];
     std::string img = f.durable;
     for (size_t p = 0; p < f.pending.size(); ++p) {
@@ -110,6 +111,7 @@ void PowerCut::materialize(const std::string& dir, CutVariant v, uint64_t seed) 
     if (!f.exists && img.empty()) continue;
     std::ofstream(path, std::ios::binary)
         .write(img.data(), static_cast<std::streamsize>(img.size()));
+    if (i == kFileKey) chmod(path.c_str(), 0600);
   }
 }
 

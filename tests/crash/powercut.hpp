@@ -36,10 +36,12 @@ class PowerCut {
   const Op& op(size_t k) const { return ops_[k]; }
   // Advances the durable state to just before op k (k never decreases between calls).
   void advance_to(size_t k);
-  // Unsynced ops (both files) at the current point.
-  size_t pending() const { return files_[0].pending.size() + files_[1].pending.size(); }
-  // Writes <dir>/cairn.db and <dir>/cairn.db-wal as the cut at the current point left
-  // them (and removes <dir>/cairn.db-shm). `seed` picks which ops/sectors land, so one
+  // Unsynced ops (all files) at the current point.
+  size_t pending() const {
+    return files_[0].pending.size() + files_[1].pending.size() + files_[2].pending.size();
+  }
+  // Writes <dir>/cairn.db, <dir>/cairn.db-wal and <dir>/cairn.db.key as the cut at the
+  // current point left them (and removes <dir>/cairn.db-shm). `seed` picks which ops/sectors land, so one
   // (op log, cut point, variant, seed) always gives the same files.
   void materialize(const std::string& dir, CutVariant v, uint64_t seed) const;
 
@@ -53,7 +55,7 @@ class PowerCut {
   static void apply_sectors(std::string& img, const Op& op, std::mt19937_64& rng);
   std::vector<Op> ops_;
   size_t next_ = 0;
-  FileState files_[2];
+  FileState files_[kFiles];
 };
 
 }  // namespace cairn::crash

@@ -108,8 +108,8 @@ Test(sigterm, hundred_thousand_accepted_events_are_durable_after_sigterm) {
 
   crash::Verdict v = crash::judge(d.db(), acked, sent);
   cr_assert_eq(v.hard_errors() + v.lost_nondurable, 0u, "%s: %s", sc, v.first_problem.c_str());
-  cr_assert_eq(v.rows, acked.size(), "%s: %llu rows for %zu acked events", sc,
-               static_cast<unsigned long long>(v.rows), acked.size());
+  cr_assert_eq(v.events, acked.size(), "%s: %llu events stored for %zu acked", sc,
+               static_cast<unsigned long long>(v.events), acked.size());
   for (const auto& r : read_rows_from(d.db(), 1))
     cr_assert(refused.count(r.idem) == 0,
               "%s: %s was answered shutting_down but stored as seq %llu", sc, r.idem.c_str(),
@@ -122,7 +122,7 @@ Test(sigterm, hundred_thousand_accepted_events_are_durable_after_sigterm) {
       line, sizeof line,
       "tally: scenario=%s accepted=%zu stored=%llu pending_at_signal=%d pending_acked=%zu "
       "pending_shutting_down=%zu lost=0 exit_status=0 signal_to_exit_ms=%.1f",
-      sc, s.acked.size(), static_cast<unsigned long long>(v.rows), kPending,
+      sc, s.acked.size(), static_cast<unsigned long long>(v.events), kPending,
       acked.size() - s.acked.size(), refused.size(), static_cast<double>(t1 - t0) / 1000.0);
   crash::emit_tally(line);
 }
@@ -153,15 +153,15 @@ Test(sigterm, sigterm_mid_stream_acks_exactly_what_it_stores) {
   crash::Verdict v = crash::judge(d.db(), s.acked, s.sent);
   cr_assert_eq(v.hard_errors() + v.lost_nondurable, 0u, "%s: %s", sc, v.first_problem.c_str());
   // Stored but never acked would be an ack the shutdown dropped.
-  cr_assert_eq(v.rows, s.acked.size(),
+  cr_assert_eq(v.events, s.acked.size(),
                "%s: %llu events stored but %zu acked: acks were lost in "
                "the shutdown",
-               sc, static_cast<unsigned long long>(v.rows), s.acked.size());
+               sc, static_cast<unsigned long long>(v.events), s.acked.size());
   char line[256];
   std::snprintf(line, sizeof line,
                 "tally: scenario=%s acked=%zu stored=%llu refused_shutting_down=%llu "
                 "connection_errors=%llu lost=0 exit_status=0 signal_to_exit_ms=%.1f",
-                sc, s.acked.size(), static_cast<unsigned long long>(v.rows),
+                sc, s.acked.size(), static_cast<unsigned long long>(v.events),
                 static_cast<unsigned long long>(shutting_down),
                 static_cast<unsigned long long>(other), static_cast<double>(t1 - t0) / 1000.0);
   crash::emit_tally(line);

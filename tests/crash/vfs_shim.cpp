@@ -87,6 +87,17 @@ void log_op(cairn::crash::OpKind kind, int file_id, int64_t offset, const void* 
   }
 }
 
+}  // namespace
+
+// cairnd's key file writes and syncs (daemon/keys.cpp calls this hook when it is linked
+// in), logged in the same order as the database's so a power cut can tear them too.
+extern "C" void cairn_keyfile_io(int op, int64_t offset, const void* data, size_t len) {
+  log_op(op == 1 ? cairn::crash::OpKind::write : cairn::crash::OpKind::sync, cairn::crash::kFileKey, offset, data,
+         static_cast<int64_t>(len));
+}
+
+namespace {
+
 sqlite3_file* R(sqlite3_file* f) { return reinterpret_cast<ShimFile*>(f)->real; }
 int id_of(sqlite3_file* f) { return reinterpret_cast<ShimFile*>(f)->file_id; }
 

@@ -95,6 +95,8 @@ struct Row {
   uint32_t pid = 0, uid = 0, gid = 0;
   int severity = 0;
 };
+// Client events only: cairnd's own records (seals at every --seal-interval and at a
+// clean stop, lost-seq placeholders; type "cairn.*") are left out, so seqs may skip.
 std::vector<Row> read_rows(const std::string& db_path);
 
 // Checks seq is 1..N without gaps, every hash chains from genesis, PRAGMA
