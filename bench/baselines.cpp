@@ -32,6 +32,7 @@
 
 #include "../daemon/store/store.hpp"
 #include "../protocol/pack.hpp"
+#include "../seal/hash.hpp"
 #include "bench_event.hpp"
 
 using namespace cairn;
@@ -339,6 +340,46 @@ int run_offset(const std::string& path, int conns, double seconds, long depth, c
   return failed.load() ? 1 : 0;
 }
 
+// The raw SHA-256 rate over the same bytes verify hashes: every record's body read in
+// seq order and leaf-hashed, nothing else (the floor for cairn verify, same run).
+int run_hash_db(const std::string& path) {
+  auto s = open_store(path, store::OpenMode::readonly);
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(s->handle(), "SELECT body FROM events ORDER BY seq", -1, &st, nullptr);
+  int64_t t0 = now_ns();
+  uint64_t n = 0, bytes = 0;
+  uint8_t acc = 0;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    std::string_view b(static_cast<const char*>(sqlite3_column_blob(st, 0)),
+                       static_cast<size_t>(sqlite3_column_bytes(st, 0)));
+    acc ^= seal::leaf_hash(b)[0];
+    ++n;
+    bytes += b.size();
+  }
+  sqlite3_finalize(st);
+  double secs = static_cast<double>(now_ns() - t0) / 1e9;
+  std::printf("{\"records\":%llu,\"bytes\":%llu,\"seconds\":%.2f,\"per_s\":%.0f,\"x\":%d}\n",
+              static_cast<unsigned long long>(n), static_cast<unsigned long long>(bytes), secs,
+              static_cast<double>(n) / secs, acc);
+  return 0;
+}
+
+// Bytes on disk per table and index (SQLite's dbstat), and per record.
+int run_db_bytes(const std::string& path) {
+  auto s = open_store(path, store::OpenMode::readonly);
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(s->handle(), "SELECT name, SUM(pgsize) FROM dbstat GROUP BY name", -1, &st, nullptr) !=
+      SQLITE_OK)
+    return fail("dbstat (SQLite without SQLITE_ENABLE_DBSTAT_VTAB?)");
+  std::string out = "{\"records\":" + std::to_string(s->head_seq());
+  while (sqlite3_step(st) == SQLITE_ROW)
+    out += ",\"" + std::string(reinterpret_cast<const char*>(sqlite3_column_text(st, 0))) +
+           "\":" + std::to_string(sqlite3_column_int64(st, 1));
+  sqlite3_finalize(st);
+  std::printf("%s}\n", out.c_str());
+  return 0;
+}
+
 int run_head(const std::string& path) {
   auto s = open_store(path, store::OpenMode::readonly);
   std::printf("{\"head_seq\":%llu}\n", static_cast<unsigned long long>(s->head_seq()));
@@ -368,6 +409,8 @@ int main(int argc, char** argv) {
                       std::max(1L, std::atol(arg(argc, argv, "--depth", "200").c_str())), types);
   }
   if (cmd == "head") return run_head(db);
+  if (cmd == "hash-db") return run_hash_db(db);
+  if (cmd == "db-bytes") return run_db_bytes(db);
   std::fprintf(stderr, "cairn-baselines: unknown command %s\n", cmd.c_str());
   return 2;
 }

@@ -30,6 +30,7 @@
 #include <sodium.h>
 
 #include <cstring>
+#include <thread>
 #include <map>
 
 #include "../../seal/record.hpp"
@@ -150,21 +151,70 @@ struct IndexDigest {
 
 void digest_add(const unsigned char* key, IndexDigest& d, sqlite3_stmt* st, int col, int64_t seq) {
   int t = sqlite3_column_type(st, col);
-  std::string buf;
-  buf.push_back(static_cast<char>(t));
-  buf.append(reinterpret_cast<const char*>(&seq), sizeof seq);
+  // type, seq, value: on the stack unless the value is long (strings up to max_string).
+  unsigned char small[512];
+  std::string big;
+  unsigned char* buf = small;
+  size_t n = 0;
+  const void* p = nullptr;
+  size_t len = 0;
+  int64_t v = 0;
   if (t == SQLITE_INTEGER) {
-    int64_t v = sqlite3_column_int64(st, col);
-    buf.append(reinterpret_cast<const char*>(&v), sizeof v);
+    v = sqlite3_column_int64(st, col);
+    p = &v;
+    len = sizeof v;
   } else if (t != SQLITE_NULL) {
-    const void* p = t == SQLITE_BLOB ? sqlite3_column_blob(st, col) : sqlite3_column_text(st, col);
-    if (p) buf.append(static_cast<const char*>(p), static_cast<size_t>(sqlite3_column_bytes(st, col)));
+    p = t == SQLITE_BLOB ? sqlite3_column_blob(st, col) : sqlite3_column_text(st, col);
+    len = p ? static_cast<size_t>(sqlite3_column_bytes(st, col)) : 0;
   }
+  if (1 + sizeof seq + len > sizeof small) {
+    big.resize(1 + sizeof seq + len);
+    buf = reinterpret_cast<unsigned char*>(big.data());
+  }
+  buf[n++] = static_cast<unsigned char>(t);
+  std::memcpy(buf + n, &seq, sizeof seq);
+  n += sizeof seq;
+  if (len) std::memcpy(buf + n, p, len);
+  n += len;
   uint64_t h = 0;
-  crypto_shorthash(reinterpret_cast<unsigned char*>(&h), reinterpret_cast<const unsigned char*>(buf.data()),
-                   buf.size(), key);
+  crypto_shorthash(reinterpret_cast<unsigned char*>(&h), buf, n, key);
   d.sum += h;
   d.count += 1;
+}
+
+constexpr const char* kIndexNames[4] = {"events_type", "events_actor", "events_received",
+                                        "sqlite_autoindex_events_1"};
+constexpr int kIndexCols[4] = {kType, kActor, kReceived, kIdem};
+
+// What a scan of each index finds: digests of (value, seq) for seq <= end. Runs on its
+// own connection beside the walk (on a thread of its own), so the two overlap.
+struct IndexScan {
+  IndexDigest seen[4] = {{kIndexNames[0], kIndexCols[0]}, {kIndexNames[1], kIndexCols[1]},
+                         {kIndexNames[2], kIndexCols[2]}, {kIndexNames[3], kIndexCols[3]}};
+  std::string missing;  // an index that cannot be scanned: dropped, partial, altered
+  std::optional<StoreError> error;
+};
+
+void scan_indexes(sqlite3* db, const unsigned char* key, uint64_t end, IndexScan& out) {
+  for (auto& d : out.seen) {
+    std::string col = d.col == kType ? "type" : d.col == kActor ? "actor" : d.col == kReceived ? "received" : "idem";
+    std::string sql = std::string("SELECT ") + col + ", seq FROM events INDEXED BY " + d.index +
+                      (d.col == kIdem ? " WHERE idem IS NOT NULL" : "") + " ORDER BY " + col + ", seq";
+    sqlite3_stmt* st = nullptr;
+    int rc = sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr);
+    if (rc != SQLITE_OK) {
+      out.missing = std::string("index ") + d.index + " is missing or altered: " + sqlite3_errmsg(db);
+      return;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      int64_t seq = sqlite3_column_int64(st, 1);
+      if (seq < 1 || static_cast<uint64_t>(seq) > end) continue;  // appended after the walk began
+      digest_add(key, d, st, 0, seq);
+    }
+    if (rc != SQLITE_DONE) out.error = make_error(db, rc, "verify index");
+    sqlite3_finalize(st);
+    if (out.error) return;
+  }
 }
 
 class Walk {
@@ -190,7 +240,7 @@ class Walk {
   void check_seal(const seal::Seal& s, uint64_t seq);
   void check_checkpoints_at_size();
   StoreResult<Ok> check_nodes(uint64_t from_pos, uint64_t to_pos);
-  StoreResult<Ok> check_indexes();
+  StoreResult<Ok> check_indexes(const IndexScan& scan);
   void check_key_file();
 
   sqlite3* db_;
@@ -220,8 +270,8 @@ class Walk {
   };
   std::multimap<uint64_t, Saved> checkpoints_;  // by size
 
-  IndexDigest digests_[4] = {{"events_type", kType}, {"events_actor", kActor},
-                             {"events_received", kReceived}, {"sqlite_autoindex_events_1", kIdem}};
+  IndexDigest digests_[4] = {{kIndexNames[0], kIndexCols[0]}, {kIndexNames[1], kIndexCols[1]},
+                             {kIndexNames[2], kIndexCols[2]}, {kIndexNames[3], kIndexCols[3]}};
 };
 
 StoreResult<Ok> Walk::setup_key(Store& store) {
@@ -449,28 +499,14 @@ StoreResult<Ok> Walk::chunk(uint64_t from, uint64_t to, uint64_t* next) {
   return Ok{};
 }
 
-StoreResult<Ok> Walk::check_indexes() {
-  for (auto& d : digests_) {
-    // The index must exist, be a plain (not partial) index on the one column.
-    std::string col = d.col == kType ? "type" : d.col == kActor ? "actor" : d.col == kReceived ? "received" : "idem";
-    std::string sql = std::string("SELECT ") + col + ", seq FROM events INDEXED BY " + d.index +
-                      (d.col == kIdem ? " WHERE idem IS NOT NULL" : "") + " ORDER BY " + col + ", seq";
-    sqlite3_stmt* st = nullptr;
-    int rc = sqlite3_prepare_v2(db_, sql.c_str(), -1, &st, nullptr);
-    if (rc != SQLITE_OK) {
-      fail("hidden_row", 0, std::string("index ") + d.index + " is missing or altered: " + sqlite3_errmsg(db_));
-      return Ok{};
-    }
-    IndexDigest seen{d.index, d.col};
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-      int64_t seq = sqlite3_column_int64(st, 1);
-      if (seq < 1 || static_cast<uint64_t>(seq) > rep_.head_seq) continue;  // newer than the walk
-      digest_add(sipkey_, seen, st, 0, seq);
-    }
-    bool ok = rc == SQLITE_DONE;
-    StoreError err = ok ? StoreError{} : make_error(db_, rc, "verify index");
-    sqlite3_finalize(st);
-    if (!ok) return Err{err};
+StoreResult<Ok> Walk::check_indexes(const IndexScan& scan) {
+  if (scan.error) return Err{*scan.error};
+  if (!scan.missing.empty()) {
+    fail("hidden_row", 0, scan.missing);
+    return Ok{};
+  }
+  for (int i = 0; i < 4; ++i) {
+    const IndexDigest &d = digests_[i], &seen = scan.seen[i];
     if (seen.sum != d.sum || seen.count != d.count) {
       fail("hidden_row", 0, std::string("index ") + d.index + " does not hold every record exactly once (" +
                                 std::to_string(seen.count) + " entries for " + std::to_string(d.count) +
@@ -531,6 +567,20 @@ StoreResult<Ok> Walk::run(Store& store) {
     if (sqlite3_step(st) == SQLITE_ROW) end = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
     sqlite3_finalize(st);
   }
+  // The index scans run beside the walk, on a connection of their own: they need
+  // nothing from it but the bound `end` and the key, and on two cores they are free.
+  IndexScan scan;
+  std::thread scanner;
+  sqlite3* scan_db = nullptr;
+  const char* file = sqlite3_db_filename(db_, "main");
+  if (file != nullptr && *file != '\0' &&
+      sqlite3_open_v2(file, &scan_db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) == SQLITE_OK) {
+    sqlite3_busy_timeout(scan_db, 5000);
+    scanner = std::thread([&] { scan_indexes(scan_db, sipkey_, end, scan); });
+  } else {
+    sqlite3_close(scan_db);  // no second connection (an immutable reader): scan after the walk
+    scan_db = nullptr;
+  }
   msgpack_zone_init(&zone_, 4096);
   uint64_t next = 1;
   StoreResult<Ok> res = Ok{};
@@ -544,6 +594,9 @@ StoreResult<Ok> Walk::run(Store& store) {
     }
   }
   msgpack_zone_destroy(&zone_);
+  if (scanner.joinable()) scanner.join();
+  if (scan_db != nullptr) sqlite3_close(scan_db);
+  else if (res && !hard_failed()) scan_indexes(db_, sipkey_, end, scan);
   if (!res) return res;
   rep_.root = tree_.root();
   if (hard_failed()) return Ok{};
@@ -565,7 +618,7 @@ StoreResult<Ok> Walk::run(Store& store) {
     sqlite3_finalize(st);
   }
   if (hard_failed()) return Ok{};
-  auto ix = check_indexes();
+  auto ix = check_indexes(scan);
   if (!ix) return ix;
   rep_.unsealed = rep_.head_seq - (rep_.sealed_seq == 0 ? 0 : rep_.sealed_seq);
   for (const auto& [size, s] : checkpoints_) {
