@@ -24,7 +24,9 @@ std::string Daemon::status_line() const {
   WriterFigures f = writer_->figures();
   return "seq " + std::to_string(f.head_seq) + ", queue " + std::to_string(f.queue_depth) +
          ", connections " + std::to_string(server_ ? server_->sessions() : 0) + ", commits " +
-         std::to_string(f.commits) + ", storage errors " + std::to_string(f.storage_errors);
+         std::to_string(f.commits) + ", storage errors " + std::to_string(f.storage_errors) +
+         (f.lost_nondurable ? ", LOST durable:false " + std::to_string(f.lost_nondurable) : std::string()) +
+         ", seals " + std::to_string(f.seals);
 }
 
 int Daemon::run() {

@@ -98,6 +98,8 @@ Result<std::unique_ptr<Sealer>, std::string> Sealer::open(const Config& config, 
   int64_t start = realtime_ns();
   if (auto created = store.meta("created"); created && created.value())
     start = std::min<int64_t>(start, std::strtoll(created.value()->c_str(), nullptr, 10));
+  if (auto oldest = store.min_received(); oldest && oldest.value())  // imported or clock-skewed records
+    start = std::min(start, *oldest.value());
   auto k = KeyFile::open(path, !db_has_identity, want_origin, start);
   if (!k) return Err{k.error()};
   s->keys_ = std::move(k.value());

@@ -215,6 +215,8 @@ void Server::fill_stats(proto::Stats& st) const {
   st.fsync_p99_us = f.commit_p99_us;
   st.fsync_max_us = f.commit_max_us;
   st.storage_errors = f.storage_errors;
+  st.lost_nondurable = f.lost_nondurable;
+  st.seals = f.seals;
   st.connections = count_;
   st.flush_mode = flush_mode_name(config_.flush_mode);
   st.uptime_s = static_cast<uint64_t>((monotonic_ns() - started_ns_) / 1'000'000'000);

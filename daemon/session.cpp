@@ -52,7 +52,9 @@ void Session::unref() {
 // ---- accept ----
 
 Session* Session::accept(Server& server, uv_stream_t* listener) {
+  static uint64_t next_serial = 0;  // the loop thread only
   auto* s = new Session(server);
+  s->serial_ = ++next_serial;
   int rc = uv_pipe_init(server.loop(), &s->pipe_, 0);
   if (rc < 0) {
     log_msg(LogLevel::err, "accept: uv_pipe_init: %s", uv_strerror(rc));
@@ -251,6 +253,7 @@ void Session::dispatch(std::span<const uint8_t> payload) {
       WriteRequest w;
       w.kind = WriteRequest::Kind::barrier;
       w.session = this;
+      w.conn = serial_;
       w.slot = new_slot();
       w.id = req.id;
       ref();
@@ -332,6 +335,7 @@ void Session::stage_append(const proto::Request& req, uint64_t slot) {
   WriteRequest w;
   w.kind = WriteRequest::Kind::append;
   w.session = this;
+  w.conn = serial_;
   w.slot = slot;
   w.id = req.id;
   w.event = std::move(e.value());

@@ -80,6 +80,7 @@ class Session {
   void resume();
 
   const proto::Trusted& peer() const { return peer_; }
+  uint64_t serial() const { return serial_; }
   State state() const { return state_; }
   bool closed() const { return state_ == State::closed; }
 
@@ -132,6 +133,7 @@ class Session {
   Server& server_;
   uv_pipe_t pipe_{};
   proto::Trusted peer_;
+  uint64_t serial_ = 0;  // unique for the daemon's life (writer tracks connections by it)
   State state_ = State::open;
   uint32_t refs_ = 1;  // the handle, released in on_close
 

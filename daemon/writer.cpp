@@ -241,6 +241,7 @@ void Writer::run() {
     process(work, urgent_group);
     work.clear();
     // Shutdown: everything accepted is in `group` or earlier groups; commit it.
+    if (stopping && lost_at_stop_start_ == UINT64_MAX) lost_at_stop_start_ = lost_nondurable_.load();
     if (stopping && open_ > 0) commit_open();
     if (sealer_ && !failed_ && !stopping && monotonic_ns() >= next_seal_ns_) seal_epoch();
     mailbox_.post(ready_);
@@ -257,7 +258,12 @@ void Writer::run() {
   // A clean stop seals the last epoch, so nothing written before it stays unsealed.
   if (sealer_ && !failed_) seal_epoch();
   mailbox_.post(ready_);
-  bool fatal = failed_;
+  // A final commit that lost events acked durable:false is a failed shutdown: say so in
+  // the exit status, not only in the log.
+  bool fatal = failed_ || (lost_at_stop_start_ != UINT64_MAX && lost_nondurable_.load() > lost_at_stop_start_);
+  if (fatal && !failed_)
+    log_msg(LogLevel::err, "the final commit lost %llu event(s) acked durable:false",
+            static_cast<unsigned long long>(lost_nondurable_.load() - lost_at_stop_start_));
   checkpointer_.stop();
   if (store_ && !failed_) {
     busy_since_ns_ = monotonic_ns();
@@ -326,6 +332,13 @@ void Writer::append_one(WriteRequest& req) {
     ready_.push_back(res);
     return;
   }
+  if ((req.kind == WriteRequest::Kind::barrier || req.durable_ack) && lost_conns_.erase(req.conn) != 0) {
+    // This connection was acked durable:false for events a failed commit lost. A
+    // flush or a durable ack now would vouch for them: refuse it, named, once.
+    res.error = proto::ErrorCode::events_lost;
+    ready_.push_back(res);
+    return;
+  }
   if (req.kind == WriteRequest::Kind::barrier) {
     res.ok = true;
     waiting_.push_back(res);
@@ -359,6 +372,8 @@ void Writer::append_one(WriteRequest& req) {
   } else {
     if (!res.duplicate) ++open_nondurable_;
     max_handed_seq_ = std::max(max_handed_seq_, res.seq);  // handed out now, durable or not
+    if (!res.duplicate && (open_nondurable_conns_.empty() || open_nondurable_conns_.back() != req.conn))
+      open_nondurable_conns_.push_back(req.conn);
     ready_.push_back(res);
   }
   if (policy_.batch_full(open_)) {
@@ -406,6 +421,7 @@ void Writer::commit_open() {
   waiting_.clear();
   open_ = 0;
   open_nondurable_ = 0;
+  open_nondurable_conns_.clear();
   open_atomic_ = 0;
   mailbox_.post(ready_);
   maybe_checkpoint();
@@ -462,6 +478,8 @@ void Writer::fail_open(const store::StoreError& err, const char* what) {
           what, err.message.c_str(), waiting_.size(),
           static_cast<unsigned long long>(open_nondurable_));
   lost_nondurable_ += open_nondurable_;
+  lost_conns_.insert(open_nondurable_conns_.begin(), open_nondurable_conns_.end());
+  open_nondurable_conns_.clear();
   waiting_.clear();
   open_ = 0;
   open_nondurable_ = 0;

@@ -28,6 +28,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "../protocol/errors.hpp"
@@ -47,6 +48,7 @@ struct WriteRequest {
   Kind kind = Kind::append;
   bool durable_ack = false;  // the ack waits for the commit (FlushPolicy::waits_for_commit)
   Session* session = nullptr;  // borrowed: a session outlives its requests in flight
+  uint64_t conn = 0;           // the session's serial: never reused, unlike its address
   uint64_t slot = 0;
   uint64_t id = 0;             // the client's request id, echoed in the reply
   proto::Event event;
@@ -150,6 +152,12 @@ class Writer {
   int64_t next_seal_ns_ = 0;             // monotonic deadline of the next seal
   bool accept_loss_ = false;
   uint64_t max_handed_seq_ = 0;          // highest seq any ack has named (durable or not)
+  // Connections with durable:false acks in the open transaction, and those whose such
+  // acks a failed commit lost: their next flush or durable append is answered
+  // events_lost (once), so no later durable answer covers the loss.
+  std::vector<uint64_t> open_nondurable_conns_;
+  std::unordered_set<uint64_t> lost_conns_;
+  uint64_t lost_at_stop_start_ = UINT64_MAX;  // lost_nondurable_ when the stop began
   std::string last_failure_;             // why the last transaction failed
   std::string db_path_;
   // WAL size in frames after the last commit (from SQLite's wal hook). Checkpoints never

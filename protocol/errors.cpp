@@ -6,7 +6,7 @@
 namespace cairn::proto {
 namespace {
 
-constexpr std::array<std::pair<ErrorCode, std::string_view>, 10> kNames{{
+constexpr std::array<std::pair<ErrorCode, std::string_view>, 11> kNames{{
     {ErrorCode::frame_too_large, "frame_too_large"},
     {ErrorCode::malformed, "malformed"},
     {ErrorCode::invalid_field, "invalid_field"},
@@ -17,6 +17,7 @@ constexpr std::array<std::pair<ErrorCode, std::string_view>, 10> kNames{{
     {ErrorCode::overloaded, "overloaded"},
     {ErrorCode::permission_denied, "permission_denied"},
     {ErrorCode::internal, "internal"},
+    {ErrorCode::events_lost, "events_lost"},
 }};
 
 }  // namespace

@@ -20,6 +20,8 @@ enum class ErrorCode {
   overloaded,           // too many requests in flight on this connection
   permission_denied,    // peer uid not allowed to use this op
   internal,             // a daemon bug; the request did not take effect
+  events_lost,          // acks this connection got durable:false were lost with their
+                        // commit; this flush / durable event did not take effect
 };
 
 std::string_view error_code_name(ErrorCode code);

@@ -422,7 +422,7 @@ void encode_query_reply(std::string& out, uint64_t id, const QueryPage& page) {
 }
 
 void encode_stats_reply(std::string& out, uint64_t id, const Stats& s, uint32_t max_payload) {
-  // Everything but by_type fits in 512 bytes (18 short keys, numbers, a flush mode name);
+  // Everything but by_type fits in 512 bytes (20 short keys, numbers, a flush mode name);
   // by_type gets the rest, most frequent types first, and says how many it left out.
   constexpr size_t kFixed = 512;
   size_t room = max_payload > kFixed ? max_payload - kFixed : 0;
@@ -436,7 +436,7 @@ void encode_stats_reply(std::string& out, uint64_t id, const Stats& s, uint32_t 
   size_t omitted = s.by_type.size() - shown;
   size_t at = begin_frame(out);
   Packer pk(out);
-  pk.map(18 + (omitted > 0 ? 1 : 0));
+  pk.map(20 + (omitted > 0 ? 1 : 0));
   pk.str("id"); pk.u64(id);
   pk.str("ok"); pk.boolean(true);
   pk.str("events"); pk.u64(s.events);
@@ -454,6 +454,8 @@ void encode_stats_reply(std::string& out, uint64_t id, const Stats& s, uint32_t 
   pk.str("fsync_p99_us"); pk.u64(s.fsync_p99_us);
   pk.str("fsync_max_us"); pk.u64(s.fsync_max_us);
   pk.str("storage_errors"); pk.u64(s.storage_errors);
+  pk.str("lost_nondurable"); pk.u64(s.lost_nondurable);
+  pk.str("seals"); pk.u64(s.seals);
   pk.str("db_bytes"); pk.u64(s.db_bytes);
   pk.str("connections"); pk.u64(s.connections);
   pk.str("flush_mode"); pk.str(s.flush_mode);
@@ -646,6 +648,8 @@ Result<Stats, std::string> stats_from(const Reply& reply) {
   s.fsync_p99_us = u("fsync_p99_us");
   s.fsync_max_us = u("fsync_max_us");
   s.storage_errors = u("storage_errors");
+  s.lost_nondurable = u("lost_nondurable");
+  s.seals = u("seals");
   s.db_bytes = u("db_bytes");
   s.connections = u("connections");
   s.flush_mode = get_str(m, "flush_mode");

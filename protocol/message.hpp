@@ -134,6 +134,8 @@ struct Stats {
   uint64_t fsync_p99_us = 0;
   uint64_t fsync_max_us = 0;
   uint64_t storage_errors = 0;
+  uint64_t lost_nondurable = 0;  // events acked durable:false, then lost with a failed commit
+  uint64_t seals = 0;            // epochs sealed since cairnd started
   uint64_t db_bytes = 0;      // main file + WAL
   uint64_t connections = 0;
   std::string flush_mode;

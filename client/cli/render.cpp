@@ -146,6 +146,8 @@ void print_stats(FILE* out, const proto::Stats& s, Output mode, bool from_file) 
          ",\"fsync_p99_us\":" + std::to_string(s.fsync_p99_us) +
          ",\"fsync_max_us\":" + std::to_string(s.fsync_max_us) +
          ",\"storage_errors\":" + std::to_string(s.storage_errors) +
+         ",\"lost_nondurable\":" + std::to_string(s.lost_nondurable) +
+         ",\"seals\":" + std::to_string(s.seals) +
          ",\"db_bytes\":" + std::to_string(s.db_bytes) +
          ",\"connections\":" + std::to_string(s.connections) + ",\"flush_mode\":";
     json_escape(s.flush_mode, j);
@@ -167,7 +169,10 @@ void print_stats(FILE* out, const proto::Stats& s, Output mode, bool from_file) 
                  static_cast<unsigned long long>(s.fsync_p50_us),
                  static_cast<unsigned long long>(s.fsync_p99_us),
                  static_cast<unsigned long long>(s.fsync_max_us));
-    std::fprintf(out, "storage errors    %llu\n", static_cast<unsigned long long>(s.storage_errors));
+    std::fprintf(out, "storage errors    %llu (%llu events acked durable:false lost with their commit)\n",
+                 static_cast<unsigned long long>(s.storage_errors),
+                 static_cast<unsigned long long>(s.lost_nondurable));
+    std::fprintf(out, "seals             %llu since start\n", static_cast<unsigned long long>(s.seals));
     std::fprintf(out, "connections       %llu\n", static_cast<unsigned long long>(s.connections));
     std::fprintf(out, "uptime            %llu s\n", static_cast<unsigned long long>(s.uptime_s));
   }

@@ -42,6 +42,7 @@ int code_for(std::optional<proto::ErrorCode> e) {
   if (!e) return CAIRN_E_PROTOCOL;
   switch (*e) {
     case proto::ErrorCode::storage_failed: return CAIRN_E_STORAGE;
+    case proto::ErrorCode::events_lost: return CAIRN_E_STORAGE;
     case proto::ErrorCode::shutting_down: return CAIRN_E_SHUTTING_DOWN;
     case proto::ErrorCode::overloaded: return CAIRN_E_OVERLOADED;
     case proto::ErrorCode::permission_denied: return CAIRN_E_DENIED;

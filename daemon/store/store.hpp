@@ -178,6 +178,8 @@ class Store {
   // The first seal after `seq` (the one whose tree covers it), or the newest seal (latest).
   StoreResult<std::optional<std::pair<uint64_t, std::string>>> seal_after(uint64_t seq);
   StoreResult<std::optional<std::pair<uint64_t, std::string>>> latest_seal();
+  // The oldest `received` in the log (events_received index; nullopt when empty).
+  StoreResult<std::optional<int64_t>> min_received();
   StoreResult<StoreInfo> info();
   // Looks up one event by idem key (tests, dedup diagnostics).
   StoreResult<std::optional<uint64_t>> seq_for_idem(std::string_view idem);

@@ -115,4 +115,17 @@ StoreResult<std::optional<std::pair<uint64_t, std::string>>> Store::latest_seal(
   return std::optional(std::move(r.value().front()));
 }
 
+StoreResult<std::optional<int64_t>> Store::min_received() {
+  sqlite3_stmt* st = nullptr;
+  int rc = sqlite3_prepare_v2(db_, "SELECT MIN(received) FROM events", -1, &st, nullptr);
+  if (rc != SQLITE_OK) return Err{make_error(db_, rc, "read oldest record")};
+  std::optional<int64_t> out;
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_INTEGER) out = sqlite3_column_int64(st, 0);
+  StoreResult<std::optional<int64_t>> res = out;
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) res = Err{make_error(db_, rc, "read oldest record")};
+  sqlite3_finalize(st);
+  return res;
+}
+
 }  // namespace cairn::store
