@@ -31,6 +31,7 @@ constexpr size_t kLatencyWindow = 1024;
 WriteResult result_for(const WriteRequest& req) {
   WriteResult res;
   res.session = req.session;
+  res.conn = req.conn;
   res.slot = req.slot;
   res.id = req.id;
   res.barrier = req.kind == WriteRequest::Kind::barrier;
@@ -480,6 +481,9 @@ void Writer::fail_open(const store::StoreError& err, const char* what) {
   lost_nondurable_ += open_nondurable_;
   lost_conns_.insert(open_nondurable_conns_.begin(), open_nondurable_conns_.end());
   open_nondurable_conns_.clear();
+  // A connection whose own flush or durable append fails here with storage_failed has
+  // learned of the failure already.
+  for (const auto& w : waiting_) lost_conns_.erase(w.conn);
   waiting_.clear();
   open_ = 0;
   open_nondurable_ = 0;

@@ -71,6 +71,7 @@ struct WriteBatch {
 
 struct WriteResult {
   Session* session = nullptr;
+  uint64_t conn = 0;  // WriteRequest::conn
   uint64_t slot = 0;
   uint64_t id = 0;
   bool barrier = false;

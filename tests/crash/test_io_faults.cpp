@@ -13,8 +13,10 @@
 #include <cairn/cairn.h>
 #include <criterion/criterion.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -287,4 +289,71 @@ Test(faults, batched_spill_failure_loses_only_the_failed_transaction) {
                 static_cast<unsigned long long>(v.lost_nondurable),
                 static_cast<unsigned long long>(after));
   crash::emit_tally(line);
+}
+
+// Defect 1 of issue 9: batched mode, an interval commit fails with nobody waiting on it.
+// The event acked durable:false before it is lost; its seq must never name another
+// event; the connection's next flush must not say durable over the loss (events_lost,
+// once); the loss shows in stats; the next flush works again.
+Test(faults, a_lost_durable_false_ack_is_named_and_its_seq_never_reused) {
+  const char* sc = "fault/batched-interval-fsync_eio";
+  TestDaemon d("cairn-fault");
+  // Start-up makes five syncs (WAL switch and schema, the log's origin, its first key):
+  // the sixth is the first interval commit. expect_injected and the stats wait below
+  // make sure it was.
+  cr_assert(d.start({.args = {"--flush-mode", "batched", "--batch-size", "1000", "--batch-interval-ms", "50"},
+                     .env = {"CAIRN_VFS_FAULT=fsync_eio@6"}}));
+  cairn_options co;
+  cairn_options_init(&co);
+  co.reconnect_timeout_ms = 0;
+  cairn_client* c = nullptr;
+  cr_assert_eq(cairn_open(&c, d.socket().c_str(), &co), 0);
+  auto append = [&](const char* idem, cairn_ack& ack) {
+    cairn_event e{};
+    e.type = "Lost";
+    e.idem = idem;
+    e.idem_len = std::strlen(idem);
+    return cairn_append(c, &e, &ack);
+  };
+  cairn_ack a1{}, a2{};
+  cr_assert_eq(append("lost-event-1", a1), 0);
+  cr_assert_not(a1.durable);
+  // Wait (a condition on the daemon's figures, with a deadline) for the interval commit
+  // to fail and count the loss.
+  auto lost = [&] {
+    void* buf = nullptr;
+    size_t len = 0;
+    if (cairn_request(c, "stats", nullptr, 0, &buf, &len) != 0) return std::string();
+    std::string r(static_cast<char*>(buf), len);
+    cairn_free(buf);
+    return r;
+  };
+  int64_t deadline = now_ms() + 10'000;
+  while (lost().find(std::string("\xAFlost_nondurable\x01", 17)) == std::string::npos) {
+    cr_assert(now_ms() < deadline, "%s: the interval commit never failed; log %s", sc, d.log_path().c_str());
+    usleep(2000);  // between looks at the figures, not instead of them
+  }
+  expect_injected("fsync_eio@6", d.log_path());
+  cr_assert_eq(append("lost-event-2", a2), 0);
+  cr_assert_neq(a2.seq, a1.seq, "%s: seq %llu handed out twice", sc, static_cast<unsigned long long>(a1.seq));
+  uint64_t durable_seq = 0;
+  int rc = cairn_flush(c, &durable_seq);
+  const char* code = nullptr;
+  cairn_last_error(c, &code, nullptr, nullptr, nullptr);
+  cr_assert_eq(rc, CAIRN_E_STORAGE, "%s: the first flush after the loss answered %d (durable_seq %llu)", sc, rc,
+               static_cast<unsigned long long>(durable_seq));
+  cr_assert_str_eq(code, "events_lost");
+  cr_assert_eq(cairn_flush(c, &durable_seq), 0, "%s: the connection goes on after events_lost", sc);
+  cr_assert_geq(durable_seq, a2.seq);
+  cairn_close(c);
+  cr_assert_eq(exit_code(d.stop(SIGTERM)), 0);
+  // From the file: seq a1 is a placeholder, event 2 is stored under its acked seq.
+  bool saw2 = false;
+  for (const auto& r : read_rows(d.db())) {
+    cr_assert_neq(r.idem, std::string("lost-event-1"), "%s: the lost event is in the file", sc);
+    if (r.idem == "lost-event-2") saw2 = r.seq == a2.seq;
+  }
+  cr_assert(saw2, "%s: event 2 is not stored as seq %llu", sc, static_cast<unsigned long long>(a2.seq));
+  std::string problem = check_database(d.db());
+  cr_assert(problem.empty(), "%s", problem.c_str());
 }
