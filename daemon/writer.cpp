@@ -505,18 +505,17 @@ void Writer::fail_open(const store::StoreError& err, const char* what) {
 // After a failed write we do not trust this connection's view (its page cache may hold
 // pages the kernel failed to persist). Close it and read the head back from the file.
 void Writer::reopen_store() {
-  store_.reset();
-  auto s = store::Store::open(db_path_, store::OpenMode::writer);
+  auto s = store_->reopen();
   if (!s) {
     log_msg(LogLevel::err, "cannot reopen %s after a storage error: %s; refusing writes",
             db_path_.c_str(), s.error().message.c_str());
+    store_.reset();
     failed_ = true;
     // Make the loop shut the daemon down so systemd can restart it.
     std::lock_guard lk(mu_);
     stopping_ = true;
     return;
   }
-  store_ = std::move(s.value());
   store_->hand_off_checkpoints(&Writer::on_wal_commit, this);
   head_seq_ = store_->head_seq();
   log_msg(LogLevel::notice, "reopened %s; head is seq %llu", db_path_.c_str(),

@@ -311,7 +311,15 @@ StoreResult<std::unique_ptr<Store>> Store::open(const std::string& path, OpenMod
     c = s->connect(true);
   if (!c) return Err{c.error()};
 
-  auto& st = *s->stmts_;
+  auto p = s->prepare_statements();
+  if (!p) return Err{p.error()};
+  auto h = s->load_head();
+  if (!h) return Err{h.error()};
+  return s;
+}
+
+StoreResult<Ok> Store::prepare_statements() {
+  auto& st = *stmts_;
   struct {
     sqlite3_stmt** slot;
     const char* sql;
@@ -333,13 +341,30 @@ StoreResult<std::unique_ptr<Store>> Store::open(const std::string& path, OpenMod
   };
   int rc = 0;
   for (auto& p : stmts) {
-    if (p.writer_only && mode != OpenMode::writer) continue;
-    if ((*p.slot = prepare(s->db_, p.sql, &rc)) == nullptr)
-      return Err{make_error(s->db_, rc, "prepare")};
+    if (p.writer_only && mode_ != OpenMode::writer) continue;
+    if ((*p.slot = prepare(db_, p.sql, &rc)) == nullptr) return Err{make_error(db_, rc, "prepare")};
   }
-  auto h = s->load_head();
-  if (!h) return Err{h.error()};
-  return s;
+  return Ok{};
+}
+
+StoreResult<Ok> Store::reopen() {
+  if (mode_ != OpenMode::writer) return Err{misuse("reopen of a reader")};
+  // The lock fd moves across: the database is never without its writer lock, so a second
+  // cairnd cannot take it in between (issue 9, defect 6).
+  int lock = stmts_->lock_fd;
+  stmts_->lock_fd = -1;
+  stmts_.reset();  // statements before the connection
+  sqlite3_close_v2(db_);
+  db_ = nullptr;
+  hook_.reset();
+  stmts_ = std::make_unique<Statements>();
+  stmts_->lock_fd = lock;
+  auto c = connect(false);
+  if (!c) return c;
+  auto p = prepare_statements();
+  if (!p) return p;
+  head_known_ = true;
+  return load_head();
 }
 
 namespace {

@@ -127,6 +127,10 @@ class Store {
   StoreResult<Ok> commit();
   // ROLLBACK and re-read the head from disk.
   void rollback();
+  // Writer: closes the connection and opens the file again (after a failed write, the
+  // connection's page cache may hold pages the kernel never persisted), keeping the
+  // writer lock held throughout. Checkpoint hand-off must be set up again.
+  StoreResult<Ok> reopen();
   bool in_transaction() const;
   uint64_t head_seq() const { return head_seq_; }
   const Hash& head_hash() const { return head_hash_; }  // the newest leaf hash
@@ -193,6 +197,7 @@ class Store {
   // it is a cairn database of our schema version (other modes).
   StoreResult<Ok> connect(bool immutable);
   StoreResult<Ok> load_head();
+  StoreResult<Ok> prepare_statements();
   void reload_head();  // load_head after a rollback; remembers a failure in head_known_
   // Inserts the interior nodes the new leaf completes (append paths).
   StoreResult<Ok> add_leaf(const Hash& leaf);
