@@ -113,14 +113,21 @@ Result<Ok, std::string> KeyFile::write_state() {
   return Ok{};
 }
 
-Result<std::unique_ptr<KeyFile>, std::string> KeyFile::open(const std::string& path, bool create,
-                                                            const std::string& origin, int64_t now_ns) {
+Result<std::unique_ptr<KeyFile>, std::string> KeyFile::make(const std::string& path) {
   if (sodium_init() < 0) return Err{std::string("libsodium failed to initialise")};
   std::unique_ptr<KeyFile> k(new KeyFile());
   k->path_ = path;
   k->sec_ = static_cast<Secrets*>(sodium_malloc(sizeof(Secrets)));
   if (k->sec_ == nullptr) return Err{std::string("cannot allocate locked memory for the key")};
   errno = 0;
+  return k;
+}
+
+Result<std::unique_ptr<KeyFile>, std::string> KeyFile::open(const std::string& path, bool create,
+                                                            const std::string& origin, int64_t now_ns) {
+  auto made = make(path);
+  if (!made) return Err{made.error()};
+  std::unique_ptr<KeyFile> k = std::move(made.value());
   bool fresh = false;
   k->fd_ = ::open(path.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC);
   if (k->fd_ < 0 && errno == ENOENT && create) {
@@ -177,12 +184,9 @@ Result<std::unique_ptr<KeyFile>, std::string> KeyFile::open(const std::string& p
 }
 
 Result<KeyPublic, std::string> KeyFile::read_public(const std::string& path) {
-  if (sodium_init() < 0) return Err{std::string("libsodium failed to initialise")};
-  std::unique_ptr<KeyFile> k(new KeyFile());
-  k->path_ = path;
-  k->sec_ = static_cast<Secrets*>(sodium_malloc(sizeof(Secrets)));
-  if (k->sec_ == nullptr) return Err{std::string("cannot allocate locked memory for the key")};
-  errno = 0;
+  auto made = make(path);
+  if (!made) return Err{made.error()};
+  std::unique_ptr<KeyFile> k = std::move(made.value());
   k->fd_ = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (k->fd_ < 0) return Err{err(path, "cannot open")};
   auto l = k->load();

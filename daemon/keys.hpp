@@ -69,6 +69,8 @@ class KeyFile {
 
  private:
   KeyFile() = default;
+  // An empty KeyFile for `path` with its locked memory allocated.
+  static Result<std::unique_ptr<KeyFile>, std::string> make(const std::string& path);
   Result<Ok, std::string> write_state();
   Result<Ok, std::string> load();  // the newest valid slot into pub_/sec_
   void derive();

@@ -40,18 +40,8 @@ Result<std::optional<LastSeal>, std::string> last_seal(store::Store& store) {
   if (!r) return Err{r.error().message};
   if (!r.value()) return std::optional<LastSeal>();
   const auto& [seq, body] = *r.value();
-  msgpack_zone zone;
-  msgpack_zone_init(&zone, 2048);
-  size_t off = 0;
-  msgpack_object obj;
   std::optional<LastSeal> out;
-  if (msgpack_unpack(body.data(), body.size(), &off, &zone, &obj) == MSGPACK_UNPACK_SUCCESS) {
-    const msgpack_object* f = seal::map_get(obj, "fields");
-    const msgpack_object* rcv = seal::map_get(obj, "received");
-    if (f && rcv && rcv->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-      if (auto s = seal::parse_seal_fields(*f, static_cast<int64_t>(rcv->via.u64))) out = LastSeal{seq, *s};
-  }
-  msgpack_zone_destroy(&zone);
+  if (auto sl = seal::parse_seal_body(body)) out = LastSeal{seq, *sl};
   if (!out) return Err{"the seal record at seq " + std::to_string(seq) + " is malformed (run cairn verify)"};
   return out;
 }

@@ -13,30 +13,6 @@ bool parse_u64(std::string_view s, uint64_t& v) {
   return ec == std::errc() && p == s.data() + s.size() && !s.empty();
 }
 
-// Decodes a canonical body and returns its type, `received` and `fields`, which point
-// into `zone` and `body`.
-struct Decoded {
-  std::string_view type;
-  int64_t received = 0;
-  const msgpack_object* fields = nullptr;
-};
-bool decode(std::string_view body, msgpack_zone* zone, Decoded& d) {
-  size_t off = 0;
-  msgpack_object obj;
-  if (msgpack_unpack(body.data(), body.size(), &off, zone, &obj) != MSGPACK_UNPACK_SUCCESS ||
-      off != body.size() || obj.type != MSGPACK_OBJECT_MAP)
-    return false;
-  const msgpack_object* t = map_get(obj, "type");
-  const msgpack_object* r = map_get(obj, "received");
-  if (t == nullptr || t->type != MSGPACK_OBJECT_STR || r == nullptr ||
-      r->type != MSGPACK_OBJECT_POSITIVE_INTEGER || r->via.u64 > static_cast<uint64_t>(INT64_MAX))
-    return false;
-  d.type = std::string_view(t->via.str.ptr, t->via.str.size);
-  d.received = static_cast<int64_t>(r->via.u64);
-  d.fields = map_get(obj, "fields");
-  return true;
-}
-
 }  // namespace
 
 std::string format_bundle(const Bundle& b) {
@@ -101,19 +77,14 @@ Result<Bundle, std::string> parse_bundle(std::string_view text) {
 Result<BundleVerdict, std::string> verify_bundle(const Bundle& b, const VKey& key) {
   if (b.origin != key.name)
     return Err{"key chain: the bundle is for log '" + b.origin + "', the key for '" + key.name + "'"};
-  msgpack_zone zone;
-  msgpack_zone_init(&zone, 2048);
   PublicKey pk = key.key;
   Seal last;
   int64_t prev_time = INT64_MIN;
   uint64_t covered = 0;  // size of the seal before the last: records sealed by an earlier key
   std::string err;
   for (size_t i = 0; i < b.seals.size() && err.empty(); ++i) {
-    msgpack_zone_clear(&zone);
-    Decoded d;
-    std::optional<Seal> s;
-    if (!decode(b.seals[i], &zone, d) || d.type != kSealType || d.fields == nullptr ||
-        !(s = parse_seal_fields(*d.fields, d.received))) {
+    std::optional<Seal> s = parse_seal_body(b.seals[i]);
+    if (!s) {
       err = "format: seal " + std::to_string(i) + " is not a seal record";
     } else if (s->epoch != i) {
       err = "key chain: seal " + std::to_string(i) + " closes epoch " + std::to_string(s->epoch);
@@ -129,7 +100,6 @@ Result<BundleVerdict, std::string> verify_bundle(const Bundle& b, const VKey& ke
       last = *s;
     }
   }
-  msgpack_zone_destroy(&zone);
   if (!err.empty()) return Err{err};
   // Only the first seal after a record may vouch for it: a later epoch's key (the one a
   // root attacker holds) could otherwise re-seal an altered earlier record in a tree of

@@ -106,6 +106,24 @@ std::optional<Seal> parse_seal_fields(const msgpack_object& fields, int64_t rece
   return s;
 }
 
+std::optional<Seal> parse_seal_body(std::string_view body) {
+  msgpack_zone zone;
+  msgpack_zone_init(&zone, 2048);
+  size_t off = 0;
+  msgpack_object obj;
+  std::optional<Seal> out;
+  if (msgpack_unpack(body.data(), body.size(), &off, &zone, &obj) == MSGPACK_UNPACK_SUCCESS && off == body.size()) {
+    const msgpack_object* t = map_get(obj, "type");
+    const msgpack_object* f = map_get(obj, "fields");
+    const msgpack_object* r = map_get(obj, "received");
+    if (t && t->type == MSGPACK_OBJECT_STR && std::string_view(t->via.str.ptr, t->via.str.size) == kSealType &&
+        f && r && r->type == MSGPACK_OBJECT_POSITIVE_INTEGER && r->via.u64 <= static_cast<uint64_t>(INT64_MAX))
+      out = parse_seal_fields(*f, static_cast<int64_t>(r->via.u64));
+  }
+  msgpack_zone_destroy(&zone);
+  return out;
+}
+
 std::string lost_fields(std::string_view reason) {
   Fields f;
   f.str("reason", std::string(reason));

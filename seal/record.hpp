@@ -44,6 +44,8 @@ std::string seal_message(std::string_view origin, const Seal& s);
 std::string seal_fields(const Seal& s);
 // Reads a seal back from its decoded `fields` map and the record's `received`.
 std::optional<Seal> parse_seal_fields(const msgpack_object& fields, int64_t received);
+// The same from a whole canonical body (nullopt if it is not a well-formed seal record).
+std::optional<Seal> parse_seal_body(std::string_view body);
 
 // `fields` of a cairn.lost placeholder and of a cairn.recovery notice.
 std::string lost_fields(std::string_view reason);

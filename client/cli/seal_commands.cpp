@@ -197,22 +197,7 @@ std::unique_ptr<store::Store> open_db(const std::string& cmd, const Args& args) 
   return std::move(s.value());
 }
 
-// Decodes a seal record body.
-std::optional<seal::Seal> seal_of(const std::string& body) {
-  msgpack_zone zone;
-  msgpack_zone_init(&zone, 2048);
-  size_t off = 0;
-  msgpack_object obj;
-  std::optional<seal::Seal> out;
-  if (msgpack_unpack(body.data(), body.size(), &off, &zone, &obj) == MSGPACK_UNPACK_SUCCESS) {
-    const msgpack_object* f = seal::map_get(obj, "fields");
-    const msgpack_object* r = seal::map_get(obj, "received");
-    if (f && r && r->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-      out = seal::parse_seal_fields(*f, static_cast<int64_t>(r->via.u64));
-  }
-  msgpack_zone_destroy(&zone);
-  return out;
-}
+std::optional<seal::Seal> seal_of(const std::string& body) { return seal::parse_seal_body(body); }
 
 struct Identity {
   std::string origin;
