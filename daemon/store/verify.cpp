@@ -29,6 +29,7 @@
 #include <msgpack.h>
 #include <sodium.h>
 
+#include <atomic>
 #include <cstring>
 #include <thread>
 #include <map>
@@ -572,10 +573,15 @@ StoreResult<Ok> Walk::run(Store& store) {
   IndexScan scan;
   std::thread scanner;
   sqlite3* scan_db = nullptr;
+  // Set when the walk ends early (a failure, or the caller interrupted it at shutdown):
+  // the scan then stops at its next progress check instead of reading every index.
+  std::atomic<bool> stop_scan{false};
   const char* file = sqlite3_db_filename(db_, "main");
   if (file != nullptr && *file != '\0' &&
       sqlite3_open_v2(file, &scan_db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) == SQLITE_OK) {
     sqlite3_busy_timeout(scan_db, 5000);
+    sqlite3_progress_handler(
+        scan_db, 1000, [](void* p) { return static_cast<std::atomic<bool>*>(p)->load() ? 1 : 0; }, &stop_scan);
     scanner = std::thread([&] { scan_indexes(scan_db, sipkey_, end, scan); });
   } else {
     sqlite3_close(scan_db);  // no second connection (an immutable reader): scan after the walk
@@ -594,6 +600,7 @@ StoreResult<Ok> Walk::run(Store& store) {
     }
   }
   msgpack_zone_destroy(&zone_);
+  if (!res || hard_failed()) stop_scan = true;
   if (scanner.joinable()) scanner.join();
   if (scan_db != nullptr) sqlite3_close(scan_db);
   else if (res && !hard_failed()) scan_indexes(db_, sipkey_, end, scan);
