@@ -1,13 +1,41 @@
 #include "notify.hpp"
 
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <systemd/sd-daemon.h>
+#include <unistd.h>
 
+#include <cstddef>
+#include <cstdlib>
 #include <cstring>
 
 #include "log.hpp"
 
 namespace cairn::daemon {
+namespace {
+
+// The periodic messages (STATUS, WATCHDOG) from the event loop. sd_notify() blocks when
+// the receiver's queue is full (net.unix.max_dgram_qlen: 10 by default), so a manager that
+// stops reading would stall the loop and every client with it (seen: a test that read
+// READY=1 and nothing after froze cairnd after ~10 s). These go out non-blocking and are
+// dropped when the queue is full: a manager that does not read them has nothing to lose.
+void notify_nonblocking(const std::string& msg) {
+  const char* path = std::getenv("NOTIFY_SOCKET");
+  if (path == nullptr || *path == '\0') return;
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  size_t n = std::strlen(path);
+  if (n >= sizeof sa.sun_path) return;
+  std::memcpy(sa.sun_path, path, n);
+  if (sa.sun_path[0] == '@') sa.sun_path[0] = '\0';  // abstract namespace
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return;
+  (void)sendto(fd, msg.data(), msg.size(), MSG_DONTWAIT | MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&sa),
+               static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + n));
+  ::close(fd);
+}
+
+}  // namespace
 
 Notifier::Notifier(uv_loop_t* loop, std::function<std::string()> status,
                    std::function<bool(int64_t)> healthy)
@@ -46,7 +74,7 @@ void Notifier::on_watchdog(uv_timer_t* t) noexcept {
   // stay silent and systemd kills and restarts us once WatchdogSec runs out.
   int64_t limit_ns = static_cast<int64_t>(self->watchdog_usec_) * 500;
   if (self->healthy_fn_(limit_ns)) {
-    sd_notify(0, "WATCHDOG=1");
+    notify_nonblocking("WATCHDOG=1");
     self->warned_ = false;
   } else if (!self->warned_) {
     self->warned_ = true;
@@ -63,10 +91,7 @@ void Notifier::stopping() {
   sd_notify(0, "STOPPING=1\nSTATUS=flushing and closing");
 }
 
-void Notifier::status(const std::string& text) {
-  std::string msg = "STATUS=" + text;
-  sd_notify(0, msg.c_str());
-}
+void Notifier::status(const std::string& text) { notify_nonblocking("STATUS=" + text); }
 
 void Notifier::close() {
   if (!timers_) return;
