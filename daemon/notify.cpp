@@ -14,7 +14,7 @@
 namespace cairn::daemon {
 namespace {
 
-// The periodic messages (STATUS, WATCHDOG) from the event loop. sd_notify() blocks when
+// Every message after READY=1 (STATUS, WATCHDOG, STOPPING). sd_notify() blocks when
 // the receiver's queue is full (net.unix.max_dgram_qlen: 10 by default), so a manager that
 // stops reading would stall the loop and every client with it (seen: a test that read
 // READY=1 and nothing after froze cairnd after ~10 s). These go out non-blocking and are
@@ -87,9 +87,7 @@ void Notifier::on_status(uv_timer_t* t) noexcept {
   self->status(self->status_fn_());
 }
 
-void Notifier::stopping() {
-  sd_notify(0, "STOPPING=1\nSTATUS=flushing and closing");
-}
+void Notifier::stopping() { notify_nonblocking("STOPPING=1\nSTATUS=flushing and closing"); }
 
 void Notifier::status(const std::string& text) { notify_nonblocking("STATUS=" + text); }
 
