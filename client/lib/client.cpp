@@ -82,6 +82,10 @@ struct cairn_client {
   std::string client_name = "libcairn";
   int reconnect_ms = kDefaultReconnectMs;
   unsigned window = kDefaultInflight;
+  // cairn_options.timeout_ms: every call's waits end by call_deadline_ms (monotonic ms,
+  // set by begin_call; 0 = no bound), which the connection's polls also honour.
+  int timeout_ms = 0;
+  int64_t call_deadline_ms = 0;
   client::Connection conn;
   proto::HelloInfo server;
   uint64_t next_id = 1;
@@ -113,6 +117,27 @@ struct cairn_client {
   static constexpr int kMaxBackoffMs = 500;
 
   // ---- connection management ----
+
+  // Starts the bound of one public call (cairn_open, cairn_append ...): the caller holds mu.
+  void begin_call() {
+    call_deadline_ms = timeout_ms > 0 ? mono_ms() + timeout_ms : 0;
+    conn.set_deadline(call_deadline_ms);
+  }
+
+  // The call ran out of time on a read or write: a frame may be half sent or half read,
+  // so the connection goes, and so does everything in flight on it, as CAIRN_E_TIMEOUT.
+  // Those events are not resent: the daemon may or may not have stored them, and a
+  // caller that resends one with its idempotency key learns which. The next call
+  // connects afresh.
+  int timed_out(const std::string& what) {
+    conn.close();
+    fail_code = CAIRN_E_TIMEOUT;
+    fail_detail = path + ": " + what + ": no answer within timeout_ms (" + std::to_string(timeout_ms) + " ms)";
+    fail_inflight(CAIRN_E_TIMEOUT, "timeout");
+    set_error("timeout", fail_detail);
+    progressed();
+    return CAIRN_E_TIMEOUT;
+  }
 
   int connect_failed(int err, const std::string& what) {
     connect_errno = err;
@@ -218,11 +243,15 @@ struct cairn_client {
       lost_since_ms = mono_ms();
       backoff_ms = kFirstBackoffMs;
     }
-    const int64_t deadline = lost_since_ms + reconnect_ms;
+    // The call's own bound (timeout_ms) may end the attempts sooner: then the answer is
+    // CAIRN_E_TIMEOUT, with the last attempt's reason in fail_detail and connect_errno.
+    const int64_t lost_deadline = lost_since_ms + reconnect_ms;
+    const bool call_bound = call_deadline_ms > 0 && call_deadline_ms < lost_deadline;
+    const int64_t deadline = call_bound ? call_deadline_ms : lost_deadline;
     for (;;) {
       if (again && !pause_until(deadline)) {
         progressed();  // the next call starts afresh
-        return fail_code;
+        return call_bound ? CAIRN_E_TIMEOUT : fail_code;
       }
       again = true;
       int rc = connect_once();
@@ -268,6 +297,7 @@ struct cairn_client {
     if (rc != 0) {
       fail_inflight(rc, rc == CAIRN_E_SHUTTING_DOWN ? "shutting_down"
                         : rc == CAIRN_E_OVERLOADED  ? "overloaded"
+                        : rc == CAIRN_E_TIMEOUT     ? "timeout"
                         : rc == CAIRN_E_IO || rc == CAIRN_E_CONNECT ? "disconnected"
                                                                      : "protocol_error");
     }
@@ -322,7 +352,10 @@ struct cairn_client {
     if (int w = conn.write_all(inflight.back().frame); w < 0) {
       // The frame stays in flight: after a reconnect it is resent with the rest, and if
       // there is no reconnect its failure is reported through `done` like the others'.
-      (void)on_lost("send: " + errno_text(-w));
+      if (w == -ETIMEDOUT)
+        (void)timed_out("send");
+      else
+        (void)on_lost("send: " + errno_text(-w));
     }
     return 0;
   }
@@ -362,6 +395,7 @@ struct cairn_client {
       fail_front(CAIRN_E_PROTOCOL, "malformed_reply", "empty reply frame");
       return 0;
     }
+    if (rc == -ETIMEDOUT) return timed_out("waiting for a reply");
     if (rc < 0) return on_lost(rc == -ECONNRESET ? std::string("cairnd closed the connection") : "read: " + errno_text(-rc));
     const std::span<const uint8_t> bytes{reinterpret_cast<const uint8_t*>(payload.data()),
                                          payload.size()};
@@ -559,6 +593,9 @@ int cairn_open(cairn_client** out, const char* socket_path, const cairn_options*
     c->reconnect_ms = opts->reconnect_timeout_ms;
   if (has(offsetof(cairn_options, max_inflight) + sizeof opts->max_inflight) && opts->max_inflight > 0)
     c->window = opts->max_inflight;
+  if (has(offsetof(cairn_options, timeout_ms) + sizeof opts->timeout_ms) && opts->timeout_ms > 0)
+    c->timeout_ms = opts->timeout_ms;
+  c->begin_call();
   int rc = c->connect_once();
   if (rc == CAIRN_E_CONNECT && c->reconnect_ms > 0) rc = c->reconnect();
   if (rc != 0) {
@@ -566,6 +603,8 @@ int cairn_open(cairn_client** out, const char* socket_path, const cairn_options*
     // (CAIRN_E_OVERLOADED, CAIRN_E_SHUTTING_DOWN: the daemon refused) or, for
     // CAIRN_E_CONNECT, as errno from the last attempt (ENOENT, EACCES, ECONNREFUSED ...).
     if (rc == CAIRN_E_CONNECT && c->fail_code != CAIRN_E_CONNECT) rc = c->fail_code;
+    // A hello that did not come back within timeout_ms is a timeout, not "unreachable".
+    if (rc == CAIRN_E_CONNECT && c->connect_errno == ETIMEDOUT) rc = CAIRN_E_TIMEOUT;
     int err = c->connect_errno;
     delete c;
     if (rc == CAIRN_E_CONNECT && err != 0) errno = err;
@@ -590,12 +629,14 @@ static int send_event(cairn_client* c, const cairn_event* ev, uint64_t* ticket, 
 static int append_async(cairn_client* c, const cairn_event* ev, uint64_t* ticket, SeverityAbi abi) {
   if (c == nullptr) return CAIRN_E_INVALID_ARG;
   std::lock_guard lk(c->mu);
+  c->begin_call();
   return send_event(c, ev, ticket, abi);
 }
 
 static int append(cairn_client* c, const cairn_event* ev, cairn_ack* ack, SeverityAbi abi) {
   if (c == nullptr) return CAIRN_E_INVALID_ARG;
   std::lock_guard lk(c->mu);
+  c->begin_call();
   uint64_t ticket = 0;
   int rc = send_event(c, ev, &ticket, abi);
   if (rc != 0) return rc;
@@ -629,6 +670,7 @@ __attribute__((symver("cairn_append@CAIRN_0"))) int compat_v0_append(cairn_clien
 int cairn_next_ack(cairn_client* c, uint64_t* ticket, cairn_ack* ack) {
   if (c == nullptr) return CAIRN_E_INVALID_ARG;
   std::lock_guard lk(c->mu);
+  c->begin_call();
   while (c->done.empty()) {
     if (c->inflight.empty()) return CAIRN_E_INVALID_ARG;
     (void)c->read_one();  // failures land in done
@@ -662,6 +704,7 @@ static int simple_op(cairn_client* c, proto::Op op, Done& d) {
 int cairn_flush(cairn_client* c, uint64_t* durable_seq) {
   if (c == nullptr) return CAIRN_E_INVALID_ARG;
   std::lock_guard lk(c->mu);
+  c->begin_call();
   Done d;
   int rc = simple_op(c, proto::Op::flush, d);
   if (rc != 0) return rc;
@@ -681,6 +724,7 @@ int cairn_flush(cairn_client* c, uint64_t* durable_seq) {
 int cairn_ping(cairn_client* c) {
   if (c == nullptr) return CAIRN_E_INVALID_ARG;
   std::lock_guard lk(c->mu);
+  c->begin_call();
   Done d;
   return simple_op(c, proto::Op::ping, d);
 }
@@ -694,6 +738,7 @@ int cairn_request(cairn_client* c, const char* op, const void* args_map, size_t 
   if (!proto::op_from_name(op) || std::strcmp(op, "append") == 0 || std::strcmp(op, "hello") == 0)
     return CAIRN_E_INVALID_ARG;  // appends go through cairn_append (idem, resend rules)
   std::lock_guard lk(c->mu);
+  c->begin_call();
   uint64_t id = c->next_id++;
   std::string frame;
   size_t at = proto::detail::begin_frame(frame);

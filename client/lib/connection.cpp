@@ -1,5 +1,6 @@
 #include "connection.hpp"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -7,14 +8,40 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 
 namespace cairn::client {
+
+namespace {
+
+int64_t mono_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+}
+
+}  // namespace
+
+int Connection::wait(short events) {
+  for (;;) {
+    int timeout = -1;
+    if (deadline_ms_ > 0) {
+      int64_t left = deadline_ms_ - mono_ms();
+      if (left <= 0) return -ETIMEDOUT;
+      timeout = static_cast<int>(std::min<int64_t>(left, 60'000));
+    }
+    pollfd p{fd_, events, 0};
+    int n = poll(&p, 1, timeout);
+    if (n > 0) return 0;  // ready, or an error/hangup the next send/recv will report
+    if (n < 0 && errno != EINTR) return -errno;
+  }
+}
 
 int Connection::connect(const std::string& path) {
   close();
   sockaddr_un sa{};
   if (path.size() >= sizeof sa.sun_path) return -ENAMETOOLONG;
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return -errno;
   sa.sun_family = AF_UNIX;
   std::memcpy(sa.sun_path, path.c_str(), path.size() + 1);
@@ -42,6 +69,10 @@ int Connection::write_all(const std::string& bytes) {
     ssize_t n = send(fd_, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        if (int w = wait(POLLOUT); w < 0) return w;
+        continue;
+      }
       return -errno;
     }
     off += static_cast<size_t>(n);
@@ -81,6 +112,10 @@ int Connection::read_frame(std::string& payload, uint32_t max_frame, uint32_t* l
     if (got == 0) return -ECONNRESET;
     if (got < 0) {
       if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        if (int w = wait(POLLIN); w < 0) return w;
+        continue;
+      }
       return -errno;
     }
     buf_.append(tmp, static_cast<size_t>(got));
@@ -102,6 +137,10 @@ int Connection::discard(uint64_t n) {
     if (got == 0) return -ECONNRESET;
     if (got < 0) {
       if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        if (int w = wait(POLLIN); w < 0) return w;
+        continue;
+      }
       return -errno;
     }
     n -= static_cast<uint64_t>(got);

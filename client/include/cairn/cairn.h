@@ -55,7 +55,7 @@ enum {
                                * refusing until reconnect_timeout_ms passed) */
   CAIRN_E_OVERLOADED = -8,    /* too many connections or requests (as above) */
   CAIRN_E_DENIED = -9,        /* permission_denied (query/stats/verify) */
-  CAIRN_E_TIMEOUT = -10,
+  CAIRN_E_TIMEOUT = -10,      /* cairn_options.timeout_ms ran out (see there) */
   CAIRN_E_NOMEM = -11,
   CAIRN_E_UNSUPPORTED = -12   /* unsupported_version */
 };
@@ -66,6 +66,17 @@ typedef struct cairn_options {
   int reconnect_timeout_ms;   /* keep retrying this long after a loss, until a reply
                                * arrives again; 0 = never reconnect [30000] */
   unsigned max_inflight;      /* pipelining window [1024]; capped by the daemon's limit */
+  int timeout_ms;             /* bound on how long any one call waits, cairn_open included
+                               * (connect, hello, reconnects, writes, acks); 0 = no bound [0].
+                               * Since 0.2. When it runs out the call returns
+                               * CAIRN_E_TIMEOUT (cairn_open: with errno from the last
+                               * connect attempt), the connection is closed and every event
+                               * in flight on it fails with CAIRN_E_TIMEOUT, not resent: it
+                               * may or may not be stored (resend it with the same idem to
+                               * learn which); the next call connects afresh. For callers
+                               * that must never stall, e.g. a PAM module inside a login:
+                               * with reconnect_timeout_ms = 0 a missing daemon fails at the
+                               * first attempt, otherwise attempts go on until timeout_ms. */
 } cairn_options;
 
 typedef enum {

@@ -769,3 +769,101 @@ Test(libcairn, flush_reply_without_durable_seq_is_refused) {
   cairn_close(c);
   assert_clean(d);
 }
+
+// ---- timeout_ms: no call waits past its bound (what a PAM module inside a login needs) ----
+
+namespace {
+
+cairn_options bounded_options(int timeout_ms, int reconnect_ms) {
+  cairn_options o;
+  cairn_options_init(&o);
+  o.client_name = "test";
+  o.timeout_ms = timeout_ms;
+  o.reconnect_timeout_ms = reconnect_ms;
+  return o;
+}
+
+// Holds `fd` open and silent until the test has its answer, so a client that ignored
+// its timeout would hang here (and fail on the suite's timeout) instead of passing.
+void hold_silent(const std::atomic<bool>& release, int fd) {
+  while (!release.load()) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 20) == 1) {
+      char buf[4096];
+      if (recv(fd, buf, sizeof buf, 0) <= 0) break;  // the client gave up and closed
+    }
+  }
+  close(fd);
+}
+
+}  // namespace
+
+Test(libcairn, open_gives_up_within_timeout_on_a_daemon_that_never_answers_hello) {
+  std::atomic<bool> release{false};
+  FakeDaemon d([&](FakeDaemon& s) {
+    int fd = s.accept_one();
+    if (fd >= 0) hold_silent(release, fd);
+  });
+  // Reconnection stays at 30 s: timeout_ms must bound cairn_open all the same.
+  cairn_options o = bounded_options(200, 30'000);
+  cairn_client* c = nullptr;
+  int rc = cairn_open(&c, d.path().c_str(), &o);
+  release = true;
+  cr_assert_eq(rc, CAIRN_E_TIMEOUT, "%s", cairn_strerror(rc));
+  cr_assert_null(c);
+  assert_clean(d);
+}
+
+Test(libcairn, open_with_retries_on_a_missing_socket_ends_at_timeout_with_the_reason) {
+  cairn_options o = bounded_options(150, 30'000);
+  cairn_client* c = nullptr;
+  errno = 0;
+  int rc = cairn_open(&c, "/nonexistent/cairn.sock", &o);
+  cr_assert_eq(rc, CAIRN_E_TIMEOUT, "%s", cairn_strerror(rc));
+  cr_assert_eq(errno, ENOENT, "errno %d: the last attempt's reason", errno);
+  cr_assert_null(c);
+}
+
+// An append the daemon never acks fails with CAIRN_E_TIMEOUT (never reported stored);
+// the handle is not broken: the next call connects afresh and is acked.
+Test(libcairn, unacked_append_times_out_and_the_next_call_reconnects) {
+  std::atomic<bool> release{false};
+  std::string first_idem, resent_idem;
+  FakeDaemon d([&](FakeDaemon& s) {
+    int fd = s.accept_one();
+    if (fd < 0 || !s.hello(fd)) return;
+    first_idem = s.append(fd).idem;
+    hold_silent(release, fd);
+    fd = s.accept_one();
+    if (fd < 0 || !s.hello(fd)) return;
+    Request r = s.append(fd);
+    resent_idem = r.idem;
+    s.ack(fd, r.id, 42);
+    s.until_closed(fd);
+  });
+  cairn_options o = bounded_options(200, 30'000);
+  cairn_client* c = nullptr;
+  cr_assert_eq(cairn_open(&c, d.path().c_str(), &o), 0);
+  cairn_event ev = event("Test.Event");
+  const char idem[] = "idem-0123456789";
+  ev.idem = idem;
+  ev.idem_len = sizeof idem - 1;
+  cairn_ack ack{};
+  int rc = cairn_append(c, &ev, &ack);
+  release = true;
+  cr_assert_eq(rc, CAIRN_E_TIMEOUT, "%s", cairn_strerror(rc));
+  const char *code = nullptr, *msg = nullptr;
+  cairn_last_error(c, &code, nullptr, nullptr, &msg);
+  cr_assert_str_eq(code, "timeout");
+  cr_assert(std::strstr(msg, "timeout_ms") != nullptr, "%s", msg);
+  // The caller resends with the same idem (the daemon would answer duplicate:true had
+  // the first one been stored).
+  rc = cairn_append(c, &ev, &ack);
+  cr_assert_eq(rc, 0, "%s", cairn_strerror(rc));
+  cr_assert_eq(ack.seq, 42u);
+  cairn_close(c);
+  assert_clean(d);
+  cr_assert_eq(first_idem, std::string(idem));
+  cr_assert_eq(resent_idem, std::string(idem));
+  cr_assert_eq(d.connections, 2);
+}
