@@ -251,7 +251,7 @@ void Session::dispatch(std::span<const uint8_t> payload) {
       return;
     case proto::Op::flush: {
       WriteRequest w;
-      w.kind = WriteRequest::Kind::barrier;
+      w.kind = WriteRequest::Kind::flush;
       w.session = this;
       w.conn = serial_;
       w.slot = new_slot();
@@ -407,12 +407,17 @@ void Session::reply_error(uint64_t id, proto::ErrorCode code, std::string_view m
 void Session::complete_write(const WriteResult& res) {
   if (state_ != State::closed) {
     std::string out;
-    if (!res.ok) {
+    if (!res.ok && res.error == proto::ErrorCode::idem_conflict) {
+      proto::encode_error(out, res.id, res.error,
+                          "uid " + std::to_string(peer_.uid) +
+                              " already stored a different event under this idem key (seq " +
+                              std::to_string(res.seq) + "); nothing was stored: use a new key");
+    } else if (!res.ok) {
       proto::encode_error(out, res.id, res.error,
                           res.error == proto::ErrorCode::storage_failed
                               ? "the write failed and was rolled back; nothing was stored"
                               : "request failed");
-    } else if (res.barrier) {
+    } else if (res.flush) {
       proto::encode_flush_reply(out, res.id, res.seq);
     } else {
       proto::encode_ack(out, res.id, res.seq, res.durable, res.duplicate);

@@ -6,7 +6,7 @@
 namespace cairn::proto {
 namespace {
 
-constexpr std::array<std::pair<ErrorCode, std::string_view>, 11> kNames{{
+constexpr std::array<std::pair<ErrorCode, std::string_view>, 13> kNames{{
     {ErrorCode::frame_too_large, "frame_too_large"},
     {ErrorCode::malformed, "malformed"},
     {ErrorCode::invalid_field, "invalid_field"},
@@ -18,6 +18,8 @@ constexpr std::array<std::pair<ErrorCode, std::string_view>, 11> kNames{{
     {ErrorCode::permission_denied, "permission_denied"},
     {ErrorCode::internal, "internal"},
     {ErrorCode::events_lost, "events_lost"},
+    {ErrorCode::idem_conflict, "idem_conflict"},
+    {ErrorCode::rate_limited, "rate_limited"},
 }};
 
 }  // namespace

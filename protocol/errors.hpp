@@ -22,6 +22,10 @@ enum class ErrorCode {
   internal,             // a daemon bug; the request did not take effect
   events_lost,          // acks this connection got durable:false were lost with their
                         // commit; this flush / durable event did not take effect
+  idem_conflict,        // this uid already stored a different event under the idem key;
+                        // nothing was stored
+  rate_limited,         // the peer's uid is over a per-uid limit (rate, bytes in flight);
+                        // the request did not take effect, retry later
 };
 
 std::string_view error_code_name(ErrorCode code);

@@ -139,16 +139,27 @@ StoreResult<proto::QueryPage> Store::query_offset(const proto::QuerySpec& spec, 
                  q.limit);
 }
 
-StoreResult<std::optional<uint64_t>> Store::seq_for_idem(std::string_view idem) {
+StoreResult<std::optional<uint64_t>> Store::find_idem(uint32_t uid, std::string_view idem,
+                                                     std::string* body) {
   sqlite3_stmt* st = stmts_->find_idem;
-  sqlite3_bind_blob(st, 1, idem.data(), static_cast<int>(idem.size()), SQLITE_STATIC);
+  sqlite3_bind_int64(st, 1, uid);
+  sqlite3_bind_blob(st, 2, idem.data(), static_cast<int>(idem.size()), SQLITE_STATIC);
   int rc = sqlite3_step(st);
   std::optional<uint64_t> out;
-  if (rc == SQLITE_ROW) out = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
+  if (rc == SQLITE_ROW) {
+    out = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
+    const void* b = sqlite3_column_blob(st, 1);
+    if (body != nullptr && b != nullptr)
+      body->assign(static_cast<const char*>(b), static_cast<size_t>(sqlite3_column_bytes(st, 1)));
+  }
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Err{make_error(db_, rc, "find idem")};
   return out;
+}
+
+StoreResult<std::optional<uint64_t>> Store::seq_for_idem(uint32_t uid, std::string_view idem) {
+  return find_idem(uid, idem, nullptr);
 }
 
 StoreResult<StoreInfo> Store::info() {

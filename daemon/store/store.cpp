@@ -5,6 +5,7 @@
 // at a time and returns early on any failure; the destructor copes with whatever was
 // built by then.
 #include <fcntl.h>
+#include <msgpack.h>
 #include <sodium.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -13,6 +14,7 @@
 
 #include <cctype>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include "store_internal.hpp"
@@ -23,7 +25,12 @@ namespace {
 // 2: leaf hashes and the Merkle tree (PROTOCOL.md §4, §6) replace version 1's unkeyed
 // hash chain. A version 1 file is refused, not converted: its chain proves nothing a
 // conversion could carry over.
-constexpr int kSchemaVersion = 2;
+// 3: idempotency keys are unique per sender uid (index events_idem on (uid, idem)), not
+// across the host: one user's key can no longer make another user's event a
+// "duplicate" that is never stored (issue 11). The writer converts a version 2 file in
+// place (migrate_v2); readers accept both. Bodies and hashes are untouched.
+constexpr int kSchemaVersion = 3;
+constexpr int kOldestReadableVersion = 2;
 constexpr int kBusyTimeoutMs = 5000;
 
 // The schema. Records are never updated or deleted (triggers refuse it): `events` and
@@ -31,12 +38,9 @@ constexpr int kBusyTimeoutMs = 5000;
 // newest-first keyset page within a type walks the index backwards and never sorts.
 // The same holds for actor. received serves time-range forensics with plain SQL; the
 // paged queries walk seq (see query.cpp).
-constexpr const char* kSchema = R"sql(
-CREATE TABLE IF NOT EXISTS meta (
-  key   TEXT PRIMARY KEY,
-  value
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS events (
+// The events table, created under `name` (migrate_v2 builds it beside the old one).
+std::string events_table_sql(const char* name) {
+  return std::string("CREATE TABLE IF NOT EXISTS ") + name + R"sql( (
   seq      INTEGER PRIMARY KEY,  -- gap-free from 1; the chain position
   received INTEGER NOT NULL,     -- daemon clock, ns since the Unix epoch
   time     INTEGER,              -- client's event time, ns
@@ -50,10 +54,20 @@ CREATE TABLE IF NOT EXISTS events (
   uid      INTEGER NOT NULL,
   gid      INTEGER NOT NULL,
   comm     TEXT,
-  idem     BLOB UNIQUE,          -- idempotency key; a resend finds the original
+  idem     BLOB,                 -- idempotency key, unique per uid (events_idem)
   body     BLOB NOT NULL,        -- canonical msgpack; the Merkle leaf's data
   hash     BLOB NOT NULL         -- leaf hash: SHA-256(0x00 || body)
 );
+)sql";
+}
+
+// Everything but the events table. Every statement is IF NOT EXISTS: on an existing
+// file it only re-creates what is missing (an index or a trigger someone dropped).
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS meta (
+  key   TEXT PRIMARY KEY,
+  value
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tree (
   pos      INTEGER PRIMARY KEY,  -- postorder position of a complete node of level >= 1
   hash     BLOB NOT NULL         -- SHA-256(0x01 || left || right)
@@ -65,6 +79,7 @@ CREATE TRIGGER IF NOT EXISTS tree_no_delete BEFORE DELETE ON tree
 CREATE INDEX IF NOT EXISTS events_type ON events(type);
 CREATE INDEX IF NOT EXISTS events_actor ON events(actor);
 CREATE INDEX IF NOT EXISTS events_received ON events(received);
+CREATE UNIQUE INDEX IF NOT EXISTS events_idem ON events(uid, idem);
 CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
   BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
@@ -161,13 +176,34 @@ StoreResult<Ok> Store::set_meta(const std::string& key, const std::string& value
 
 namespace {
 
+// Readers take every version from kOldestReadableVersion on; the writer converts an
+// older readable version first (setup_writer).
 StoreResult<Ok> check_version(const Layout& l, const std::string& path) {
-  if (l.version == std::to_string(kSchemaVersion)) return Ok{};
+  for (int v = kOldestReadableVersion; v <= kSchemaVersion; ++v)
+    if (l.version == std::to_string(v)) return Ok{};
   std::string what = l.version.empty() ? "has no cairn schema version (not a cairn database?)"
                                        : "has schema version '" + l.version +
                                              "', this build reads only " +
+                                             std::to_string(kOldestReadableVersion) + ".." +
                                              std::to_string(kSchemaVersion);
   return Err{StoreError{StoreErrorKind::schema, 0, path + " " + what}};
+}
+
+// Version 2 -> 3, inside the writer's schema transaction. Version 2 declared `idem BLOB
+// UNIQUE`, a constraint SQLite cannot drop, so the table is rebuilt: the same rows, bytes
+// and seqs copied into the version 3 table, which then takes the old name. The copy is
+// one transaction (a crash leaves version 2 as it was) and costs one pass over the log,
+// once. Keys unique across the host are unique per uid, so the copy cannot conflict.
+StoreResult<Ok> migrate_v2(sqlite3* db) {
+  auto r = exec(db, events_table_sql("events_v3").c_str(), "migrate to schema 3");
+  if (r) r = exec(db,
+                  "INSERT INTO events_v3 SELECT seq, received, time, type, severity, actor, action, "
+                  "target, outcome, pid, uid, gid, comm, idem, body, hash FROM events ORDER BY seq;"
+                  "DROP TABLE events;"  // its indexes and triggers go with it; kSchema remakes them
+                  "ALTER TABLE events_v3 RENAME TO events;"
+                  "UPDATE meta SET value = 3 WHERE key = 'schema_version';",
+                  "migrate to schema 3");
+  return r;
 }
 
 // Writer setup. The version is checked before anything is written, so a database of
@@ -195,9 +231,11 @@ StoreResult<Ok> setup_writer(sqlite3* db, const std::string& path) {
                               sync.value() + ")"}};
   r = exec(db, "BEGIN IMMEDIATE", "create schema");
   if (!r) return r;
-  // For an existing v1 database this only re-creates what is missing (an index or a
+  if (layout.value().version == "2") r = migrate_v2(db);
+  // For an existing database this only re-creates what is missing (an index or a
   // trigger someone dropped); existing objects and rows are left alone.
-  r = exec(db, kSchema, "create schema");
+  if (r) r = exec(db, events_table_sql("events").c_str(), "create schema");
+  if (r) r = exec(db, kSchema, "create schema");
   if (r && layout.value().empty) {
     std::string meta = "INSERT INTO meta(key, value) VALUES ('schema_version', " +
                        std::to_string(kSchemaVersion) + "), ('created', " +
@@ -236,6 +274,40 @@ bool can_fall_back_to_immutable(const std::string& path, int code) {
   if (primary != SQLITE_READONLY && primary != SQLITE_CANTOPEN) return false;
   struct stat sb {};
   return stat((path + "-wal").c_str(), &sb) != 0 || sb.st_size == 0;
+}
+
+// Keys of a body that cairnd stamps (Trusted), not the client: a resend differs in them.
+bool is_stamped_key(const msgpack_object& k) {
+  if (k.type != MSGPACK_OBJECT_STR) return false;
+  std::string_view n(k.via.str.ptr, k.via.str.size);
+  return n == "received" || n == "pid" || n == "uid" || n == "gid" || n == "comm" || n == "exe";
+}
+
+// Do two canonical bodies hold the same client event (everything but the stamped keys)?
+// Canonical bodies list keys in one fixed order, so the client's entries compare in turn.
+bool same_event(std::string_view a, std::string_view b) {
+  msgpack_zone za, zb;
+  msgpack_zone_init(&za, 1024);
+  msgpack_zone_init(&zb, 1024);
+  msgpack_object oa, ob;
+  size_t off_a = 0, off_b = 0;
+  bool same =
+      msgpack_unpack(a.data(), a.size(), &off_a, &za, &oa) == MSGPACK_UNPACK_SUCCESS &&
+      msgpack_unpack(b.data(), b.size(), &off_b, &zb, &ob) == MSGPACK_UNPACK_SUCCESS &&
+      oa.type == MSGPACK_OBJECT_MAP && ob.type == MSGPACK_OBJECT_MAP;
+  if (same) {
+    std::vector<const msgpack_object_kv*> ka, kb;
+    for (uint32_t i = 0; i < oa.via.map.size; ++i)
+      if (!is_stamped_key(oa.via.map.ptr[i].key)) ka.push_back(&oa.via.map.ptr[i]);
+    for (uint32_t i = 0; i < ob.via.map.size; ++i)
+      if (!is_stamped_key(ob.via.map.ptr[i].key)) kb.push_back(&ob.via.map.ptr[i]);
+    same = ka.size() == kb.size();
+    for (size_t i = 0; same && i < ka.size(); ++i)
+      same = msgpack_object_equal(ka[i]->key, kb[i]->key) && msgpack_object_equal(ka[i]->val, kb[i]->val);
+  }
+  msgpack_zone_destroy(&za);
+  msgpack_zone_destroy(&zb);
+  return same;
 }
 
 void bind_opt_text(sqlite3_stmt* st, int i, const std::optional<std::string>& s) {
@@ -277,9 +349,13 @@ StoreResult<Ok> Store::connect(bool immutable) {
   if (rc != SQLITE_OK) return Err{make_error(db_, rc, "open " + path_)};
   sqlite3_extended_result_codes(db_, 1);
   sqlite3_busy_timeout(db_, kBusyTimeoutMs);
-  if (mode_ == OpenMode::writer) return setup_writer(db_, path_);
+  if (mode_ == OpenMode::writer) {
+    schema_version_ = kSchemaVersion;  // setup_writer converts an older file
+    return setup_writer(db_, path_);
+  }
   auto layout = read_layout(db_, path_);
   if (!layout) return Err{layout.error()};
+  schema_version_ = std::atoi(layout.value().version.c_str());
   return check_version(layout.value(), path_);
 }
 
@@ -329,11 +405,11 @@ StoreResult<Ok> Store::prepare_statements() {
       {&st.leaf, "SELECT hash FROM events WHERE seq = ?1", false},
       {&st.node, "SELECT hash FROM tree WHERE pos = ?1", false},
       {&st.insert_node, "INSERT INTO tree (pos, hash) VALUES (?1, ?2)", true},
-      {&st.find_idem, "SELECT seq FROM events WHERE idem = ?1", false},
+      {&st.find_idem, "SELECT seq, body FROM events WHERE uid = ?1 AND idem = ?2", false},
       {&st.insert,
        "INSERT INTO events (seq, received, time, type, severity, actor, action, target, "
        "outcome, pid, uid, gid, comm, idem, body, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
-       "?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) ON CONFLICT(idem) DO NOTHING",
+       "?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) ON CONFLICT(uid, idem) DO NOTHING",
        true},
       {&st.begin, "BEGIN IMMEDIATE", true},
       {&st.commit, "COMMIT", true},
@@ -505,11 +581,16 @@ StoreResult<AppendResult> Store::append(const proto::Event& e, const proto::Trus
     return Err{err};
   }
   if (sqlite3_changes(db_) == 0) {
-    // The idem key is already stored: answer with the original event's seq.
-    auto orig = seq_for_idem(e.idem);
+    // This sender already stored an event under the key. The same event again (a
+    // resend) is answered with the original's seq; a different one is a conflict, never
+    // a silent "duplicate" that drops it.
+    std::string orig_body;
+    auto orig = find_idem(t.uid, e.idem, &orig_body);
     if (!orig) return Err{orig.error()};
     if (!orig.value()) return Err{misuse("idem conflict but no row found")};
-    return AppendResult{*orig.value(), true};
+    AppendResult res{*orig.value(), true};
+    res.conflict = !same_event(orig_body, body);
+    return res;
   }
   auto nodes = add_leaf(hash);
   if (!nodes) {

@@ -67,7 +67,9 @@ enum class OpenMode {
 
 struct AppendResult {
   uint64_t seq = 0;
-  bool duplicate = false;  // idem key already stored: seq is the original event's
+  bool duplicate = false;  // idem key already stored by this uid: seq is the original's
+  bool conflict = false;   // ... for a different event: nothing stored, the caller refuses
+                           // it (idem_conflict), never acks it as a duplicate
 };
 
 // The public state of the log's key file (daemon/keys.hpp), for the check that sealed
@@ -114,8 +116,10 @@ class Store {
   // Assigns seq = head+1, computes the hash over `body` (event_canonical_body(event,
   // trusted), built by the caller off the writer thread), inserts the row with the
   // indexed columns taken from event/trusted; updates the in-memory head.
-  // An idem key already present returns its original seq with duplicate=true and inserts
-  // nothing. Must be inside begin()/commit().
+  // Idem keys are scoped by sender: trusted.uid. A key this uid already stored returns
+  // the original seq with duplicate=true and inserts nothing; if the stored event differs
+  // from this one (in anything but the stamped Trusted fields), conflict=true as well.
+  // Must be inside begin()/commit().
   StoreResult<AppendResult> append(const proto::Event& event, const proto::Trusted& trusted,
                                    std::string_view body);
   // Appends one of cairnd's own records (type "cairn.*", canonical `fields` map), stamped
@@ -185,8 +189,10 @@ class Store {
   // The oldest `received` in the log (events_received index; nullopt when empty).
   StoreResult<std::optional<int64_t>> min_received();
   StoreResult<StoreInfo> info();
-  // Looks up one event by idem key (tests, dedup diagnostics).
-  StoreResult<std::optional<uint64_t>> seq_for_idem(std::string_view idem);
+  // Looks up one event by its sender's uid and idem key (tests, dedup diagnostics).
+  StoreResult<std::optional<uint64_t>> seq_for_idem(uint32_t uid, std::string_view idem);
+  // Schema version of the open file (readers may open an older readable one).
+  int schema_version() const { return schema_version_; }
 
   sqlite3* handle() { return db_; }  // for tests and benchmarks only
 
@@ -199,12 +205,16 @@ class Store {
   StoreResult<Ok> load_head();
   StoreResult<Ok> prepare_statements();
   void reload_head();  // load_head after a rollback; remembers a failure in head_known_
+  // seq (and, if `body` is given, the body) of uid's event stored under `idem`.
+  StoreResult<std::optional<uint64_t>> find_idem(uint32_t uid, std::string_view idem,
+                                                 std::string* body);
   // Inserts the interior nodes the new leaf completes (append paths).
   StoreResult<Ok> add_leaf(const Hash& leaf);
 
   sqlite3* db_ = nullptr;
   OpenMode mode_ = OpenMode::readonly;
   uint64_t mapped_ = 0;  // current mmap_size (map_reads)
+  int schema_version_ = 0;
   std::string path_;
   uint64_t head_seq_ = 0;
   Hash head_hash_{};

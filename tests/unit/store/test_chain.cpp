@@ -20,14 +20,14 @@ Test(store_chain, open_creates_the_schema_in_wal_mode_with_synchronous_full) {
   auto s = open_store(t.path);
   cr_assert_eq(sql_text(s->handle(), "PRAGMA journal_mode"), "wal");
   cr_assert_eq(sql_text(s->handle(), "PRAGMA synchronous"), "2", "2 is FULL");
-  cr_assert_eq(sql_text(s->handle(), "SELECT value FROM meta WHERE key='schema_version'"), "2");
+  cr_assert_eq(sql_text(s->handle(), "SELECT value FROM meta WHERE key='schema_version'"), "3");
   cr_assert_eq(sql_text(s->handle(), "SELECT count(*) FROM meta WHERE key='genesis'"), "0",
                "version 2 has no chain genesis");
   cr_assert_neq(sql_text(s->handle(), "SELECT value FROM meta WHERE key='created'"), "");
   cr_assert_eq(sql_text(s->handle(), "SELECT count(*) FROM meta WHERE key IN ('origin', 'first_key')"), "0",
                "the store alone makes no key: cairnd does, when sealing is on");
   for (const char* name : {"events", "events_type", "events_actor", "events_received",
-                           "events_no_update", "events_no_delete", "tree", "tree_no_update",
+                           "events_idem", "events_no_update", "events_no_delete", "tree", "tree_no_update",
                            "tree_no_delete"}) {
     std::string q = std::string("SELECT count(*) FROM sqlite_schema WHERE name='") + name + "'";
     cr_assert_eq(sql_text(s->handle(), q.c_str()), "1", "schema object %s missing", name);
@@ -169,9 +169,9 @@ Test(store_chain, duplicate_idem_returns_the_original_seq_and_stores_nothing) {
   cr_assert(s->root() == root, "nor the tree");
   cr_assert_eq(sql_text(s->handle(), "SELECT count(*) FROM tree"), "1");
   cr_assert_eq(sql_text(s->handle(), "SELECT count(*) FROM events"), "2");
-  auto found = s->seq_for_idem("idem-key-0001");
+  auto found = s->seq_for_idem(1000, "idem-key-0001");
   cr_assert(found.ok() && found.value() && *found.value() == 1u);
-  auto missing = s->seq_for_idem("idem-key-9999");
+  auto missing = s->seq_for_idem(1000, "idem-key-9999");
   cr_assert(missing.ok() && !missing.value());
 }
 
@@ -191,6 +191,98 @@ Test(store_chain, duplicate_idem_is_found_after_reopen) {
   cr_assert(r.duplicate);
   cr_assert_eq(r.seq, 2u);
   cr_assert_eq(s->head_seq(), 2u);
+}
+
+namespace {
+AppendResult append_as(Store& s, const proto::Event& e, uint32_t uid, int64_t received) {
+  proto::Trusted t{received, 10 + uid, uid, 100, "test"};
+  auto r = s.append(e, t, proto::event_canonical_body(e, t));
+  cr_assert(r.ok(), "append: %s", r.ok() ? "" : r.error().message.c_str());
+  return r.value();
+}
+}  // namespace
+
+// Issue 11: a user who sent a decoy under root's next key made root's event a
+// "duplicate" that was never stored.
+Test(store_chain, idem_keys_are_scoped_per_uid) {
+  TempDb t;
+  auto s = open_store(t.path);
+  cr_assert(s->begin().ok());
+  auto decoy = append_as(*s, event("Decoy", "mallory", "order-000042"), 1001, 1);
+  auto real = append_as(*s, event("TokenRevoked", "root", "order-000042"), 0, 2);
+  cr_assert(s->commit().ok());
+  cr_assert_not(decoy.duplicate);
+  cr_assert_not(real.duplicate, "another uid's key does not make root's event a duplicate");
+  cr_assert_not(real.conflict);
+  cr_assert_eq(real.seq, 2u);
+  cr_assert_eq(sql_text(s->handle(), "SELECT type FROM events WHERE seq = 2"), "TokenRevoked");
+  auto mine = s->seq_for_idem(0, "order-000042");
+  cr_assert(mine.ok() && mine.value() && *mine.value() == 2u);
+}
+
+Test(store_chain, the_same_key_with_a_different_event_is_a_conflict_and_stores_nothing) {
+  TempDb t;
+  auto s = open_store(t.path);
+  cr_assert(s->begin().ok());
+  auto a = append_as(*s, event("A", "x", "idem-key-0003"), 1000, 1);
+  // A resend: same event, new pid and receive time (the stamped fields).
+  proto::Trusted later{99, 4242, 1000, 100, "other"};
+  auto e = event("A", "x", "idem-key-0003");
+  auto resend = s->append(e, later, proto::event_canonical_body(e, later));
+  cr_assert(resend.ok());
+  cr_assert(resend.value().duplicate);
+  cr_assert_not(resend.value().conflict, "a resend differs only in what cairnd stamps");
+  auto b = append_as(*s, event("A", "y", "idem-key-0003"), 1000, 3);
+  cr_assert(s->commit().ok());
+  cr_assert(b.conflict, "another actor under the same key is a conflict");
+  cr_assert_eq(b.seq, a.seq, "the conflict names the original");
+  cr_assert_eq(s->head_seq(), 1u);
+  cr_assert_eq(sql_text(s->handle(), "SELECT count(*) FROM events"), "1");
+}
+
+// A version 2 file (idem unique across the host) is converted when the writer opens it:
+// same rows, same hashes, keys now per uid; verify passes before and after.
+Test(store_chain, a_version_2_database_is_converted_to_per_uid_idem_keys) {
+  TempDb t;
+  {
+    auto s = open_store(t.path);
+    cr_assert(s->begin().ok());
+    append_as(*s, event("A", "x", "idem-key-0004"), 1000, 1);
+    append_as(*s, event("B", "y"), 1001, 2);
+    cr_assert(s->commit().ok());
+    // Back to the version 2 layout: idem UNIQUE on the column, no events_idem.
+    exec(s->handle(),
+         "BEGIN; DROP INDEX events_idem; DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete;"
+         "CREATE TABLE ev2 (seq INTEGER PRIMARY KEY, received INTEGER NOT NULL, time INTEGER,"
+         " type TEXT NOT NULL, severity INTEGER NOT NULL, actor TEXT, action TEXT, target TEXT,"
+         " outcome INTEGER NOT NULL, pid INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL,"
+         " comm TEXT, idem BLOB UNIQUE, body BLOB NOT NULL, hash BLOB NOT NULL);"
+         "INSERT INTO ev2 SELECT * FROM events; DROP TABLE events; ALTER TABLE ev2 RENAME TO events;"
+         "CREATE INDEX events_type ON events(type); CREATE INDEX events_actor ON events(actor);"
+         "CREATE INDEX events_received ON events(received);"
+         "CREATE TRIGGER events_no_update BEFORE UPDATE ON events BEGIN SELECT RAISE(ABORT, 'no'); END;"
+         "CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'no'); END;"
+         "UPDATE meta SET value = 2 WHERE key = 'schema_version'; COMMIT;");
+  }
+  std::string hashes_before;
+  {
+    auto r = open_store(t.path, OpenMode::readonly);
+    cr_assert_eq(r->schema_version(), 2);
+    auto v = r->verify();
+    cr_assert(v.ok() && v.value().valid, "a version 2 file verifies: %s",
+              v.ok() ? v.value().reason.c_str() : v.error().message.c_str());
+    hashes_before = sql_text(r->handle(), "SELECT group_concat(hex(hash)) FROM events");
+  }
+  auto s = open_store(t.path);
+  cr_assert_eq(sql_text(s->handle(), "SELECT value FROM meta WHERE key='schema_version'"), "3");
+  cr_assert_eq(sql_text(s->handle(), "SELECT group_concat(hex(hash)) FROM events"), hashes_before);
+  cr_assert(s->begin().ok());
+  auto other = append_as(*s, event("C", "z", "idem-key-0004"), 1001, 3);
+  cr_assert(s->commit().ok());
+  cr_assert_not(other.duplicate, "after the conversion the key is per uid");
+  auto v = s->verify();
+  cr_assert(v.ok() && v.value().valid, "%s", v.ok() ? v.value().reason.c_str() : v.error().message.c_str());
+  cr_assert_eq(v.value().checked, 3u);
 }
 
 Test(store_chain, rollback_restores_the_head_from_disk) {
