@@ -5,7 +5,7 @@
 //            each group it takes off the queue (group commit).
 // batched:   appends are acked on insert into the open transaction (durable:false); the
 //            writer commits when batch_size are open or the oldest is interval old. Only
-//            an event with sync:true (or a flush barrier) waits for, and forces, a commit.
+//            an event with sync:true (or a flush) waits for, and forces, a commit.
 // hybrid:    batched, except a critical event waits for a commit that the writer makes
 //            at once, covering everything inserted before it. Such events jump the
 //            writer's queue (with their own connection's earlier events), so a critical

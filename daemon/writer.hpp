@@ -1,15 +1,23 @@
-// writer.hpp — the group-commit thread: the only code that writes to the store.
+// writer.hpp — the writer thread: the only code that writes events to the store.
 //
-// Glossary:
-//   WriteRequest  an append (validated event + its canonical body) or a flush barrier,
-//                 tagged with the session and the reply slot it answers.
-//   WriteResult   what goes back to the loop: seq/durable/duplicate, or an error.
-//   group         everything the thread found queued when it woke; immediate mode
-//                 commits once per group, so N concurrent writers share one fsync.
+// The ack path through the writer, one named step each (writer.cpp follows this order):
+//   take      WriteQueue::wait_take: the next group (urgent work first), or a deadline
+//             (the open batch must be committed, or the epoch sealed).
+//   insert    insert(): each request into the open transaction; acks that need no
+//             commit go back at once (post every kAckBatch inserts), durable acks wait.
+//   commit    commit_open(): COMMIT + fsync; the waiting acks become durable. When is
+//             decided by FlushPolicy; a failure goes to fail_open() (never retried).
+//   hand back Mailbox -> Session::complete_write on the loop -> the reply.
+//   upkeep    WalKeeper after each commit, seal_epoch() when the epoch is due.
+//
+// Pieces: WriteQueue (loop -> writer hand-off and backpressure, write_queue.hpp),
+// FlushPolicy (when to commit and whose ack waits), LossLedger (promises after a failed
+// commit), WalKeeper (checkpoints), Sealer (epochs), LatencyRing (commit latencies).
+// Names follow the glossary in write_queue.hpp.
 //
 // Threads: submit(), stop() and the figures are called on the libuv loop thread; the
-// worker thread owns the Store. Results travel back through a mutex-guarded vector and
-// one uv_async_t, so the loop wakes at most once per group, not once per event.
+// writer thread owns the Store. Results travel back through a mutex-guarded vector and
+// one uv_async_t (Mailbox), so the loop wakes at most once per group, not once per event.
 //
 // Durability: a result with durable=true is only produced after Store::commit()
 // returned success for the transaction holding that event. A failed commit fails every
@@ -20,64 +28,37 @@
 #include <uv.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
-#include <unordered_set>
 #include <vector>
 
 #include "../protocol/errors.hpp"
 #include "../protocol/event.hpp"
 #include "checkpointer.hpp"
+#include "clock.hpp"
 #include "flush_policy.hpp"
+#include "latency_ring.hpp"
+#include "loss_ledger.hpp"
 #include "mailbox.hpp"
 #include "sealer.hpp"
 #include "store/store.hpp"
+#include "write_queue.hpp"
 
 namespace cairn::daemon {
-
-class Session;
-
-struct WriteRequest {
-  enum class Kind : uint8_t { append, barrier };
-  Kind kind = Kind::append;
-  bool durable_ack = false;  // the ack waits for the commit (FlushPolicy::waits_for_commit)
-  Session* session = nullptr;  // borrowed: a session outlives its requests in flight
-  uint64_t conn = 0;           // the session's serial: never reused, unlike its address
-  uint64_t slot = 0;
-  uint64_t id = 0;             // the client's request id, echoed in the reply
-  proto::Event event;
-  proto::Trusted trusted;
-  std::string body;
-
-  // Bytes this request holds while queued: itself, the body, ~128 for the short column
-  // strings and allocator overhead (message and fields are dropped once in the body).
-  size_t cost() const { return sizeof(*this) + body.size() + 128; }
-};
-
-// One session's requests from one read, in that session's order. The writer's queue is
-// a FIFO of these, so jumping it (hybrid's critical events) moves a few batches, never
-// thousands of requests.
-struct WriteBatch {
-  Session* session = nullptr;
-  bool urgent = false;  // ends with an event that forces a commit
-  std::vector<WriteRequest> reqs;
-};
 
 struct WriteResult {
   Session* session = nullptr;
   uint64_t conn = 0;  // WriteRequest::conn
   uint64_t slot = 0;
   uint64_t id = 0;
-  bool barrier = false;
+  bool flush = false;  // answers a flush (seq: the newest durable seq)
   bool ok = false;
   proto::ErrorCode error = proto::ErrorCode::internal;
-  uint64_t seq = 0;          // append: the event's seq; barrier: newest durable seq
+  uint64_t seq = 0;
   bool durable = false;
   bool duplicate = false;
 };
@@ -110,21 +91,20 @@ class Writer {
 
   // Starts the thread. Returns a negative libuv error if the async handle failed.
   int start();
-  // Queues one session's requests (moved out of `batch`, which must all belong to that
-  // session). Never blocks on I/O. An urgent batch (it ends with an event that forces a
-  // commit) goes ahead of the queue, taking the same session's earlier queued batches
-  // with it so each connection keeps its order.
-  void submit(std::vector<WriteRequest>& batch, bool urgent = false);
+  // Queues one session's requests (moved out of `reqs`, which must all belong to that
+  // session). Never blocks on I/O. An urgent submission goes ahead of the queue with
+  // the same session's earlier ones (WriteQueue).
+  void submit(std::vector<WriteRequest>& reqs, bool urgent = false);
   // Asks the thread to commit everything queued, checkpoint, close the store and exit;
   // on_stopped runs on the loop afterwards. Submitting after stop() is a bug.
-  void stop();
+  void stop() { queue_.request_stop(); }
   // Closes the async handle; call once on_stopped has run.
   void close();
 
-  bool over_limit() const;      // backpressure: pause reading from sockets
-  bool below_resume() const;    // ... resume when the queue has drained to this
+  bool over_limit() const { return queue_.over_limit(); }      // backpressure: pause reading
+  bool below_resume() const { return queue_.below_resume(); }  // ... resume at this
   // Loop: some session is paused on the queue (true) / all were resumed (false). While
-  // true, the worker wakes the loop when a group leaves the queue drained.
+  // true, the writer wakes the loop when a group leaves the queue drained.
   void set_sessions_paused(bool paused) { sessions_paused_.store(paused, std::memory_order_release); }
   WriterFigures figures() const;
   const FlushPolicy& policy() const { return policy_; }
@@ -132,90 +112,66 @@ class Writer {
   bool stuck(int64_t limit_ns) const;
 
  private:
+  // The steps, in order (writer thread).
   void run();
-  void process(std::deque<WriteBatch>& work, bool is_urgent);
-  void take_urgent(std::deque<WriteBatch>& work);  // under mu_
-  void append_one(WriteRequest& req);
+  int64_t next_deadline() const;
+  void insert_group(std::deque<Submission>& group, bool urgent_group);
+  void insert(WriteRequest& req);
   void commit_open();
+  // Upkeep.
+  void seal_epoch();
+  void upkeep_wal();
+  // Failure: everything open is lost; fail the waiters, reopen, fill the lost seqs.
   void fail_open(const store::StoreError& err, const char* what);
   void reopen_store();
-  // Seals the epoch (everything open is committed first). Worker thread.
-  void seal_epoch();
-  // After a failed commit: placeholders for every seq an ack handed out that the file
-  // no longer has, so no seq is ever handed out twice. Returns false if that failed too.
   bool fill_lost(const std::string& why);
+  void give_up(const char* why);  // refuse everything and stop (systemd restarts us)
+  // Loop side.
   void on_results(std::vector<WriteResult>& results);
+  void post_ready() { mailbox_.post(ready_); }
+  // Runs one store operation under the watchdog's stamp.
+  template <typename F>
+  auto timed(F&& f) {
+    busy_since_ns_ = monotonic_ns();
+    auto r = f();
+    busy_since_ns_ = 0;
+    return r;
+  }
 
   uv_loop_t* loop_;
+  WriteQueue queue_;
   Mailbox<WriteResult> mailbox_;
-  std::unique_ptr<store::Store> store_;  // worker thread only, after start()
-  std::unique_ptr<Sealer> sealer_;       // worker thread only, after start(); null: no seals
-  int64_t next_seal_ns_ = 0;             // monotonic deadline of the next seal
-  bool accept_loss_ = false;
-  uint64_t max_handed_seq_ = 0;          // highest seq any ack has named (durable or not)
-  // Connections with durable:false acks in the open transaction, and those whose such
-  // acks a failed commit lost: their next flush or durable append is answered
-  // events_lost (once), so no later durable answer covers the loss.
-  std::vector<uint64_t> open_nondurable_conns_;
-  std::unordered_set<uint64_t> lost_conns_;
-  uint64_t lost_at_stop_start_ = UINT64_MAX;  // lost_nondurable_ when the stop began
-  std::string last_failure_;             // why the last transaction failed
-  std::string db_path_;
-  // WAL size in frames after the last commit (from SQLite's wal hook). Checkpoints never
-  // run inside a COMMIT whose acks wait (SQLite's autocheckpoint would do that): the
-  // copy runs on checkpointer_, and a small catch-up here lets the WAL start over.
-  int wal_frames_ = 0;
-  int copy_requested_at_ = 0;  // wal_frames_ when the last background copy was asked for
-  static constexpr int kCheckpointFrames = 250;     // background copy every ~1 MiB of WAL
-  static constexpr int kWalIdleRestartFrames = 1000; // catch-up when idle at ~4 MiB
-  static constexpr int kWalRestartFrames = 32768;   // ... under load at ~128 MiB
-  static constexpr int kWalHardLimitFrames = 65536; // ... and regardless at ~256 MiB
-  static constexpr size_t kAckBatch = 32;  // post ready acks at least every this many inserts
-  Checkpointer checkpointer_;
-  static void on_wal_commit(void* self, int frames) { static_cast<Writer*>(self)->wal_frames_ = frames; }
-  void maybe_checkpoint();
   FlushPolicy policy_;
-  uint64_t max_events_, max_bytes_;
   CompleteFn on_complete_;
   StoppedFn on_stopped_;
   std::thread thread_;
-
-  // Loop -> worker.
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<WriteBatch> queue_;  // submit order; urgent batches are flagged in place
-  // queue_ holds an urgent batch. Written under mu_; the worker also reads it without
-  // mu_ mid-group, to notice urgent work.
-  std::atomic<bool> urgent_pending_{false};
   std::atomic<bool> sessions_paused_{false};
-  bool stopping_ = false;
-
-  // Worker -> loop: results go through mailbox_; these say the worker has exited.
+  // Writer -> loop: the writer thread has exited; fatal_ is written before it.
   std::atomic<bool> stopped_{false};
-  bool fatal_ = false;  // written before stopped_ is set
+  bool fatal_ = false;
 
-  // Worker-only transaction state.
-  uint64_t open_ = 0;             // appends in the open transaction
-  uint64_t open_nondurable_ = 0;  // ... of which were already acked durable:false
-  int64_t oldest_ns_ = 0;
-  std::vector<WriteResult> waiting_;  // results released by the next commit
-  std::vector<WriteResult> ready_;    // results to post now
+  // Writer thread only, after start().
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<Sealer> sealer_;  // null: no seals
+  int64_t next_seal_ns_ = 0;        // monotonic deadline of the next seal
+  std::string db_path_;
+  WalKeeper wal_;
+  LossLedger loss_;
+  std::string last_failure_;          // why the last transaction failed
+  uint64_t open_ = 0;                 // appends in the open transaction
+  int64_t oldest_ns_ = 0;             // when the oldest of them was inserted
+  std::vector<WriteResult> waiting_;  // durable acks: released by the next commit
+  std::vector<WriteResult> ready_;    // acks to post now
   bool failed_ = false;               // store could not be reopened: refuse everything
   int consecutive_failures_ = 0;      // storage failures since the last good commit
   static constexpr int kMaxConsecutiveFailures = 3;
+  static constexpr size_t kAckBatch = 32;  // post ready acks at least every this many inserts
 
-  // Figures (written by the worker or submit, read anywhere).
-  std::atomic<uint64_t> queued_events_{0}, queued_bytes_{0}, open_atomic_{0};
-  std::atomic<uint64_t> commits_{0}, events_committed_{0}, storage_errors_{0};
-  std::atomic<uint64_t> lost_nondurable_{0}, head_seq_{0}, seals_{0};
+  // Figures (written by the writer thread, read anywhere).
+  std::atomic<uint64_t> open_atomic_{0}, commits_{0}, events_committed_{0}, storage_errors_{0};
+  std::atomic<uint64_t> head_seq_{0}, seals_{0};
   std::atomic<int64_t> busy_since_ns_{0};
-  mutable std::mutex lat_mu_;
-  std::vector<uint32_t> commit_us_;  // ring of recent commit latencies
-  size_t commit_us_next_ = 0;
-  uint64_t commit_max_us_ = 0;
+  LatencyRing commit_latency_;
 };
-
-int64_t monotonic_ns();
-int64_t realtime_ns();
 
 }  // namespace cairn::daemon

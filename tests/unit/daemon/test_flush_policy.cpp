@@ -62,7 +62,7 @@ Test(flush_policy, batched_mode_commits_on_size_or_interval_only) {
   cr_assert(p.must_commit(100, false, 0, 1 * kMs), "batch full");
   cr_assert(p.must_commit(1, false, 0, 50 * kMs), "interval passed");
   cr_assert_eq(p.commit_deadline(7 * kMs), 57 * kMs);
-  cr_assert(p.must_commit(1, true, 0, 0), "a flush barrier forces the commit");
+  cr_assert(p.must_commit(1, true, 0, 0), "a flush forces the commit");
 }
 
 Test(flush_policy, hybrid_mode_critical_waits_and_forces_commit_routine_does_not) {
