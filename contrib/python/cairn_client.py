@@ -2,20 +2,37 @@
 """A dependency-free Python client for cairnd, written from protocol/PROTOCOL.md alone.
 
     from cairn_client import Client
-    with Client("/run/cairn/cairn.sock") as c:
+    with Client("/run/cairn/cairn.sock", timeout=5) as c:
         ack = c.append({"type": "UserLogin", "actor": "alice", "outcome": "success"})
         print(ack["seq"], ack["durable"])
+        for ev in c.events(type="UserLogin"):       # every page, newest first
+            print(ev["seq"], ev["event"]["actor"])
 
 It speaks the wire format directly (4-byte big-endian length + one MessagePack map) with
-a small MessagePack codec below, so it runs on any python3 without extra packages. It
-does not reconnect; use libcairn where a restart must neither lose nor duplicate events.
+a small MessagePack codec below, so it runs on any python3 without extra packages.
+
+Like libcairn (cairn.h), it survives a daemon restart: when the connection is lost, or
+the daemon answers shutting_down, it reconnects with exponential backoff for up to
+`reconnect_timeout` seconds and sends the request again. An append is resent with the
+same idempotency key, so the daemon answers duplicate:true with the original seq if it
+had stored it: nothing is lost and nothing is stored twice. Refusals (invalid_field,
+storage_failed, permission_denied ...) are raised as CairnError, never retried.
+`timeout` bounds each call as a whole (connect, hello, reconnects, send, reply); when
+it runs out the call raises CairnTimeout and the connection is closed: an append in
+flight may or may not be stored (append it again with the same `idem` to learn which).
+The next call connects afresh.
+
+A Client is not thread-safe: use one per thread.
 """
 import os
 import socket
 import struct
 import sys
+import time
 
-__all__ = ["Client", "CairnError", "packb", "unpackb"]
+__all__ = ["Client", "CairnError", "CairnTimeout", "CairnConnectionError", "CairnProtocolError",
+           "packb", "unpackb"]
+__version__ = "0.1.0"
 
 
 # ---- MessagePack: the subset cairn uses (nil, bool, int, float64, str, bin, array, map)
@@ -174,16 +191,67 @@ class CairnError(Exception):
         self.code = reply.get("error")
         self.field = reply.get("field")
         self.rule = reply.get("rule")
-        super().__init__("%s: %s" % (self.code, reply.get("message")))
+        self.message = reply.get("message")
+        super().__init__("%s: %s" % (self.code, self.message))
+
+
+class CairnTimeout(CairnError, TimeoutError):
+    """The call's `timeout` ran out; the connection was closed."""
+
+    def __init__(self, what):
+        super().__init__({"error": "timeout", "message": what})
+
+
+class CairnConnectionError(CairnError, ConnectionError):
+    """cairnd could not be reached (within `reconnect_timeout`), or it went away with
+    reconnection off (reconnect_timeout=0). .code is "connect" or "io"; .errno as the
+    socket call set it (ENOENT: no socket there, is cairnd running? EACCES: not allowed
+    to use it; ECONNREFUSED: nothing listening)."""
+
+    def __init__(self, code, message, errno_=None):
+        super().__init__({"error": code, "message": message})
+        self.errno = errno_
+
+
+class CairnProtocolError(CairnError):
+    """The daemon sent something this client cannot read; never retried."""
+
+    def __init__(self, message):
+        super().__init__({"error": "protocol", "message": message})
+
+
+class _Lost(Exception):
+    """The connection broke, or cairnd said shutting_down/overloaded: reconnect, resend."""
+
+    def __init__(self, why, errno_=None, code="io"):
+        super().__init__(why)
+        self.errno = errno_
+        self.code = code
+
+
+MAX_REPLY = 16 << 20   # the largest max_frame a daemon can have (PROTOCOL.md §1)
+DEFAULT_SOCKET = "/run/cairn/cairn.sock"
 
 
 class Client:
-    def __init__(self, path=None, client_name="python"):
-        path = path or os.environ.get("CAIRN_SOCKET", "/run/cairn/cairn.sock")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(path)
+    """One connection to cairnd (opened at once, reopened as needed).
+
+    path               the socket [$CAIRN_SOCKET, else /run/cairn/cairn.sock]
+    timeout            seconds any one call may take in all, or None for no bound
+    reconnect_timeout  seconds to keep reconnecting after a loss; 0: never [30]
+    """
+
+    def __init__(self, path=None, client_name="python", timeout=None, reconnect_timeout=30.0):
+        self.path = path or os.environ.get("CAIRN_SOCKET", DEFAULT_SOCKET)
+        self.client_name = client_name
+        self.timeout = timeout
+        self.reconnect_timeout = reconnect_timeout
+        self.sock = None
+        self.server = None
         self.next_id = 1
-        self.server = self.call("hello", version=1, client=client_name)
+        self.reconnects = 0   # connections made after the first (for tests and logs)
+        self._opened = 0
+        self._run(None, None, self._deadline())
 
     def __enter__(self):
         return self
@@ -192,45 +260,181 @@ class Client:
         self.close()
 
     def close(self):
-        self.sock.close()
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    # ---- requests
 
     def call(self, op, **args):
-        rid = self.next_id
-        self.next_id += 1
-        payload = packb(dict(op=op, id=rid, **args))
-        self.sock.sendall(struct.pack(">I", len(payload)) + payload)
-        reply = unpackb(self._read_frame())
-        if reply.get("id") != rid:
-            raise CairnError({"error": "protocol", "message": "reply id mismatch"})
-        if not reply.get("ok"):
-            raise CairnError(reply)
-        return reply
+        """Any op; returns the reply map, raises CairnError for a refusal."""
+        return self._run(op, args, self._deadline())
 
     def append(self, event):
-        """Blocks until the ack; returns {"seq", "durable", "duplicate"}."""
+        """Blocks until the ack; returns {"seq", "durable", "duplicate"}. An event
+        without "idem" gets 16 random bytes, kept across resends."""
         event = dict(event)
         event.setdefault("idem", os.urandom(16))
         return self.call("append", event=event)
 
+    def flush(self):
+        """Returns the newest durable seq once every event this connection sent is
+        durable. After a reconnect it covers only what was sent on the new connection;
+        in batched mode, call it before relying on durable:false acks."""
+        return self.call("flush")["durable_seq"]
+
+    def ping(self):
+        self.call("ping")
+
+    def stats(self):
+        return self.call("stats")
+
+    def verify(self, **args):
+        return self.call("verify", **args)
+
     def query(self, **filters):
+        """One page (PROTOCOL.md §6.4): {"events": [...], "next": seq or None}."""
         return self.call("query", **filters)
 
-    def _read_frame(self):
-        n = struct.unpack(">I", self._read_exact(4))[0]
-        return self._read_exact(n)
+    def events(self, page_size=100, **filters):
+        """Every matching event, newest first, page by page (keyset paging on `next`);
+        a generator, so a big log is never held in memory at once."""
+        after = filters.pop("after", None)
+        while True:
+            args = dict(filters, limit=page_size)
+            if after is not None:
+                args["after"] = after
+            page = self.query(**args)
+            for e in page["events"]:
+                yield e
+            after = page.get("next")
+            if after is None:
+                return
 
-    def _read_exact(self, n):
+    # ---- connection and retries
+
+    def _deadline(self):
+        return None if self.timeout is None else time.monotonic() + self.timeout
+
+    def _left(self, deadline):
+        if deadline is None:
+            return None
+        left = deadline - time.monotonic()
+        if left <= 0:
+            self.close()
+            raise CairnTimeout("no answer within %gs" % self.timeout)
+        return left
+
+    def _run(self, op, args, deadline):
+        """Connects if needed and makes one request (none for op None), retrying after a
+        loss as the class says."""
+        lost_since = None
+        backoff = 0.01
+        while True:
+            try:
+                if self.sock is None:
+                    self._connect(deadline)
+                if op is None:
+                    return None
+                return self._request(op, args, deadline)
+            except _Lost as e:
+                self.close()
+                now = time.monotonic()
+                if lost_since is None:
+                    lost_since = now
+                if self.reconnect_timeout <= 0 or now - lost_since >= self.reconnect_timeout:
+                    if e.code in ("shutting_down", "overloaded"):
+                        raise CairnError({"error": e.code, "message": str(e)})
+                    raise CairnConnectionError("connect" if self._opened == 0 or e.code == "connect"
+                                               else e.code, str(e), e.errno)
+                pause = min(backoff, lost_since + self.reconnect_timeout - now)
+                left = self._left(deadline)
+                if left is not None:
+                    pause = min(pause, left)
+                # The backoff between attempts; what ends the wait is the daemon coming
+                # back (the next attempt), the reconnect deadline or the call's timeout.
+                time.sleep(max(pause, 0))
+                backoff = min(backoff * 2, 1.0)
+
+    def _connect(self, deadline):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self._left(deadline))
+        try:
+            s.connect(self.path)
+        except socket.timeout:
+            s.close()
+            self.close()
+            raise CairnTimeout("connect to %s timed out" % self.path)
+        except OSError as e:
+            s.close()
+            raise _Lost("cannot connect to %s: %s" % (self.path, e.strerror), e.errno, "connect")
+        self.sock = s
+        if self._opened:
+            self.reconnects += 1
+        self._opened += 1
+        self.server = self._request("hello", {"version": 1, "client": self.client_name}, deadline)
+
+    def _request(self, op, args, deadline):
+        rid = self.next_id
+        self.next_id += 1
+        payload = packb(dict(op=op, id=rid, **(args or {})))
+        try:
+            self.sock.settimeout(self._left(deadline))
+            self.sock.sendall(struct.pack(">I", len(payload)) + payload)
+            reply = self._read_reply(deadline)
+        except socket.timeout:
+            self.close()
+            raise CairnTimeout("%s: no answer within %gs" % (op, self.timeout))
+        except OSError as e:
+            raise _Lost("%s: connection lost: %s" % (op, e.strerror or e), e.errno)
+        if not reply.get("ok"):
+            code = reply.get("error")
+            # Id 0: refused as a connection (overloaded at accept) or a broken frame.
+            if code in ("shutting_down", "overloaded") and (reply.get("id") in (0, rid)):
+                raise _Lost("cairnd: %s" % reply.get("message"), code=code)
+            if reply.get("id") != rid:
+                self.close()
+                raise CairnProtocolError("reply id %r to request %d" % (reply.get("id"), rid))
+            raise CairnError(reply)
+        if reply.get("id") != rid:
+            self.close()
+            raise CairnProtocolError("reply id %r to request %d" % (reply.get("id"), rid))
+        return reply
+
+    def _read_reply(self, deadline):
+        n = struct.unpack(">I", self._read_exact(4, deadline))[0]
+        if n == 0 or n > MAX_REPLY:
+            self.close()
+            raise CairnProtocolError("reply frame of %d bytes" % n)
+        body = self._read_exact(n, deadline)
+        try:
+            reply = unpackb(body)
+        except (ValueError, IndexError, TypeError, struct.error, UnicodeDecodeError) as e:
+            self.close()
+            raise CairnProtocolError("malformed reply: %s" % e)
+        if not isinstance(reply, dict):
+            self.close()
+            raise CairnProtocolError("reply is not a map")
+        return reply
+
+    def _read_exact(self, n, deadline):
         buf = bytearray()
         while len(buf) < n:
+            self.sock.settimeout(self._left(deadline))
             chunk = self.sock.recv(n - len(buf))
             if not chunk:
-                raise ConnectionError("cairnd closed the connection")
+                raise _Lost("cairnd closed the connection")
             buf += chunk
         return bytes(buf)
 
 
-if __name__ == "__main__":
-    with Client() as c:
-        ack = c.append({"type": sys.argv[1] if len(sys.argv) > 1 else "PythonHello",
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    with Client(timeout=10) as c:
+        ack = c.append({"type": argv[0] if argv else "PythonHello",
                         "actor": os.environ.get("USER", "unknown")})
         print(ack["seq"], "durable" if ack["durable"] else "accepted")
+
+
+if __name__ == "__main__":
+    main()
