@@ -158,6 +158,11 @@ void Session::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t*) noexc
 // the writer queue allow; then enqueues this read's appends and sends what is ready.
 void Session::read_frames() {
   if (state_ == State::closed) return;
+  // Answered slots leave the count first: max_inflight bounds requests in flight, not
+  // replies already filled. (Counted before they left, a reply that frees the last slot
+  // served no buffered frame, and a client that had pipelined more than max_inflight
+  // requests and then waited, or half-closed, was never answered.)
+  send_replies();
   const uint32_t max_frame = server_.config().limits.max_frame;
   while (!paused_on_writer_ && slots_.size() < server_.config().max_inflight) {
     auto fv = proto::frame_next({rbuf_.get() + start_, end_ - start_}, max_frame);

@@ -472,3 +472,39 @@ Test(core, query_from_an_unprivileged_uid_is_permission_denied_but_append_works)
   cr_assert_eq(rows.size(), 1u);
   cr_assert_eq(rows[0].uid, 65534u, "the trusted uid is the peer's, from SO_PEERCRED");
 }
+
+// More requests pipelined than max_inflight, then the client only waits (or half-closes):
+// every one is answered, in order. Found by fuzz_session: a reply that freed the last
+// in-flight slot was counted as still in flight, so the frames still buffered were never
+// served and the connection hung (batched mode, tiny queues).
+Test(core, pipelining_past_max_inflight_is_answered_in_full) {
+  TestDaemon d;
+  cr_assert(d.start({.args = {"--flush-mode", "batched", "--batch-size", "7", "--batch-interval-ms", "5",
+                              "--max-inflight", "4", "--queue-max-events", "16"}}));
+  for (bool half_close : {false, true}) {
+    RawClient raw(d.socket());
+    cr_assert(raw.connected());
+    std::string all;
+    constexpr uint64_t kRequests = 40;
+    // Every fourth a flush: its reply waits for a commit while the appends behind it are
+    // acked at once, so their replies are filled but held back behind it in slot order.
+    for (uint64_t id = 1; id <= kRequests; ++id)
+      all += id % 4 == 1 ? frame_of(fixmap(2, mstr("op") + mstr("flush") + mstr("id") + std::string(1, static_cast<char>(id))))
+                         : append_frame(id, half_close ? "PipeHalf" : "PipeWait");
+    cr_assert(raw.send_bytes(all));
+    if (half_close) cr_assert(raw.half_close());
+    for (uint64_t id = 1; id <= kRequests; ++id) {
+      auto f = raw.read_frame();
+      cr_assert(f.has_value(), "half_close=%d: no reply to request %llu of %llu", half_close,
+                static_cast<unsigned long long>(id), static_cast<unsigned long long>(kRequests));
+      auto r = decode_reply(*f);
+      cr_assert(r && r->ok && r->id == id, "half_close=%d: reply %llu: %s", half_close,
+                static_cast<unsigned long long>(id), r ? r->error.c_str() : "undecodable");
+    }
+    if (half_close) cr_assert(raw.closed_by_peer(), "the daemon must close a half-closed connection once answered");
+  }
+  cr_assert_eq(exit_code(d.stop(SIGTERM)), 0);
+  size_t n = 0;
+  for (const auto& r : read_rows(d.db())) n += (r.type == "PipeWait" || r.type == "PipeHalf");
+  cr_assert_eq(n, 60u, "stored %zu of 60 pipelined appends", n);
+}

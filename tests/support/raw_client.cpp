@@ -30,6 +30,8 @@ void RawClient::close_now() {
   fd_ = -1;
 }
 
+bool RawClient::half_close() { return fd_ >= 0 && ::shutdown(fd_, SHUT_WR) == 0; }
+
 bool RawClient::send_bytes(const std::string& bytes) {
   size_t off = 0;
   while (off < bytes.size()) {

@@ -24,6 +24,8 @@ class RawClient {
   // True if the daemon has closed the connection (EOF within timeout_ms).
   bool closed_by_peer(int timeout_ms = 10'000);
   void close_now();
+  // shutdown(SHUT_WR): the daemon reads EOF after what was sent; replies still come.
+  bool half_close();
 
  private:
   int fd_ = -1;
