@@ -36,6 +36,17 @@ int Daemon::run() {
             store.error().message.c_str());
     return 1;
   }
+  // The time->seq and per-type count tables behind fast queries and stats (issue 12),
+  // created and filled once on a database written before they existed.
+  auto qi = store::ensure_query_indexes(*store.value());
+  if (!qi) {
+    log_msg(LogLevel::err, "cannot build the query index of %s: %s", config_.db_path.c_str(),
+            qi.error().message.c_str());
+    return 1;
+  }
+  if (qi.value() > 0)
+    log_msg(LogLevel::info, "query index built for %llu existing events",
+            static_cast<unsigned long long>(qi.value()));
   log_msg(LogLevel::info, "database %s open; chain head seq %llu; flush mode %s",
           config_.db_path.c_str(), static_cast<unsigned long long>(store.value()->head_seq()),
           flush_mode_name(config_.flush_mode));

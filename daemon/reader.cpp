@@ -6,6 +6,8 @@
 
 #include <algorithm>
 
+#include "store/query_engine.hpp"
+
 namespace cairn::daemon {
 
 // One unit of work for a thread: a query or stats request, or every verify request that
@@ -221,6 +223,7 @@ void Reader::run(Worker& w) {
   pthread_setname_np(pthread_self(), "cairnd-query");
   // Opened lazily and reopened after an error, so a reader never keeps a broken handle.
   std::unique_ptr<store::Store> store;
+  std::unique_ptr<store::QueryEngine> engine;  // on `store`'s connection; reset before it
   std::vector<ReadResult> out;
   for (;;) {
     Job job;
@@ -231,7 +234,7 @@ void Reader::run(Worker& w) {
       });
       if (!next_job(w, job)) break;
     }
-    execute(w, job, store, out);
+    execute(w, job, store, engine, out);
     {
       std::lock_guard lk(mu_);
       for (size_t i = 0; i < job.reqs.size(); ++i)
@@ -247,6 +250,7 @@ void Reader::run(Worker& w) {
     }
     mailbox_.post(out);
   }
+  engine.reset();
   store.reset();
   // Release: the loop that sees 0 must also see every result posted before.
   if (live_threads_.fetch_sub(1, std::memory_order_acq_rel) == 1) mailbox_.wake();
@@ -254,7 +258,7 @@ void Reader::run(Worker& w) {
 
 // Runs one job and appends one result per request to `out`.
 void Reader::execute(Worker& w, Job& job, std::unique_ptr<store::Store>& store,
-                     std::vector<ReadResult>& out) {
+                     std::unique_ptr<store::QueryEngine>& engine, std::vector<ReadResult>& out) {
   const size_t first = out.size();
   for (const auto& r : job.reqs) out.push_back(result_for(r));
   auto fail_all = [&](const std::string& why) {
@@ -273,6 +277,8 @@ void Reader::execute(Worker& w, Job& job, std::unique_ptr<store::Store>& store,
     // Lets interrupt_running()/cancel_session() stop a long statement on this thread.
     sqlite3_progress_handler(store->handle(), 4096, &on_progress, &w.interrupt);
   }
+  // Compiled statements are kept per thread while its connection lives.
+  if (!engine) engine = std::make_unique<store::QueryEngine>(*store);
   bool ok = true;
   switch (job.kind) {
     case ReadRequest::Kind::query: {
@@ -284,24 +290,18 @@ void Reader::execute(Worker& w, Job& job, std::unique_ptr<store::Store>& store,
       // most spec.limit of them.)
       store->map_reads(mmap_bytes_);
       proto::QueryReplyBuilder reply(res.frame, req.id);
-      bool full = false;
-      uint64_t last = 0;
-      auto next = store->query_each(req.spec, [&](uint64_t seq, std::string_view hash,
-                                                  std::string_view body) {
-        if (full) return;
-        if (reply.count() > 0 && !reply.fits(body.size(), max_reply_)) {
-          full = true;
-          return;
-        }
+      auto end = engine->page(req.spec, [&](uint64_t seq, std::string_view hash, std::string_view body) {
+        if (reply.count() > 0 && !reply.fits(body.size(), max_reply_)) return false;
         reply.add(seq, hash, body);
-        last = seq;
+        return true;
       });
-      if (next) {
-        reply.finish(full ? std::optional<uint64_t>(last) : next.value());
+      if (end) {
+        uint64_t scanned = end.value().scanned;
+        reply.finish(end.value().next, reply.room_for_scanned(max_reply_) ? scanned : 0);
         res.ok = true;
       } else {
         ok = false;
-        fail_all(next.error().message);
+        fail_all(end.error().message);
       }
       break;
     }
@@ -309,7 +309,7 @@ void Reader::execute(Worker& w, Job& job, std::unique_ptr<store::Store>& store,
       // stats and verify read the whole index or chain: through a map, every page
       // would stay resident (and counted in our RSS) long after. Plain reads.
       store->map_reads(0);
-      auto r = store->info();
+      auto r = engine->info();
       if (r) {
         out[first].ok = true;
         out[first].info = std::move(r.value());
@@ -334,7 +334,10 @@ void Reader::execute(Worker& w, Job& job, std::unique_ptr<store::Store>& store,
       break;
     }
   }
-  if (!ok) store.reset();
+  if (!ok) {
+    engine.reset();
+    store.reset();
+  }
 }
 
 }  // namespace cairn::daemon

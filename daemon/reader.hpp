@@ -33,6 +33,7 @@
 
 #include "../protocol/message.hpp"
 #include "mailbox.hpp"
+#include "store/query_engine.hpp"
 #include "store/store.hpp"
 
 namespace cairn::daemon {
@@ -101,7 +102,7 @@ class Reader {
   void run(Worker& w);
   bool next_job(Worker& w, Job& job);  // under mu_
   void execute(Worker& w, Job& job, std::unique_ptr<store::Store>& store,
-               std::vector<ReadResult>& out);
+               std::unique_ptr<store::QueryEngine>& engine, std::vector<ReadResult>& out);
   void on_mail(std::vector<ReadResult>& results);
   void post_cancelled(std::vector<ReadRequest>& reqs);
 

@@ -219,19 +219,158 @@ Result<VerifyArgs, Violation> verify_args_from(const Request& req) {
   return a;
 }
 
+namespace {
+
+constexpr std::array<std::pair<Column, std::string_view>, 9> kColumns{{
+    {Column::type, "type"}, {Column::actor, "actor"}, {Column::action, "action"},
+    {Column::target, "target"}, {Column::comm, "comm"}, {Column::outcome, "outcome"},
+    {Column::uid, "uid"}, {Column::pid, "pid"}, {Column::gid, "gid"},
+}};
+
+// One str, or an array of 1..kMaxMatchValues str, each following the text rules.
+Result<std::vector<std::string>, Violation> str_values(const msgpack_object& v, const std::string& name,
+                                                       uint32_t max_string) {
+  std::vector<std::string> out;
+  const msgpack_object* items = &v;
+  uint32_t n = 1;
+  if (v.type == MSGPACK_OBJECT_ARRAY) {
+    if (v.via.array.size == 0 || v.via.array.size > kMaxMatchValues)
+      return Err{bad(name, "too_many_entries", "1-" + std::to_string(kMaxMatchValues) + " values")};
+    items = v.via.array.ptr;
+    n = v.via.array.size;
+  }
+  for (uint32_t i = 0; i < n; ++i) {
+    if (items[i].type != MSGPACK_OBJECT_STR) return Err{bad(name, "type", "expected str or array of str")};
+    if (auto e = check_text(str_of(items[i]), max_string, false)) {
+      e->field = name;
+      e->message = name + ": " + e->message;
+      return Err{*e};
+    }
+    out.emplace_back(str_of(items[i]));
+  }
+  return out;
+}
+
+// One integer, or an array of them (outcome: names or their numbers).
+Result<std::vector<int64_t>, Violation> int_values(const msgpack_object& v, Column col) {
+  std::string name(column_name(col));
+  std::vector<int64_t> out;
+  const msgpack_object* items = &v;
+  uint32_t n = 1;
+  if (v.type == MSGPACK_OBJECT_ARRAY) {
+    if (v.via.array.size == 0 || v.via.array.size > kMaxMatchValues)
+      return Err{bad(name, "too_many_entries", "1-" + std::to_string(kMaxMatchValues) + " values")};
+    items = v.via.array.ptr;
+    n = v.via.array.size;
+  }
+  for (uint32_t i = 0; i < n; ++i) {
+    const msgpack_object& o = items[i];
+    if (col == Column::outcome) {
+      auto oc = o.type == MSGPACK_OBJECT_STR ? outcome_from_name(str_of(o)) : std::nullopt;
+      if (!oc) return Err{bad(name, "range", "expected success, failure or unknown")};
+      out.push_back(static_cast<int64_t>(*oc));
+    } else {
+      if (o.type != MSGPACK_OBJECT_POSITIVE_INTEGER || o.via.u64 > 0xffffffffu)
+        return Err{bad(name, "type", "expected uint32 or array of uint32")};
+      out.push_back(static_cast<int64_t>(o.via.u64));
+    }
+  }
+  return out;
+}
+
+// Reads column `col` of the request into q: a single str type/actor into q.type/q.actor
+// (as version 1 sent them), everything else into q.match.
+Result<Ok, Violation> column_match_from(const msgpack_object& m, Column col, const Limits& limits,
+                                        QuerySpec& q) {
+  const msgpack_object* v = map_get(m, column_name(col));
+  if (v == nullptr) return Ok{};
+  ColumnMatch cm;
+  cm.column = col;
+  if (column_is_int(col)) {
+    auto r = int_values(*v, col);
+    if (!r) return Err{r.error()};
+    cm.ints = std::move(r.value());
+  } else {
+    auto r = str_values(*v, std::string(column_name(col)), limits.max_string);
+    if (!r) return Err{r.error()};
+    if (v->type == MSGPACK_OBJECT_STR && (col == Column::type || col == Column::actor)) {
+      (col == Column::type ? q.type : q.actor) = std::move(r.value().front());
+      return Ok{};
+    }
+    cm.text = std::move(r.value());
+  }
+  q.match.push_back(std::move(cm));
+  return Ok{};
+}
+
+}  // namespace
+
+std::string_view column_name(Column c) {
+  for (const auto& [k, n] : kColumns)
+    if (k == c) return n;
+  return "?";
+}
+
+std::optional<Column> column_from_name(std::string_view s) {
+  for (const auto& [k, n] : kColumns)
+    if (n == s) return k;
+  return std::nullopt;
+}
+
+bool column_is_int(Column c) {
+  return c == Column::outcome || c == Column::uid || c == Column::pid || c == Column::gid;
+}
+
 Result<QuerySpec, Violation> query_from(const Request& req, const Limits& limits) {
   QuerySpec q;
   const msgpack_object& m = *req.map;
-  for (const char* key : {"type", "actor"}) {
-    if (const msgpack_object* v = map_get(m, key)) {
-      if (v->type != MSGPACK_OBJECT_STR) return Err{bad(key, "type", "expected str")};
-      if (auto e = check_text(str_of(*v), limits.max_string, false)) {
-        e->field = key;
-        e->message = std::string(key) + ": " + e->message;
+  for (Column col : {Column::type, Column::actor, Column::action, Column::target, Column::comm,
+                     Column::outcome, Column::uid, Column::pid, Column::gid}) {
+    auto r = column_match_from(m, col, limits, q);
+    if (!r) return Err{r.error()};
+  }
+  if (const msgpack_object* v = map_get(m, "fields")) {
+    if (v->type != MSGPACK_OBJECT_MAP)
+      return Err{bad("fields", "type", "expected a map of key path -> str or array of str")};
+    if (v->via.map.size > kMaxFieldMatches)
+      return Err{bad("fields", "too_many_entries", "at most " + std::to_string(kMaxFieldMatches) + " keys")};
+    for (uint32_t i = 0; i < v->via.map.size; ++i) {
+      const msgpack_object_kv& kv = v->via.map.ptr[i];
+      if (kv.key.type != MSGPACK_OBJECT_STR || kv.key.via.str.size == 0)
+        return Err{bad("fields", "type", "keys must be non-empty str")};
+      FieldMatch f;
+      f.path = std::string(str_of(kv.key));
+      std::string name = "fields." + text_for_display(f.path);
+      if (auto e = check_text(f.path, limits.max_string, false)) {
+        e->field = name;
+        e->message = name + ": " + e->message;
         return Err{*e};
       }
-      (std::strcmp(key, "type") == 0 ? q.type : q.actor) = std::string(str_of(*v));
+      auto vals = str_values(kv.val, name, limits.max_string);
+      if (!vals) return Err{vals.error()};
+      f.values = std::move(vals.value());
+      q.fields.push_back(std::move(f));
     }
+  }
+  if (const msgpack_object* v = map_get(m, "text")) {
+    if (v->type != MSGPACK_OBJECT_STR) return Err{bad("text", "type", "expected str")};
+    if (v->via.str.size == 0) return Err{bad("text", "empty", "must not be empty")};
+    if (auto e = check_text(str_of(*v), limits.max_string, false)) {
+      e->field = "text";
+      e->message = "text: " + e->message;
+      return Err{*e};
+    }
+    q.text = std::string(str_of(*v));
+  }
+  if (const msgpack_object* v = map_get(m, "order")) {
+    std::string_view o = v->type == MSGPACK_OBJECT_STR ? str_of(*v) : std::string_view();
+    if (o != "newest" && o != "oldest") return Err{bad("order", "range", "must be \"newest\" or \"oldest\"")};
+    q.oldest_first = o == "oldest";
+  }
+  if (const msgpack_object* v = map_get(m, "scan")) {
+    if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER || v->via.u64 == 0)
+      return Err{bad("scan", "range", "expected uint >= 1 (rows)")};
+    q.scan = v->via.u64;
   }
   for (const char* key : {"since", "until"}) {
     if (const msgpack_object* v = map_get(m, key)) {
@@ -389,13 +528,22 @@ size_t str_header_size(size_t n) { return n < 32 ? 1 : n <= 0xff ? 2 : n <= 0xff
 
 }  // namespace
 
+namespace {
+// One entry: fixmap, "seq" u64, "hash" bin8 of 32, "event" body; then finish() adds
+// "next" and at most a u64.
+constexpr size_t kEntry = 1 + 4 + 9 + 5 + 2 + 32 + 6;
+constexpr size_t kFinish = 5 + 9;
+constexpr size_t kScanned = 8 + 9;  // "scanned" and a u64
+}  // namespace
+
 bool QueryReplyBuilder::fits(size_t body_size, uint32_t max_payload) const {
-  // One entry: fixmap, "seq" u64, "hash" bin8 of 32, "event" body; then finish() adds
-  // "next" and at most a u64.
-  constexpr size_t kEntry = 1 + 4 + 9 + 5 + 2 + 32 + 6;
-  constexpr size_t kFinish = 5 + 9;
   size_t payload = out_.size() - frame_at_ - kFrameHeaderSize;
   return payload + kEntry + body_size + kFinish <= max_payload;
+}
+
+bool QueryReplyBuilder::room_for_scanned(uint32_t max_payload) const {
+  size_t payload = out_.size() - frame_at_ - kFrameHeaderSize;
+  return payload + kFinish + kScanned <= max_payload;
 }
 
 bool QueryReplyBuilder::fits_alone(size_t body_size, uint32_t max_payload) {
@@ -404,10 +552,15 @@ bool QueryReplyBuilder::fits_alone(size_t body_size, uint32_t max_payload) {
   return empty.fits(body_size, max_payload);
 }
 
-void QueryReplyBuilder::finish(std::optional<uint64_t> next) {
+void QueryReplyBuilder::finish(std::optional<uint64_t> next, uint64_t scanned) {
   out_[count_at_ + 1] = static_cast<char>(count_ >> 8);
   out_[count_at_ + 2] = static_cast<char>(count_);
   Packer pk(out_);
+  if (scanned > 0) {
+    // The map header said 4 entries; a fixmap's count is its low nibble.
+    out_[frame_at_ + kFrameHeaderSize] = static_cast<char>(0x85);
+    pk.str("scanned"); pk.u64(scanned);
+  }
   pk.str("next");
   if (next) pk.u64(*next);
   else pk.nil();
@@ -542,19 +695,73 @@ void encode_simple(std::string& out, uint64_t id, Op op) {
 
 namespace {
 
+// The values of column `c` to send: q.type/q.actor and any match entry, merged (the
+// wire has one key per column).
+std::vector<std::string> text_values(const QuerySpec& q, Column c) {
+  std::vector<std::string> out;
+  if (c == Column::type && q.type) out.push_back(*q.type);
+  if (c == Column::actor && q.actor) out.push_back(*q.actor);
+  for (const auto& m : q.match)
+    if (m.column == c) out.insert(out.end(), m.text.begin(), m.text.end());
+  return out;
+}
+
+std::vector<int64_t> int_values_of(const QuerySpec& q, Column c) {
+  std::vector<int64_t> out;
+  for (const auto& m : q.match)
+    if (m.column == c) out.insert(out.end(), m.ints.begin(), m.ints.end());
+  return out;
+}
+
 size_t query_entries(const QuerySpec& q) {
-  return 1 + (q.type ? 1 : 0) + (q.actor ? 1 : 0) + (q.since ? 1 : 0) + (q.until ? 1 : 0) +
-         (q.severity ? 1 : 0) + (q.after ? 1 : 0);
+  size_t n = 1 + (q.since ? 1 : 0) + (q.until ? 1 : 0) + (q.severity ? 1 : 0) + (q.after ? 1 : 0) +
+             (q.fields.empty() ? 0 : 1) + (q.text ? 1 : 0) + (q.oldest_first ? 1 : 0) +
+             (q.scan ? 1 : 0);
+  for (const auto& [c, name] : kColumns)
+    n += column_is_int(c) ? !int_values_of(q, c).empty() : !text_values(q, c).empty();
+  return n;
 }
 
 void pack_query_entries(Packer& pk, const QuerySpec& q) {
   pk.str("limit"); pk.u64(q.limit);
-  if (q.type) { pk.str("type"); pk.str(*q.type); }
-  if (q.actor) { pk.str("actor"); pk.str(*q.actor); }
+  for (const auto& [c, name] : kColumns) {
+    if (column_is_int(c)) {
+      auto v = int_values_of(q, c);
+      if (v.empty()) continue;
+      pk.str(name);
+      pk.array(v.size());
+      for (int64_t x : v) {
+        if (c == Column::outcome) pk.str(outcome_name(static_cast<Outcome>(x)));
+        else pk.u64(static_cast<uint64_t>(x));
+      }
+    } else {
+      auto v = text_values(q, c);
+      if (v.empty()) continue;
+      pk.str(name);
+      if (v.size() == 1) {  // a plain str, as version 1 of the protocol sent type/actor
+        pk.str(v.front());
+        continue;
+      }
+      pk.array(v.size());
+      for (const auto& x : v) pk.str(x);
+    }
+  }
   if (q.since) { pk.str("since"); pk.i64(*q.since); }
   if (q.until) { pk.str("until"); pk.i64(*q.until); }
   if (q.severity) { pk.str("severity"); pk.u64(*q.severity); }
   if (q.after) { pk.str("after"); pk.u64(*q.after); }
+  if (!q.fields.empty()) {
+    pk.str("fields");
+    pk.map(q.fields.size());
+    for (const auto& f : q.fields) {
+      pk.str(f.path);
+      pk.array(f.values.size());
+      for (const auto& v : f.values) pk.str(v);
+    }
+  }
+  if (q.text) { pk.str("text"); pk.str(*q.text); }
+  if (q.oldest_first) { pk.str("order"); pk.str("oldest"); }
+  if (q.scan) { pk.str("scan"); pk.u64(*q.scan); }
 }
 
 }  // namespace
@@ -621,6 +828,7 @@ Result<QueryPage, std::string> query_page_from(const Reply& reply) {
     page.events.push_back(std::move(se));
   }
   page.next = get_uint(*reply.map, "next");
+  page.scanned = get_uint(*reply.map, "scanned").value_or(0);
   return page;
 }
 

@@ -86,7 +86,30 @@ struct Hello {
 };
 Result<Hello, Violation> hello_from(const Request& req);
 
-// Query arguments (PROTOCOL.md §6.4). Newest first; `after` is an exclusive seq cursor.
+// Query arguments (PROTOCOL.md §6.4). Newest first unless `oldest_first`; `after` is an
+// exclusive seq cursor in the direction of the walk.
+//
+// Filters: the values given for one column are OR'ed, different columns (and `fields`
+// keys, and `text`) are AND'ed. `type`/`actor` hold a one-value filter as version 1 of
+// the protocol sent it (a plain str); `match` holds every other column filter, and more
+// values of type/actor (the wire sends a column's values as one str or one array).
+enum class Column : uint8_t { type, actor, action, target, comm, outcome, uid, pid, gid };
+std::string_view column_name(Column c);
+std::optional<Column> column_from_name(std::string_view s);
+bool column_is_int(Column c);  // outcome, uid, pid, gid: values are integers
+struct ColumnMatch {
+  Column column = Column::type;
+  std::vector<std::string> text;  // text columns
+  std::vector<int64_t> ints;      // integer columns (outcome as its number)
+};
+// One `fields` key (a dotted path into nested maps) and the values it may have: a str
+// value equals one of them, an int its decimal text, a bool "true"/"false".
+struct FieldMatch {
+  std::string path;
+  std::vector<std::string> values;
+};
+inline constexpr size_t kMaxMatchValues = 16;  // values per column or field key
+inline constexpr size_t kMaxFieldMatches = 8;  // field keys per query
 struct QuerySpec {
   std::optional<std::string> type;
   std::optional<std::string> actor;
@@ -94,9 +117,17 @@ struct QuerySpec {
   std::optional<int64_t> until;    // received < until (ns)
   std::optional<uint8_t> severity; // severity <= this (this severe or worse)
   uint32_t limit = 100;            // 1..kMaxQueryLimit
-  std::optional<uint64_t> after;   // only seq < after
+  std::optional<uint64_t> after;   // only seq < after (seq > after when oldest_first)
+  std::vector<ColumnMatch> match;  // at most one entry per column
+  std::vector<FieldMatch> fields;
+  std::optional<std::string> text;  // case-insensitive (ASCII) substring of `message`
+  bool oldest_first = false;
+  // Rows a filter that no index serves may examine for this page (the daemon caps it at
+  // kMaxScan); the page then ends with `next` set although it holds fewer than `limit`.
+  std::optional<uint64_t> scan;
 };
 inline constexpr uint32_t kMaxQueryLimit = 1000;
+inline constexpr uint64_t kMaxScan = 100000;
 Result<QuerySpec, Violation> query_from(const Request& req, const Limits& limits);
 
 // Verify arguments (PROTOCOL.md §8): all optional.
@@ -119,6 +150,7 @@ struct StoredEvent {
 struct QueryPage {
   std::vector<StoredEvent> events;
   std::optional<uint64_t> next;  // pass as `after` for the next page; absent at the end
+  uint64_t scanned = 0;          // rows examined for this page (0: not reported)
 };
 
 struct Stats {
@@ -187,7 +219,8 @@ class QueryReplyBuilder {
  public:
   QueryReplyBuilder(std::string& out, uint64_t id);
   void add(uint64_t seq, std::string_view hash, std::string_view body);  // hash: 32 bytes
-  void finish(std::optional<uint64_t> next);
+  // `scanned` (> 0) is sent as the page's `scanned` figure (rows a filter examined).
+  void finish(std::optional<uint64_t> next, uint64_t scanned = 0);
   uint32_t count() const { return count_; }
   // Whether one more event with a body of `body_size` bytes still leaves the finished
   // reply's payload within max_payload (PROTOCOL.md §2: no reply exceeds max_frame).
@@ -195,6 +228,9 @@ class QueryReplyBuilder {
   // Whether a page holding only this event fits: the daemon refuses to store an event
   // that would not, so every stored event can be sent.
   static bool fits_alone(size_t body_size, uint32_t max_payload);
+  // Whether finish() may add `scanned` and stay within max_payload (a page holding one
+  // event at the size limit may not; it then goes without the figure).
+  bool room_for_scanned(uint32_t max_payload) const;
 
  private:
   std::string& out_;

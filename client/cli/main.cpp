@@ -4,6 +4,7 @@
 
 #include "cairn_config.h"
 #include "commands.hpp"
+#include "query_commands.hpp"
 #include "seal_commands.hpp"
 
 int main(int argc, char** argv) {
@@ -19,7 +20,8 @@ int main(int argc, char** argv) {
   }
   const char* cmd = argv[1];
   if (std::strcmp(cmd, "send") == 0) return cmd_send(argc, argv);
-  if (std::strcmp(cmd, "query") == 0) return cmd_query(argc, argv);
+  if (std::strcmp(cmd, "query") == 0) return query_main(argc, argv);
+  if (std::strcmp(cmd, "report") == 0) return report_main(argc, argv);
   if (std::strcmp(cmd, "verify") == 0) return cmd_verify(argc, argv);
   if (std::strcmp(cmd, "stats") == 0) return cmd_stats(argc, argv);
   if (std::strcmp(cmd, "ping") == 0) return cmd_ping(argc, argv);

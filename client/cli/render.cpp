@@ -181,4 +181,223 @@ void print_stats(FILE* out, const proto::Stats& s, Output mode, bool from_file) 
     std::fprintf(out, "  %-28s %llu\n", cell(t, 28).c_str(), static_cast<unsigned long long>(n));
 }
 
+// ---- cairn query's output modes ----
+
+std::optional<EventFormat> event_format_from(std::string_view s) {
+  if (s == "short" || s == "table") return EventFormat::short_;
+  if (s == "verbose") return EventFormat::verbose;
+  if (s == "json") return EventFormat::json;
+  if (s == "json-pretty") return EventFormat::json_pretty;
+  if (s == "cat") return EventFormat::cat;
+  if (s == "export") return EventFormat::export_;
+  return std::nullopt;
+}
+
+namespace {
+
+std::optional<int64_t> int_of(const msgpack_object* o) {
+  if (o == nullptr) return std::nullopt;
+  if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) return static_cast<int64_t>(o->via.u64);
+  if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) return o->via.i64;
+  return std::nullopt;
+}
+
+// A value for a person: strings as cells (escaped), everything else as JSON.
+std::string human_value(const msgpack_object& v, size_t max) {
+  if (v.type == MSGPACK_OBJECT_STR) return cell({v.via.str.ptr, v.via.str.size}, max);
+  std::string j;
+  msgpack_to_json(v, j);
+  return cell(j, max);
+}
+
+// Appends " k=v k2=v2" for the fields map (nested maps as JSON).
+void append_fields(const Body& b, std::string& out) {
+  const msgpack_object* f = b.get("fields");
+  if (f == nullptr || f->type != MSGPACK_OBJECT_MAP) return;
+  for (uint32_t i = 0; i < f->via.map.size; ++i) {
+    const auto& kv = f->via.map.ptr[i];
+    if (kv.key.type != MSGPACK_OBJECT_STR) continue;
+    out += ' ';
+    out += cell({kv.key.via.str.ptr, kv.key.via.str.size}, 64);
+    out += '=';
+    out += human_value(kv.val, 200);
+  }
+}
+
+const char* severity_color(const Body& b) {
+  auto sev = int_of(b.get("severity"));
+  if (!sev) return nullptr;
+  if (*sev <= 2) return "\x1b[1;31m";
+  if (*sev == 3) return "\x1b[31m";
+  if (*sev == 4) return "\x1b[33m";
+  if (*sev == 5) return "\x1b[1m";
+  return nullptr;
+}
+
+void indent_json(const std::string& in, std::string& out) {
+  int depth = 0;
+  bool str = false, esc = false;
+  auto nl = [&] {
+    out += '\n';
+    out.append(static_cast<size_t>(depth) * 2, ' ');
+  };
+  for (size_t i = 0; i < in.size(); ++i) {
+    char c = in[i];
+    if (str) {
+      out += c;
+      if (esc) esc = false;
+      else if (c == '\\') esc = true;
+      else if (c == '"') str = false;
+      continue;
+    }
+    switch (c) {
+      case '"': str = true; out += c; break;
+      case '{': case '[':
+        out += c;
+        if (i + 1 < in.size() && (in[i + 1] == '}' || in[i + 1] == ']')) break;
+        ++depth;
+        nl();
+        break;
+      case '}': case ']':
+        if (i > 0 && (in[i - 1] == '{' || in[i - 1] == '[')) { out += c; break; }
+        --depth;
+        nl();
+        out += c;
+        break;
+      case ',': out += c; nl(); break;
+      case ':': out += ": "; break;
+      default: out += c;
+    }
+  }
+}
+
+}  // namespace
+
+std::string event_json_full(const proto::StoredEvent& e, bool pretty) {
+  std::string j = event_json(e);
+  Body b(e.body);
+  std::string extra;
+  for (const char* k : {"received", "time"}) {
+    auto v = int_of(b.get(k));
+    if (!v) continue;
+    extra += ",\"";
+    extra += k;
+    extra += "_utc\":\"" + format_utc_ms(*v) + "\"";
+  }
+  j.insert(j.size() - 1, extra);
+  if (!pretty) return j;
+  std::string out;
+  indent_json(j, out);
+  return out;
+}
+
+std::string event_export(const proto::StoredEvent& e) {
+  Body b(e.body);
+  std::string out = "{";
+  if (!b.ok) return out + "}";
+  bool first = true;
+  for (uint32_t i = 0; i < b.up.data.via.map.size; ++i) {
+    const auto& kv = b.up.data.via.map.ptr[i];
+    if (kv.key.type != MSGPACK_OBJECT_STR) continue;
+    std::string_view k(kv.key.via.str.ptr, kv.key.via.str.size);
+    // Only what a client sends: the daemon's stamps (received, pid, comm, exe ...) would
+    // be refused by `send --stdin`, and idem is a bin the stdin format takes as text.
+    if (k != "type" && k != "severity" && k != "actor" && k != "action" && k != "target" &&
+        k != "outcome" && k != "time" && k != "message" && k != "fields")
+      continue;
+    if (!first) out += ',';
+    first = false;
+    json_escape(k, out);
+    out += ':';
+    msgpack_to_json(kv.val, out);
+  }
+  return out + "}";
+}
+
+void EventPrinter::header() {
+  if (opt_.format != EventFormat::short_) return;
+  std::fprintf(out_, "%-8s %-27s %-7s %-22s %-14s %-12s %-16s %-7s %7s %5s %-12s %s\n", "SEQ",
+               opt_.utc ? "RECEIVED (UTC)" : "RECEIVED", "SEV", "TYPE", "ACTOR", "ACTION", "TARGET",
+               "OUTCOME", "PID", "UID", "COMM", "MESSAGE [FIELDS]");
+}
+
+void EventPrinter::event(const proto::StoredEvent& e) {
+  switch (opt_.format) {
+    case EventFormat::json:
+    case EventFormat::json_pretty:
+      std::fprintf(out_, "%s\n", event_json_full(e, opt_.format == EventFormat::json_pretty).c_str());
+      return;
+    case EventFormat::export_:
+      std::fprintf(out_, "%s\n", event_export(e).c_str());
+      return;
+    default: break;
+  }
+  Body b(e.body);
+  const char* color = opt_.color ? severity_color(b) : nullptr;
+  const char* reset = color ? "\x1b[0m" : "";
+  if (!color) color = "";
+  if (opt_.format == EventFormat::cat) {
+    // The message as written (its newlines kept), control characters escaped.
+    const msgpack_object* m = b.get("message");
+    std::string text;
+    if (m && m->type == MSGPACK_OBJECT_STR) {
+      std::string_view v(m->via.str.ptr, m->via.str.size);
+      size_t at = 0;
+      while (at <= v.size()) {
+        size_t nl = v.find('\n', at);
+        if (nl == std::string_view::npos) nl = v.size();
+        text += cell(v.substr(at, nl - at), SIZE_MAX);
+        if (nl < v.size()) text += '\n';
+        at = nl + 1;
+      }
+    }
+    std::fprintf(out_, "%s%s%s\n", color, text.c_str(), reset);
+    return;
+  }
+  auto received = int_of(b.get("received"));
+  std::string when = received ? format_human(*received, opt_.utc) : "";
+  if (opt_.format == EventFormat::verbose) {
+    std::fprintf(out_, "%sseq %llu  %s%s\n", color, static_cast<unsigned long long>(e.seq), when.c_str(), reset);
+    std::fprintf(out_, "    hash=%s\n", hex(e.hash.data(), e.hash.size()).c_str());
+    if (!b.ok) return;
+    for (uint32_t i = 0; i < b.up.data.via.map.size; ++i) {
+      const auto& kv = b.up.data.via.map.ptr[i];
+      if (kv.key.type != MSGPACK_OBJECT_STR) continue;
+      std::string_view k(kv.key.via.str.ptr, kv.key.via.str.size);
+      std::string v;
+      if ((k == "received" || k == "time") && int_of(&kv.val))
+        v = format_human(*int_of(&kv.val), opt_.utc) + " (" + std::to_string(*int_of(&kv.val)) + ")";
+      else if (k == "severity" && int_of(&kv.val))
+        v = std::string(proto::severity_name(static_cast<uint8_t>(*int_of(&kv.val))));
+      else if (k == "fields" && kv.val.type == MSGPACK_OBJECT_MAP) {
+        for (uint32_t f = 0; f < kv.val.via.map.size; ++f) {
+          const auto& fkv = kv.val.via.map.ptr[f];
+          if (fkv.key.type != MSGPACK_OBJECT_STR) continue;
+          std::fprintf(out_, "    fields.%s=%s\n", cell({fkv.key.via.str.ptr, fkv.key.via.str.size}, 128).c_str(),
+                       human_value(fkv.val, SIZE_MAX).c_str());
+        }
+        continue;
+      } else if (kv.val.type == MSGPACK_OBJECT_BIN) {
+        v = hex(reinterpret_cast<const uint8_t*>(kv.val.via.bin.ptr), kv.val.via.bin.size);
+      } else {
+        v = human_value(kv.val, SIZE_MAX);
+      }
+      std::fprintf(out_, "    %s=%s\n", cell(k, 64).c_str(), v.c_str());
+    }
+    return;
+  }
+  const msgpack_object* sev = b.get("severity");
+  std::string sev_name = sev && sev->type == MSGPACK_OBJECT_POSITIVE_INTEGER
+                             ? std::string(proto::severity_name(static_cast<uint8_t>(sev->via.u64)))
+                             : "";
+  std::string msg = cell(b.str("message"), 60);
+  append_fields(b, msg);
+  std::fprintf(out_, "%s%-8llu %-27s %-7s %-22s %-14s %-12s %-16s %-7s %7s %5s %-12s %s%s\n", color,
+               static_cast<unsigned long long>(e.seq), when.c_str(), sev_name.c_str(),
+               cell(b.str("type"), 22).c_str(), cell(b.str("actor"), 14).c_str(),
+               cell(b.str("action"), 12).c_str(), cell(b.str("target"), 16).c_str(),
+               cell(b.str("outcome"), 7).c_str(), b.num("pid").c_str(), b.num("uid").c_str(),
+               cell(b.str("comm"), 12).c_str(), msg.c_str(), reset);
+}
+
 }  // namespace cairn::cli

@@ -53,6 +53,66 @@ std::optional<int64_t> local_midnight(int64_t now_ns, int days_back) {
   return ns_from(static_cast<int64_t>(mktime(&tm)), 0);
 }
 
+struct Relative {
+  bool ok = true;        // false: a number or the sum overflowed
+  int64_t offset_ns = 0; // from now: negative in the past
+};
+
+// "1h", "-1h", "+2d", "1h30m", "1h 30m ago", "90 minutes ago", "2 days": a sum of
+// number+unit terms, in the past unless it starts with '+'. nullopt: not this form.
+std::optional<Relative> parse_relative(std::string_view s) {
+  int sign = -1;
+  if (!s.empty() && (s[0] == '-' || s[0] == '+')) {
+    sign = s[0] == '+' ? 1 : -1;
+    s.remove_prefix(1);
+  }
+  bool ago = false;
+  if (s.ends_with(" ago")) {
+    if (sign == 1) return std::nullopt;  // "+1h ago"
+    s.remove_suffix(4);
+    ago = true;
+  }
+  (void)ago;
+  static constexpr struct {
+    std::string_view name;
+    int64_t ns;
+  } kUnits[] = {
+      {"weeks", 7 * 86400 * kSec}, {"week", 7 * 86400 * kSec}, {"w", 7 * 86400 * kSec},
+      {"days", 86400 * kSec},      {"day", 86400 * kSec},      {"d", 86400 * kSec},
+      {"hours", 3600 * kSec},      {"hour", 3600 * kSec},      {"hr", 3600 * kSec},
+      {"h", 3600 * kSec},          {"minutes", 60 * kSec},     {"minute", 60 * kSec},
+      {"mins", 60 * kSec},         {"min", 60 * kSec},         {"m", 60 * kSec},
+      {"seconds", kSec},           {"second", kSec},           {"secs", kSec},
+      {"sec", kSec},               {"s", kSec},
+  };
+  Relative r;
+  size_t i = 0;
+  bool any = false;
+  while (i < s.size()) {
+    while (i < s.size() && s[i] == ' ') ++i;
+    if (i == s.size()) break;
+    size_t start = i;
+    int64_t n = 0;
+    for (; i < s.size() && std::isdigit(static_cast<unsigned char>(s[i])); ++i)
+      if (__builtin_mul_overflow(n, 10, &n) || __builtin_add_overflow(n, s[i] - '0', &n)) r.ok = false;
+    if (i == start) return std::nullopt;
+    while (i < s.size() && s[i] == ' ') ++i;
+    size_t u = i;
+    while (i < s.size() && std::isalpha(static_cast<unsigned char>(s[i]))) ++i;
+    std::string_view unit = s.substr(u, i - u);
+    int64_t per = 0;
+    for (const auto& k : kUnits)
+      if (k.name == unit) per = k.ns;
+    if (per == 0) return std::nullopt;
+    int64_t term;
+    if (__builtin_mul_overflow(n, per, &term) || __builtin_add_overflow(r.offset_ns, sign * term, &r.offset_ns))
+      r.ok = false;
+    any = true;
+  }
+  if (!any) return std::nullopt;
+  return r;
+}
+
 }  // namespace
 
 int64_t wall_now_ns() {
@@ -77,37 +137,41 @@ Result<int64_t, std::string> parse_when(std::string_view s, int64_t now_ns) {
   if (s == "now") return checked(now_ns >= 0 ? std::optional(now_ns) : std::nullopt);
   if (s == "today") return checked(local_midnight(now_ns, 0));
   if (s == "yesterday") return checked(local_midnight(now_ns, 1));
+  if (s == "tomorrow") return checked(local_midnight(now_ns, -1));
   if (s[0] == '@') {
-    int64_t v = 0;
+    // Seconds since the epoch, as date +%s prints them, with an optional fraction.
+    int64_t v = 0, frac = 0, scale = 100'000'000;
+    size_t i = 1;
     if (s.size() < 2) return bad();
-    for (char c : s.substr(1)) {
-      if (!std::isdigit(static_cast<unsigned char>(c))) return bad();
-      if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, c - '0', &v))
+    for (; i < s.size() && s[i] != '.'; ++i) {
+      if (!std::isdigit(static_cast<unsigned char>(s[i]))) return bad();
+      if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, s[i] - '0', &v))
         return out_of_range();
     }
-    return v;
-  }
-  // Relative: digits + unit.
-  {
-    size_t i = 0;
-    int64_t n = 0;
-    bool too_big = false;
-    for (; i < s.size() && std::isdigit(static_cast<unsigned char>(s[i])); ++i)
-      too_big = too_big || __builtin_mul_overflow(n, 10, &n) || __builtin_add_overflow(n, s[i] - '0', &n);
-    if (i > 0 && i + 1 == s.size()) {
-      int64_t unit = 0;
-      switch (s[i]) {
-        case 's': unit = kSec; break;
-        case 'm': unit = 60 * kSec; break;
-        case 'h': unit = 3600 * kSec; break;
-        case 'd': unit = 86400 * kSec; break;
-        case 'w': unit = 7 * 86400 * kSec; break;
-        default: return bad();
+    if (i == 1) return bad();
+    if (i < s.size()) {
+      if (i + 1 == s.size()) return bad();
+      for (++i; i < s.size(); ++i) {
+        if (!std::isdigit(static_cast<unsigned char>(s[i]))) return bad();
+        frac += (s[i] - '0') * scale;
+        scale /= 10;
       }
-      int64_t back, at;
-      if (too_big || __builtin_mul_overflow(n, unit, &back) || __builtin_sub_overflow(now_ns, back, &at) || at < 0)
-        return out_of_range();
-      return at;
+    }
+    return checked(ns_from(v, frac));
+  }
+  if (auto rel = parse_relative(s)) {
+    if (!rel->ok) return out_of_range();
+    int64_t at;
+    if (__builtin_add_overflow(now_ns, rel->offset_ns, &at) || at < 0) return out_of_range();
+    return at;
+  }
+  // "... UTC": the same as a Z suffix (a date alone: midnight UTC).
+  bool utc_suffix = false;
+  for (std::string_view z : {" UTC", " utc"}) {
+    if (s.size() > 10 && s.ends_with(z)) {
+      s.remove_suffix(z.size());
+      utc_suffix = true;
+      break;
     }
   }
   // ISO-8601.
@@ -169,6 +233,10 @@ Result<int64_t, std::string> parse_when(std::string_view s, int64_t now_ns) {
     }
   }
   if (i != s.size()) return bad();
+  if (utc_suffix) {
+    if (has_zone) return bad();  // "10:00+02:00 UTC"
+    has_zone = true;
+  }
   int64_t secs;
   if (has_zone) {
     secs = static_cast<int64_t>(timegm(&tm)) - offset_s;
@@ -192,6 +260,23 @@ std::string format_utc_ms(int64_t ns) {
   char buf[96];
   std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+  return buf;
+}
+
+std::string format_human(int64_t ns, bool utc) {
+  time_t t = static_cast<time_t>(ns / kSec);
+  int64_t ms = (ns % kSec) / 1'000'000;
+  if (ms < 0) {
+    ms += 1000;
+    --t;
+  }
+  struct tm tm {};
+  if (utc) gmtime_r(&t, &tm);
+  else localtime_r(&t, &tm);
+  char buf[128];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02d %02d:%02d:%02d.%03d %s", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms),
+                utc ? "UTC" : (tm.tm_zone ? tm.tm_zone : ""));
   return buf;
 }
 

@@ -1,10 +1,12 @@
 // when.hpp — the time expressions `cairn query --since/--until` accept.
 //
-//   now, today, yesterday           (local midnight for the last two)
-//   30s 15m 1h 2d 1w                (that long ago)
+//   now, today, yesterday, tomorrow (local midnight for the last three)
+//   30s 15m 1h 2d 1w, -1h, 1h30m, "1h ago", "90 minutes ago"   (that long ago)
+//   +1h, "+2 days"                  (that far ahead)
 //   2026-11-23                      (local midnight)
-//   2026-11-23T10:00[:05[.123]]     (local time) with Z, +02:00 or +0200 for a zone
-//   @1795397710538581718            (ns since the Unix epoch)
+//   2026-11-23T10:00[:05[.123]]     (local time) with Z, +02:00 or +0200 for a zone, or
+//   "2026-11-23 10:00:05 UTC"       (a " UTC" suffix is a Z)
+//   @1795397710[.25]                (seconds since the Unix epoch, as `date +%s` prints)
 #pragma once
 
 #include <cstdint>
@@ -23,6 +25,8 @@ Result<int64_t, std::string> parse_when(std::string_view s, int64_t now_ns);
 
 // "2026-11-23T10:00:05.123Z" (UTC, millisecond precision).
 std::string format_utc_ms(int64_t ns);
+// "2026-11-23 11:00:05.123 CET" (local zone, or UTC when `utc`).
+std::string format_human(int64_t ns, bool utc);
 
 int64_t wall_now_ns();
 

@@ -43,7 +43,8 @@ Test(when, iso8601_with_zones_and_fractions) {
   cr_assert_eq(parse_when("2026-11-22T21:13:20-0500", kNow).value(), 1795400000LL * kSec);
   cr_assert_eq(parse_when("2026-11-23T02:13:20.25Z", kNow).value(), 1795400000LL * kSec + kSec / 4);
   cr_assert_eq(parse_when("2026-11-23T02:13Z", kNow).value(), 1795399980LL * kSec);
-  cr_assert_eq(parse_when("@42", kNow).value(), 42);
+  cr_assert_eq(parse_when("@42", kNow).value(), 42 * kSec, "@ is seconds, as date +%%s prints");
+  cr_assert_eq(parse_when("@42.25", kNow).value(), 42 * kSec + kSec / 4);
 }
 
 Test(when, local_dates_and_today_use_the_local_zone) {
@@ -61,6 +62,24 @@ Test(when, garbage_is_refused_with_a_hint) {
     cr_assert_not(r.ok(), "accepted '%s'", bad);
   }
   cr_assert(parse_when("soon", kNow).error().find("1h") != std::string::npos);
+}
+
+// issue 12: -1h, "1h ago", 1h30m, "... UTC", tomorrow were refused.
+Test(when, journalctl_forms) {
+  cr_assert_eq(parse_when("-1h", kNow).value(), kNow - 3600 * kSec);
+  cr_assert_eq(parse_when("1h ago", kNow).value(), kNow - 3600 * kSec);
+  cr_assert_eq(parse_when("1h30m", kNow).value(), kNow - 5400 * kSec);
+  cr_assert_eq(parse_when("1h 30m ago", kNow).value(), kNow - 5400 * kSec);
+  cr_assert_eq(parse_when("90 minutes ago", kNow).value(), kNow - 5400 * kSec);
+  cr_assert_eq(parse_when("2 days ago", kNow).value(), kNow - 2 * 86400 * kSec);
+  cr_assert_eq(parse_when("+2h", kNow).value(), kNow + 7200 * kSec);
+  cr_assert_eq(parse_when("2026-11-23 02:13:20 UTC", kNow).value(), 1795400000LL * kSec);
+  cr_assert_eq(parse_when("2026-11-23 UTC", kNow).value(), 1795392000LL * kSec);
+  setenv("TZ", "UTC", 1);
+  tzset();
+  cr_assert_eq(parse_when("tomorrow", kNow).value(), (1795392000LL + 86400) * kSec);
+  for (const char* bad : {"1h ago ago", "+1h ago", "1 fortnight", "h", "1h-", "2026-11-23T10:00Z UTC", "@1.", "@.5"})
+    cr_assert_not(parse_when(bad, kNow).ok(), "accepted '%s'", bad);
 }
 
 Test(when, format_utc_ms) {
@@ -198,6 +217,19 @@ Test(args, long_short_inline_and_positional) {
   cr_assert_eq(parse({"--type=A=B"}, kSpec).value().get("type"), "A=B");
 }
 
+Test(args, a_repeated_option_is_an_error_unless_it_may_repeat) {
+  std::vector<OptionSpec> spec{{"type", true, 't', true}, {"limit", true, 'n'}, {"all", false}};
+  auto a = parse({"-t", "A", "--type=B", "-tC", "-n5"}, spec);
+  cr_assert(a.ok(), "%s", a.ok() ? "" : a.error().c_str());
+  cr_assert(a.value().all.at("type") == std::vector<std::string>({"A", "B", "C"}));
+  cr_assert_eq(a.value().get("limit"), "5");
+  auto b = parse({"-n", "5", "--limit", "6"}, spec);
+  cr_assert(!b.ok() && b.error().find("--limit given twice") != std::string::npos, "%s", b.ok() ? "" : b.error().c_str());
+  cr_assert_not(parse({"--all", "--all"}, spec).ok());
+  auto c = parse({"-n", "-1h"}, spec);
+  cr_assert(c.ok() && c.value().get("limit") == "-1h", "a value that starts with '-' and a digit");
+}
+
 Test(args, errors_name_the_option) {
   auto a = parse({"--bogus"}, kSpec);
   cr_assert_not(a.ok());
@@ -217,7 +249,7 @@ Test(when, every_form_is_range_checked_at_the_int64_boundaries) {
   setenv("TZ", "UTC", 1);
   tzset();
   cr_assert_eq(parse_when("2262-04-11T23:47:16.854775807Z", kNow).value(), INT64_MAX);
-  cr_assert_eq(parse_when("@9223372036854775807", kNow).value(), INT64_MAX);
+  cr_assert_eq(parse_when("@9223372036.854775807", kNow).value(), INT64_MAX);
   cr_assert_eq(parse_when("1970-01-01T00:00:00Z", kNow).value(), 0);
   cr_assert_eq(parse_when("1970-01-01", kNow).value(), 0);
   cr_assert_eq(parse_when("@0", kNow).value(), 0);
@@ -226,7 +258,7 @@ Test(when, every_form_is_range_checked_at_the_int64_boundaries) {
   cr_assert_eq(parse_when("20780d", kNow).value(), kNow - 20780LL * 86400 * kSec);
   for (const char* out : {"2262-04-11T23:47:16.854775808Z", "2262-04-11T23:47:17Z", "2262-04-12",
                           "2300-01-01", "9999-12-31T23:59:59Z", "1969-12-31T23:59:59Z", "1969-12-31",
-                          "0000-01-01", "@9223372036854775808", "@99999999999999999999999",
+                          "0000-01-01", "@9223372036.854775808", "@9223372037", "@99999999999999999999999",
                           "20781d", "999999999999w", "99999999999999999999s", "2262-04-11T23:00-01:00"}) {
     auto r = parse_when(out, kNow);
     cr_assert_not(r.ok(), "accepted '%s' as %lld", out, r.ok() ? static_cast<long long>(r.value()) : 0LL);
@@ -361,6 +393,37 @@ Test(cli, empty_result_still_prints_the_table_header) {
   d.join();
   cr_assert_eq(r.status, 0, "stderr: %s", r.err.c_str());
   cr_assert(!r.out.empty() && r.out.find('\n') == r.out.size() - 1, "one header line: [%s]", r.out.c_str());
+}
+
+// issue 12: `cairn query alice` and `cairn query ip=10.1.2.3` printed every event; a
+// filter the CLI cannot apply is an error naming the argument, before any connection.
+Test(cli, query_refuses_what_it_cannot_apply_and_names_it) {
+  struct Case {
+    std::vector<std::string> args;
+    const char* named;
+  } cases[] = {
+      {{"query", "alice"}, "'alice' is not FIELD=VALUE"},
+      {{"query", "--since", "soon"}, "--since: 'soon'"},
+      {{"query", "-p", "loud"}, "--severity 'loud'"},
+      {{"query", "--outcome", "maybe"}, "--outcome: 'maybe'"},
+      {{"query", "uid=root"}, "'uid=root': 'root' is not a number"},
+      {{"query", "-o", "xml"}, "-o 'xml'"},
+      {{"query", "-n", "5", "--lines", "6"}, "--lines given twice"},
+      {{"query", "--all", "-n", "3"}, "--all and -n"},
+      {{"query", "-S", "1h", "-U", "2h"}, "--until must be later"},
+      {{"query", "message=x"}, "'message' cannot be matched"},
+      {{"query", "--count", "-o", "json"}, "--count prints only a number"},
+      {{"report", "bob"}, "'bob' is not FIELD=VALUE"},
+  };
+  for (const auto& c : cases) {
+    std::vector<std::string> args = c.args;
+    args.push_back("--socket");
+    args.push_back("/nonexistent/cairn.sock");
+    Run r = run_cli(args);
+    cr_assert_eq(r.status, 2, "%s: status %d", c.named, r.status);
+    cr_assert(r.out.empty(), "%s: stdout [%s]", c.named, r.out.c_str());
+    cr_assert(has(r.err, c.named), "expected '%s' in: %s", c.named, r.err.c_str());
+  }
 }
 
 // `cairn send` printed {"seq":0,...} for an ack whose seq was an int8 (d0 2a).

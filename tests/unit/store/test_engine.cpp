@@ -1,0 +1,210 @@
+// The query engine (issue 12): filters on every column, fields and text, oldest first,
+// time windows through time_seq, counts from type_counts, bounded scans resumed by
+// cursor, and the query index built in place and checked against the events.
+#include <algorithm>
+#include <set>
+#include <vector>
+
+#include "../../../daemon/store/query_engine.hpp"
+#include "store_test.hpp"
+
+using namespace store_test;
+
+TestSuite(store_engine, .timeout = 60);
+
+namespace {
+
+// Every match of q, page after page (pages of `limit`), in the order served.
+std::vector<uint64_t> walk(QueryEngine& e, proto::QuerySpec q, int* pages = nullptr) {
+  std::vector<uint64_t> out;
+  for (int n = 0; n < 100000; ++n) {
+    auto p = e.page(q);
+    cr_assert(p.ok(), "page: %s", p.ok() ? "" : p.error().message.c_str());
+    for (const auto& ev : p.value().events) out.push_back(ev.seq);
+    if (pages) *pages = n + 1;
+    if (!p.value().next) return out;
+    q.after = p.value().next;
+  }
+  cr_assert_fail("the walk never ended");
+  return out;
+}
+
+// Event i (seq i+1) of fill_rich: received 1e9*i (one per second, so one per bucket
+// roughly), type A/B/C by i%3, actor u<i%5>, outcome failure when i%4==0, comm c<i%2>,
+// message "Hello <i>", fields {ip: "10.0.0.<i%7>", n: i}.
+void fill_rich(Store& s, int n) {
+  cr_assert(s.begin().ok());
+  for (int i = 0; i < n; ++i) {
+    proto::Event e;
+    e.type = std::string(1, static_cast<char>('A' + i % 3));
+    e.actor = "u" + std::to_string(i % 5);
+    e.outcome = i % 4 == 0 ? proto::Outcome::failure : proto::Outcome::success;
+    e.message = "Hello " + std::to_string(i);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    std::string ip = "10.0.0." + std::to_string(i % 7);
+    msgpack_pack_map(&pk, 2);
+    msgpack_pack_str_with_body(&pk, "ip", 2);
+    msgpack_pack_str_with_body(&pk, ip.data(), ip.size());
+    msgpack_pack_str_with_body(&pk, "n", 1);
+    msgpack_pack_int64(&pk, i);
+    e.fields.assign(sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    proto::Trusted t{static_cast<int64_t>(i) * 1'000'000'000 + 5, 10, 1000 + static_cast<uint32_t>(i % 3), 100,
+                     "c" + std::to_string(i % 2)};
+    auto r = s.append(e, t, proto::event_canonical_body(e, t));
+    cr_assert(r.ok(), "append: %s", r.ok() ? "" : r.error().message.c_str());
+  }
+  cr_assert(s.commit().ok());
+}
+
+template <class F>
+std::vector<uint64_t> expect(int n, F keep, bool newest = true) {
+  std::vector<uint64_t> out;
+  for (int i = 0; i < n; ++i)
+    if (keep(i)) out.push_back(static_cast<uint64_t>(i + 1));
+  if (newest) std::reverse(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+Test(store_engine, each_filter_and_combination_selects_exactly_its_rows) {
+  TempDb t;
+  auto s = open_store(t.path);
+  cr_assert(ensure_query_indexes(*s).ok());
+  const int n = 300;
+  fill_rich(*s, n);
+  QueryEngine e(*s);
+  proto::QuerySpec q;
+  q.limit = 7;
+  q.match.push_back({proto::Column::type, {"A", "C"}, {}});
+  cr_assert(walk(e, q) == expect(n, [](int i) { return i % 3 != 1; }), "type A or C");
+  q = {};
+  q.limit = 50;
+  q.match.push_back({proto::Column::outcome, {}, {static_cast<int64_t>(proto::Outcome::failure)}});
+  q.match.push_back({proto::Column::comm, {"c0"}, {}});
+  cr_assert(walk(e, q) == expect(n, [](int i) { return i % 4 == 0; }), "failure (all even: comm c0)");
+  q = {};
+  q.match.push_back({proto::Column::uid, {}, {1001, 1002}});
+  q.actor = "u3";
+  cr_assert(walk(e, q) == expect(n, [](int i) { return i % 3 != 0 && i % 5 == 3; }), "uid and actor");
+  q = {};
+  q.fields.push_back({"ip", {"10.0.0.3"}});
+  cr_assert(walk(e, q) == expect(n, [](int i) { return i % 7 == 3; }), "fields.ip");
+  q.fields.push_back({"n", {"21", "24", "28"}});
+  cr_assert(walk(e, q) == expect(n, [](int i) { return i == 24; }), "fields.ip and fields.n (int as text)");
+  q = {};
+  q.text = "hELLO 29";  // case-insensitive substring: 29, 290..299
+  cr_assert(walk(e, q) == expect(n, [](int i) { return i == 29 || (i >= 290 && i <= 299); }), "text");
+  q.oldest_first = true;
+  cr_assert(walk(e, q) == expect(n, [](int i) { return i == 29 || (i >= 290 && i <= 299); }, false),
+            "text, oldest first");
+}
+
+Test(store_engine, time_windows_anywhere_match_the_received_filter_in_both_directions) {
+  TempDb t;
+  auto s = open_store(t.path);
+  cr_assert(ensure_query_indexes(*s).ok());
+  const int n = 400;
+  fill_rich(*s, n);
+  QueryEngine e(*s);
+  const int64_t sec = 1'000'000'000;
+  for (auto [a, b] : {std::pair{0, 1}, std::pair{3, 4}, std::pair{100, 160}, std::pair{398, 400},
+                      std::pair{399, 1000}, std::pair{500, 600}}) {
+    proto::QuerySpec q;
+    q.since = a * sec;
+    q.until = b * sec;
+    q.limit = 9;
+    auto want = expect(n, [&](int i) { return i >= a && i < b; });
+    cr_assert(walk(e, q) == want, "window [%d, %d)", a, b);
+    q.oldest_first = true;
+    std::reverse(want.begin(), want.end());
+    cr_assert(walk(e, q) == want, "window [%d, %d) oldest first", a, b);
+  }
+}
+
+Test(store_engine, a_clock_that_steps_back_still_finds_every_event_of_a_window) {
+  TempDb t;
+  auto s = open_store(t.path);
+  cr_assert(ensure_query_indexes(*s).ok());
+  cr_assert(s->begin().ok());
+  const int64_t sec = 1'000'000'000;
+  int64_t rec[] = {100 * sec, 200 * sec, 50 * sec, 300 * sec, 101 * sec};  // steps back twice
+  for (int64_t r : rec) append(*s, event("T", "x"), r);
+  cr_assert(s->commit().ok());
+  QueryEngine e(*s);
+  proto::QuerySpec q;
+  q.since = 100 * sec;
+  q.until = 150 * sec;
+  cr_assert(walk(e, q) == std::vector<uint64_t>({5, 1}));
+}
+
+Test(store_engine, a_filter_no_index_serves_is_bounded_per_page_and_resumes_by_cursor) {
+  TempDb t;
+  auto s = open_store(t.path);
+  cr_assert(ensure_query_indexes(*s).ok());
+  const int n = 1000;
+  fill_rich(*s, n);
+  QueryEngine e(*s);
+  proto::QuerySpec q;
+  q.text = "Hello 7";  // 7, 70-79, 700-799
+  q.scan = 64;
+  q.limit = 1000;
+  auto p = e.page(q);
+  cr_assert(p.ok());
+  cr_assert_eq(p.value().scanned, 64u, "one span walked");
+  cr_assert_eq(p.value().events.size(), 0u, "seqs 937-1000 hold no match");
+  cr_assert(p.value().next.has_value() && *p.value().next == 937u, "resume below the span");
+  int pages = 0;
+  auto all = walk(e, q, &pages);
+  cr_assert(all == expect(n, [](int i) { return i == 7 || (i >= 70 && i <= 79) || (i >= 700 && i <= 799); }));
+  cr_assert_geq(pages, n / 64, "every page was bounded");
+}
+
+Test(store_engine, counts_and_windows_come_from_the_query_index_built_in_place) {
+  TempDb t;
+  auto s = open_store(t.path);
+  fill_rich(*s, 200);  // before the index exists: an older database
+  auto built = ensure_query_indexes(*s);
+  cr_assert(built.ok() && built.value() == 200u, "backfilled all 200");
+  cr_assert(ensure_query_indexes(*s).value() == 0u, "a second call changes nothing");
+  fill_rich(*s, 100);  // maintained by the trigger from now on
+  QueryEngine e(*s);
+  auto info = e.info();
+  cr_assert(info.ok());
+  cr_assert_eq(info.value().events, 300u);
+  cr_assert_eq(info.value().by_type.size(), 3u);
+  uint64_t sum = 0;
+  for (auto& [ty, c] : info.value().by_type) sum += c;
+  cr_assert_eq(sum, 300u);
+  cr_assert(info.value().by_type == s->info().value().by_type, "the same as counting the index");
+  auto chk = check_query_indexes(*s);
+  cr_assert(chk.ok() && !chk.value().has_value(), "%s", chk.ok() && chk.value() ? chk.value()->c_str() : "");
+  // A rolled-back append leaves no count behind.
+  cr_assert(s->begin().ok());
+  append(*s, event("Z", "x"), 5);
+  s->rollback();
+  cr_assert(!check_query_indexes(*s).value().has_value());
+  cr_assert_eq(e.info().value().by_type.size(), 3u);
+  // Tampering with a count is found.
+  cr_assert_eq(sqlite3_exec(s->handle(), "UPDATE type_counts SET n = n + 1 WHERE type = 'A'", nullptr, nullptr, nullptr),
+               SQLITE_OK);
+  auto bad = check_query_indexes(*s);
+  cr_assert(bad.ok() && bad.value().has_value(), "a changed count is reported");
+}
+
+Test(store_engine, a_database_without_the_query_index_still_answers_windows_and_stats) {
+  TempDb t;
+  auto s = open_store(t.path);
+  fill_rich(*s, 120);
+  QueryEngine e(*s);
+  cr_assert_not(e.has_index());
+  proto::QuerySpec q;
+  q.since = 10'000'000'000;
+  q.until = 20'000'000'000;
+  cr_assert(walk(e, q) == expect(120, [](int i) { return i >= 10 && i < 20; }));
+  cr_assert_eq(e.info().value().events, 120u);
+}
