@@ -58,7 +58,7 @@ void Notifier::ready() {
   if (watchdog_on_) {
     uint64_t half_ms = watchdog_usec_ / 2000;
     if (half_ms == 0) half_ms = 1;
-    sd_notify(0, "WATCHDOG=1");
+    notify_nonblocking("WATCHDOG=1");  // READY=1 alone may block: the manager waits for it
     uv_timer_start(&watchdog_, &Notifier::on_watchdog, half_ms, half_ms);
     log_msg(LogLevel::info, "watchdog every %llu ms", static_cast<unsigned long long>(half_ms));
   }

@@ -3,8 +3,12 @@
 #include <cairn/cairn.h>
 #include <criterion/criterion.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <atomic>
 #include <cstdio>
@@ -212,4 +216,45 @@ Test(systemd, restart_under_socket_activation_loses_and_duplicates_nothing) {
                kEvents);
   std::string problem = check_database(d.db());
   cr_assert(problem.empty(), "%s", problem.c_str());
+}
+
+// A service manager that stops reading notifications (a full NOTIFY_SOCKET queue) must not
+// stall cairnd: after READY=1 every message goes out non-blocking. The test fills the
+// queue itself, as a stuck manager leaves it, then keeps appending across many watchdog
+// periods (each ping meets the full queue) and stops the daemon with SIGTERM (STOPPING=1
+// meets it too). A blocking sd_notify froze the event loop here.
+Test(systemd, a_manager_that_stops_reading_notifications_never_stalls_cairnd) {
+  TestDaemon d;
+  cr_assert(d.start({.env = {"WATCHDOG_USEC=20000"}}));
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  cr_assert_geq(fd, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", d.notify().path().c_str());
+  size_t queued = 0;
+  while (queued < 100'000 &&
+         sendto(fd, "X=1", 3, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 3)
+    ++queued;
+  int err = errno;
+  cr_assert(err == EAGAIN || err == EWOULDBLOCK, "filling the notify queue: %s", std::strerror(err));
+  close(fd);
+  cairn_client* c = connect_client(d.socket(), 0);
+  int64_t start = now_ms();
+  int appended = 0;
+  // At least 200 events and at least 10 watchdog periods (10 ms each) of appending.
+  while (appended < 200 || now_ms() - start < 100) {
+    cairn_event e{};
+    e.type = "NotifyQueueFull";
+    e.severity = -1;  // not set: info
+    cairn_ack ack{};
+    int rc = cairn_append(c, &e, &ack);
+    cr_assert_eq(rc, 0, "append %d with the notify queue full: %s", appended, cairn_strerror(rc));
+    ++appended;
+  }
+  cairn_close(c);
+  cr_assert_eq(exit_code(d.stop(SIGTERM)), 0, "cairnd did not stop cleanly with the notify queue full");
+  size_t rows = 0;
+  for (const auto& r : read_rows(d.db())) rows += r.type == "NotifyQueueFull";
+  cr_assert_eq(rows, static_cast<size_t>(appended), "%zu rows for %d acked appends (queue held %zu)", rows,
+               appended, queued);
 }
