@@ -47,6 +47,8 @@ class Sealer {
     if (received > newest_received_) newest_received_ = received;
   }
   const KeyPublic& keys() const { return keys_->state(); }
+  // When the open epoch began (the last seal's time): no record of it may be older.
+  int64_t window_start() const { return keys_->state().window_start; }
   int64_t interval_ns() const { return interval_ns_; }
 
  private:

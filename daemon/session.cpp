@@ -346,7 +346,7 @@ void Session::stage_append(const proto::Request& req, uint64_t slot) {
   w.event = std::move(e.value());
   w.trusted = peer_;
   w.trusted.received = realtime_ns();
-  w.body = proto::event_canonical_body(w.event, w.trusted);
+  w.body = proto::event_canonical_body(w.event, w.trusted, &w.received_at);
   // Every stored event must fit a query reply on its own (no reply exceeds max_frame).
   // The body can outgrow the request (trusted fields; float32 stored as float64).
   if (!proto::QueryReplyBuilder::fits_alone(w.body.size(), limits.max_frame)) {

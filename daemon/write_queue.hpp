@@ -48,6 +48,7 @@ struct WriteRequest {
   proto::Event event;
   proto::Trusted trusted;
   std::string body;
+  size_t received_at = 0;  // where the writer stamps `received` in body (0: keep as is)
 
   // Bytes this request holds while queued: itself, the body and every string beside it
   // (the session drops message and fields once they are in the body; counted anyway,

@@ -239,6 +239,7 @@ void Writer::insert(WriteRequest& req) {
     auto b = timed([&] { return store_->begin(); });
     if (!b) return refuse(b.error(), "begin");
   }
+  stamp(req);
   auto r = timed([&] { return store_->append(req.event, req.trusted, req.body); });
   if (!r) return refuse(r.error(), "append");
   res.ok = true;
@@ -260,6 +261,24 @@ void Writer::insert(WriteRequest& req) {
     post_ready();
     commit_open();
   }
+}
+
+// `received` is the time the writer appends the record, not the time the loop read it:
+// a request can wait in the queue across a seal (for longer than an epoch on a loaded
+// machine), and a record stamped before a seal but appended after it would fall outside
+// its epoch's time window (verify: time). Stamped here, under the writer's clock and
+// never going back, received is non-decreasing in seq order and every record lies
+// between the seals around it. The body keeps its bytes but these 8.
+void Writer::stamp(WriteRequest& req) {
+  int64_t now = std::max(realtime_ns(), last_received_);
+  if (sealer_) now = std::max(now, sealer_->window_start());
+  last_received_ = now;
+  if (req.received_at == 0 || req.received_at + 8 > req.body.size() ||
+      static_cast<uint8_t>(req.body[req.received_at - 1]) != 0xcf)
+    return;  // not a body this writer can stamp: keep the loop's time (tests, odd clocks)
+  req.trusted.received = now;
+  auto v = static_cast<uint64_t>(now);
+  for (int i = 7; i >= 0; --i, v >>= 8) req.body[req.received_at + static_cast<size_t>(i)] = static_cast<char>(v & 0xff);
 }
 
 void Writer::commit_open() {

@@ -117,6 +117,7 @@ class Writer {
   int64_t next_deadline() const;
   void insert_group(std::deque<Submission>& group, bool urgent_group);
   void insert(WriteRequest& req);
+  void stamp(WriteRequest& req);
   void commit_open();
   // Upkeep.
   void seal_epoch();
@@ -160,6 +161,7 @@ class Writer {
   std::string last_failure_;          // why the last transaction failed
   uint64_t open_ = 0;                 // appends in the open transaction
   int64_t oldest_ns_ = 0;             // when the oldest of them was inserted
+  int64_t last_received_ = 0;         // the newest `received` stamped (never goes back)
   std::vector<WriteResult> waiting_;  // durable acks: released by the next commit
   std::vector<WriteResult> ready_;    // acks to post now
   bool failed_ = false;               // store could not be reopened: refuse everything

@@ -324,7 +324,7 @@ Result<Event, Violation> event_from_msgpack(const msgpack_object& obj, const Lim
   return ev;
 }
 
-std::string event_canonical_body(const Event& e, const Trusted& t) {
+std::string event_canonical_body(const Event& e, const Trusted& t, size_t* received_at) {
   std::string out;
   out.reserve(128 + e.type.size() + e.fields.size() + (e.message ? e.message->size() : 0));
   Packer pk(out);
@@ -345,6 +345,7 @@ std::string event_canonical_body(const Event& e, const Trusted& t) {
   if (!e.fields.empty()) { pk.str("fields"); pk.raw(e.fields); }
   if (!e.idem.empty()) { pk.str("idem"); pk.bin(e.idem); }
   pk.str("received");
+  if (received_at) *received_at = t.received >= (int64_t{1} << 32) ? out.size() + 1 : 0;
   pk.i64(t.received);
   pk.str("pid");
   pk.u64(t.pid);

@@ -86,7 +86,10 @@ std::string text_for_display(std::string_view s, size_t max_shown = 64);
 // The canonical body: a msgpack map with keys in this fixed order, optional ones
 // omitted when absent: type, severity, actor, action, target, outcome, time, message,
 // fields, idem, received, pid, uid, gid, comm. Integers in their shortest form.
-std::string event_canonical_body(const Event& event, const Trusted& trusted);
+// `received_at`, if given, gets the offset of the 8-byte big-endian value of `received`
+// (after its 0xcf marker) when it is encoded as a uint64 (any time after 1970-01-01
+// 00:00:04), else 0: cairnd's writer stamps the final time there when it appends.
+std::string event_canonical_body(const Event& event, const Trusted& trusted, size_t* received_at = nullptr);
 
 // The critical set used by hybrid mode when none is configured.
 inline constexpr std::string_view kDefaultCriticalTypes[] = {
