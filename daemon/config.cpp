@@ -1,11 +1,19 @@
 #include "config.hpp"
 
+#include <grp.h>
+#include <sys/stat.h>
+#include <pwd.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <optional>
+#include <set>
 #include <string_view>
+
+#include <cstring>
 
 #include "cairn_config.h"
 
@@ -46,10 +54,16 @@ const char* const kUsage =
     "Tamper-evident audit-log daemon: validates events from local clients, appends them\n"
     "to SQLite, links them into a SHA-256 hash chain and acks them once durable.\n"
     "\n"
-    "Every option can also be set in the --config file as `name = value` (one per line,\n"
-    "# comments); options on the command line win over the file.\n"
+    "Every option can also be set in the config file as `name = value` (one per line,\n"
+    "# comments); options on the command line win over the file. A list given again\n"
+    "replaces the earlier one; an empty value (`critical-types =`) empties it.\n"
     "\n"
     "  --config FILE              read settings from FILE first\n"
+    "                             [" CAIRN_DEFAULT_CONFIG ", if it exists]\n"
+    "  --no-config                read no config file\n"
+    "  --check-config             check the config file and flags, print the settings\n"
+    "                             in effect and exit: 0 valid, 1 not (each problem named\n"
+    "                             as FILE:LINE: option: why)\n"
     "  --socket PATH              Unix socket to listen on [/run/cairn/cairn.sock]\n"
     "                             (ignored when systemd passes a socket)\n"
     "  --socket-mode OCTAL        permissions of a socket we create [0660]\n"
@@ -63,7 +77,8 @@ const char* const kUsage =
     "                                          once with everything before them\n"
     "  --batch-size N             events per batched commit [1000]\n"
     "  --batch-interval-ms MS     longest an accepted event waits for commit [100]\n"
-    "  --critical-types A,B,...   event types that are critical in hybrid mode\n"
+    "  --critical-types A,B,...   event types that are critical in hybrid mode; empty\n"
+    "                             or `none`: no type is\n"
     "                             [AuthFailure,TokenRevoked,PolicyViolation,\n"
     "                              SealVerificationFailed,PathTraversalAttempt,\n"
     "                              InvalidTokenUsed,SuspiciousActivity,IntegrityViolation,\n"
@@ -88,9 +103,10 @@ const char* const kUsage =
     "                             file says were sealed; the loss is recorded in the log\n"
     "  --query-mmap-mb N          MiB of the database each query thread memory-maps; 0 reads\n"
     "                             with pread instead [2047]\n"
-    "  --query-uids UID,...       uids allowed to query besides root and cairnd's own\n"
-    "                             (a list given as a flag replaces the file's list)\n"
-    "  --query-gids GID,...       gids allowed to query\n"
+    "  --query-uids UID,...       uids (or user names) allowed to query, verify and\n"
+    "                             read stats besides root and cairnd's own []\n"
+    "  --query-gids GID,...       groups (gids or names) allowed likewise, as primary or\n"
+    "                             supplementary group [" "cairn-readers" ", if it exists]\n"
     "  --shutdown-linger-ms MS    on SIGTERM: the bound on waiting for frames a client had\n"
     "                             begun to send, for queries already running, and (after\n"
     "                             all is durable) for clients to read their replies.\n"
@@ -99,7 +115,11 @@ const char* const kUsage =
     "  --help, --version\n"
     "\n"
     "Signals: SIGTERM/SIGINT stop accepting, commit and fsync everything accepted, send\n"
-    "every ack, close, exit 0. A second signal does not skip the flush.\n";
+    "every ack, close, exit 0. A second signal does not skip the flush.\n"
+    "SIGHUP reads the config file (and these flags) again and applies verbose,\n"
+    "query-uids, query-gids, max-connections, max-connections-per-uid, max-inflight and\n"
+    "shutdown-linger-ms at once; a change to any other option is logged as needing a\n"
+    "restart and does not take effect. A file that does not parse changes nothing.\n";
 
 namespace {
 
@@ -138,27 +158,85 @@ std::string trim(std::string_view s) {
   return std::string(s.substr(a, b - a + 1));
 }
 
-Result<Ok, std::string> load_file(Config& c, const std::string& path) {
+// Reads `path` into `c`, recording each key set in `keys`. Goes on past a bad line so
+// that one run names every problem in the file (one line each).
+Result<Ok, std::string> load_file(Config& c, const std::string& path, std::set<std::string>& keys) {
   std::ifstream in(path);
-  if (!in) return Err{"--config: cannot read " + path};
-  std::string line;
+  if (!in) return Err{path + ": cannot read the config file: " + std::strerror(errno)};
+  std::string line, errors;
   int lineno = 0;
   while (std::getline(in, line)) {
     ++lineno;
+    std::string where = path + ":" + std::to_string(lineno) + ": ";
     std::string t = trim(line);
     if (t.empty() || t[0] == '#') continue;
     size_t eq = t.find('=');
-    if (eq == std::string::npos)
-      return Err{path + ":" + std::to_string(lineno) + ": expected `name = value`"};
+    if (eq == std::string::npos) {
+      errors += where + "expected `name = value`, found '" + t + "'\n";
+      continue;
+    }
     std::string key = trim(std::string_view(t).substr(0, eq));
     std::string value = trim(std::string_view(t).substr(eq + 1));
     if (value.size() >= 2 && value.front() == '"' && value.back() == '"')
       value = value.substr(1, value.size() - 2);
-    if (key == "config") return Err{path + ":" + std::to_string(lineno) + ": config cannot nest"};
+    if (key == "config" || key == "no-config" || key == "check-config") {
+      errors += where + key + ": only a command-line flag\n";
+      continue;
+    }
     auto r = config_set(c, key, value);
-    if (!r) return Err{path + ":" + std::to_string(lineno) + ": " + r.error()};
+    if (!r) {
+      errors += where + r.error() + "\n";
+      continue;
+    }
+    keys.insert(key);
+  }
+  if (in.bad()) errors += path + ": read error\n";
+  if (!errors.empty()) {
+    errors.pop_back();
+    return Err{errors};
   }
   return Ok{};
+}
+
+std::optional<bool> parse_bool(const std::string& v) {
+  if (v.empty() || v == "true" || v == "yes" || v == "on" || v == "1") return true;
+  if (v == "false" || v == "no" || v == "off" || v == "0") return false;
+  return std::nullopt;
+}
+
+// A uid or gid: a number, or a name looked up with NSS (getpwnam_r / getgrnam_r).
+Result<uint32_t, std::string> parse_id(const std::string& key, const std::string& s, bool group) {
+  if (!s.empty() && s.find_first_not_of("0123456789") == std::string::npos) {
+    auto r = parse_uint(key, s, 0, 0xfffffffeu);
+    if (!r) return Err{r.error()};
+    return static_cast<uint32_t>(r.value());
+  }
+  std::vector<char> buf(16384);
+  if (group) {
+    struct group gr {}, *res = nullptr;
+    int e = getgrnam_r(s.c_str(), &gr, buf.data(), buf.size(), &res);
+    if (res == nullptr)
+      return Err{key + ": no group '" + s + "'" + (e != 0 ? std::string(" (") + std::strerror(e) + ")" : "")};
+    return static_cast<uint32_t>(gr.gr_gid);
+  }
+  struct passwd pw {}, *res = nullptr;
+  int e = getpwnam_r(s.c_str(), &pw, buf.data(), buf.size(), &res);
+  if (res == nullptr)
+    return Err{key + ": no user '" + s + "'" + (e != 0 ? std::string(" (") + std::strerror(e) + ")" : "")};
+  return static_cast<uint32_t>(pw.pw_uid);
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& x : v) out += (out.empty() ? "" : ",") + x;
+  return out;
+}
+
+template <typename T>
+std::string join_ids(const std::vector<T>& v) {
+  std::string out;
+  for (auto x : v) out += (out.empty() ? "" : ",") + std::to_string(x);
+  return out;
 }
 
 bool is_flag_only(std::string_view key) { return key == "verbose" || key == "accept-loss"; }
@@ -172,6 +250,11 @@ const std::vector<std::string_view> kOptionNames = {
     "queue-max-bytes", "max-connections", "max-connections-per-uid", "query-threads",
     "query-mmap-mb", "query-uids", "query-gids", "shutdown-linger-ms", "seal-interval",
     "key-file", "origin", "accept-loss", "verbose",
+};
+
+const std::vector<std::string_view> kLiveOptions = {
+    "verbose", "query-uids", "query-gids", "max-connections", "max-connections-per-uid",
+    "max-inflight", "shutdown-linger-ms",
 };
 
 bool is_option(std::string_view key) {
@@ -207,7 +290,7 @@ Result<Ok, std::string> config_set(Config& c, const std::string& key, const std:
   } else if (key == "batch-interval-ms") {
     return num(1, 3'600'000, c.batch_interval_ms);
   } else if (key == "critical-types") {
-    c.critical_types = split_list(v);
+    c.critical_types = v == "none" ? std::vector<std::string>{} : split_list(v);
     for (const auto& t : c.critical_types) {
       auto bad = proto::check_text(t, 64, false);
       if (bad || t.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -237,9 +320,9 @@ Result<Ok, std::string> config_set(Config& c, const std::string& key, const std:
     // config file's list; it never adds to it).
     std::vector<uint32_t> ids;
     for (const auto& s : split_list(v)) {
-      auto r = parse_uint(key, s, 0, 0xfffffffeu);
+      auto r = parse_id(key, s, key == "query-gids");
       if (!r) return Err{r.error()};
-      ids.push_back(static_cast<uint32_t>(r.value()));
+      ids.push_back(r.value());
     }
     if (key == "query-uids") c.query_uids.assign(ids.begin(), ids.end());
     else c.query_gids.assign(ids.begin(), ids.end());
@@ -258,10 +341,10 @@ Result<Ok, std::string> config_set(Config& c, const std::string& key, const std:
         proto::check_text(v, 200, false))
       return Err{"origin: '" + v + "' must be 1-200 printable characters without spaces or '+'"};
     c.origin = v;
-  } else if (key == "accept-loss") {
-    c.accept_loss = (v.empty() || v == "true" || v == "1" || v == "yes");
-  } else if (key == "verbose") {
-    c.verbose = (v.empty() || v == "true" || v == "1" || v == "yes");
+  } else if (key == "accept-loss" || key == "verbose") {
+    auto b = parse_bool(v);
+    if (!b) return Err{key + ": '" + v + "' is not true or false (yes/no, on/off, 1/0)"};
+    (key == "verbose" ? c.verbose : c.accept_loss) = *b;
   } else {
     return Err{key + ": unknown option (see cairnd --help)"};
   }
@@ -269,10 +352,20 @@ Result<Ok, std::string> config_set(Config& c, const std::string& key, const std:
 }
 
 Result<ParsedArgs, std::string> parse_args(int argc, char** argv) {
+  std::vector<std::string> args;
+  for (int i = 1; i < argc; ++i) args.emplace_back(argv[i]);
+  return parse_args(args);
+}
+
+Result<ParsedArgs, std::string> parse_args(const std::vector<std::string>& args) {
   ParsedArgs out;
-  // Pass 1: help/version/config, so the file is applied before the flags.
-  for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
+  out.args = args;
+  const size_t n = args.size();
+  // Pass 1: help/version, and which config file (so it is applied before the flags).
+  bool no_config = false, explicit_config = false;
+  std::string path = CAIRN_DEFAULT_CONFIG;
+  for (size_t i = 0; i < n; ++i) {
+    std::string_view a = args[i];
     if (a == "--help" || a == "-h") {
       std::fputs(kUsage, stdout);
       out.outcome = ParseOutcome::exit_ok;
@@ -283,23 +376,32 @@ Result<ParsedArgs, std::string> parse_args(int argc, char** argv) {
       out.outcome = ParseOutcome::exit_ok;
       return out;
     }
-  }
-  for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
+    if (a == "--no-config") no_config = true;
+    if (a == "--check-config") out.outcome = ParseOutcome::check_config;
     if (a == "--config" || a.starts_with("--config=")) {
-      std::string path;
       if (a == "--config") {
-        if (i + 1 >= argc) return Err{std::string("--config needs a value")};
-        path = argv[i + 1];
+        if (i + 1 >= n) return Err{std::string("--config needs a value")};
+        path = args[i + 1];
       } else {
         path = std::string(a.substr(9));
       }
-      auto r = load_file(out.config, path);
-      if (!r) return Err{r.error()};
+      explicit_config = true;
     }
   }
-  for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
+  if (no_config && explicit_config) return Err{std::string("--config and --no-config contradict each other")};
+  std::set<std::string> keys;
+  if (!no_config) {
+    // The default file is optional (cairnd runs on defaults without one); a file named
+    // with --config must be there.
+    struct stat st {};
+    if (explicit_config || stat(path.c_str(), &st) == 0 || errno != ENOENT) {
+      auto r = load_file(out.config, path, keys);
+      if (!r) return Err{r.error()};
+      out.config_file = path;
+    }
+  }
+  for (size_t i = 0; i < n; ++i) {
+    std::string_view a = args[i];
     if (!a.starts_with("--")) return Err{"unexpected argument '" + std::string(a) + "'"};
     std::string key(a.substr(2));
     std::string value;
@@ -307,6 +409,10 @@ Result<ParsedArgs, std::string> parse_args(int argc, char** argv) {
     if (eq != std::string::npos) {
       value = key.substr(eq + 1);
       key = key.substr(0, eq);
+    }
+    if (key == "no-config" || key == "check-config") {
+      if (eq != std::string::npos) return Err{"--" + key + " takes no value"};
+      continue;
     }
     // Named before its value is looked for: `--bogus` is an unknown option, not one that
     // "needs a value".
@@ -318,16 +424,79 @@ Result<ParsedArgs, std::string> parse_args(int argc, char** argv) {
       value = "true";
     } else {
       // The next flag is not this one's value (`--db --verbose`); `--db=--x` still is.
-      if (i + 1 >= argc || std::string_view(argv[i + 1]).starts_with("--"))
+      if (i + 1 >= n || std::string_view(args[i + 1]).starts_with("--"))
         return Err{"--" + key + " needs a value"};
-      value = argv[++i];
+      value = args[++i];
     }
     if (key == "config") continue;
     auto r = config_set(out.config, key, value);
     if (!r) return Err{"--" + r.error()};
+    keys.insert(key);
   }
-  if (out.config.critical_types.empty())
+  // Defaults that depend on whether the option was given at all: an empty list given
+  // on purpose stays empty.
+  if (!keys.contains("critical-types"))
     for (auto t : proto::kDefaultCriticalTypes) out.config.critical_types.emplace_back(t);
+  if (!keys.contains("query-gids"))
+    if (auto g = parse_id("query-gids", kDefaultReaderGroup, true)) out.config.query_gids.push_back(g.value());
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> config_values(const Config& c) {
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", c.socket_mode);
+  auto b = [](bool v) { return std::string(v ? "true" : "false"); };
+  auto u = [](uint64_t v) { return std::to_string(v); };
+  std::vector<std::pair<std::string, std::string>> out = {
+      {"socket", c.socket_path},
+      {"socket-mode", mode},
+      {"db", c.db_path},
+      {"flush-mode", flush_mode_name(c.flush_mode)},
+      {"batch-size", u(c.batch_size)},
+      {"batch-interval-ms", u(c.batch_interval_ms)},
+      {"critical-types", c.critical_types.empty() ? "none" : join(c.critical_types)},
+      {"max-frame", u(c.limits.max_frame)},
+      {"max-string", u(c.limits.max_string)},
+      {"max-inflight", u(c.max_inflight)},
+      {"queue-max-events", u(c.queue_max_events)},
+      {"queue-max-bytes", u(c.queue_max_bytes)},
+      {"max-connections", u(c.max_connections)},
+      {"max-connections-per-uid", u(c.max_connections_per_uid)},
+      {"query-threads", u(c.query_threads)},
+      {"query-mmap-mb", u(c.query_mmap_mb)},
+      {"query-uids", join_ids(c.query_uids)},
+      {"query-gids", join_ids(c.query_gids)},
+      {"shutdown-linger-ms", u(c.shutdown_linger_ms)},
+      {"seal-interval", c.seal_interval_ms == 0           ? "off"
+                        : c.seal_interval_ms % 1000 == 0 ? u(c.seal_interval_ms / 1000) + "s"
+                                                         : u(c.seal_interval_ms) + "ms"},
+      {"key-file", c.key_file},  // not key_file_path: a new db alone must not read as a new key-file
+      {"origin", c.origin},
+      {"accept-loss", b(c.accept_loss)},
+      {"verbose", b(c.verbose)},
+  };
+  return out;
+}
+
+ReloadOutcome apply_reload(Config& live, const Config& next) {
+  ReloadOutcome out;
+  auto now = config_values(live);
+  auto want = config_values(next);
+  for (size_t i = 0; i < now.size(); ++i) {
+    if (now[i].second == want[i].second) continue;
+    const std::string& key = now[i].first;
+    bool is_live = std::find(kLiveOptions.begin(), kLiveOptions.end(), key) != kLiveOptions.end();
+    (is_live ? out.applied : out.restart).push_back(key);
+  }
+  // Only the fields of kLiveOptions: each is read on the loop thread alone (server,
+  // session, shutdown deadlines, the logger's flag), which is where reload runs.
+  live.verbose = next.verbose;
+  live.query_uids = next.query_uids;
+  live.query_gids = next.query_gids;
+  live.max_connections = next.max_connections;
+  live.max_connections_per_uid = next.max_connections_per_uid;
+  live.max_inflight = next.max_inflight;
+  live.shutdown_linger_ms = next.shutdown_linger_ms;
   return out;
 }
 

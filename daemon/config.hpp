@@ -1,8 +1,15 @@
-// config.hpp — cairnd's settings: defaults, config file, command-line flags.
+// config.hpp — cairnd's settings: defaults, config file, command-line flags, reload.
 //
 // Every option is both a flag (`--name value`) and a config-file key (`name = value`).
-// The file is read first; flags given on the command line override it. An option set
-// twice (in the file, as flags, or both) keeps its last value; lists are replaced whole.
+// The file (--config FILE, else CAIRN_DEFAULT_CONFIG if it exists; --no-config: none) is
+// read first; flags given on the command line override it. An option set twice (in the
+// file, as flags, or both) keeps its last value; lists are replaced whole, never
+// appended to, and an empty value (`critical-types =`) empties a list.
+//
+// Reload (SIGHUP): the same arguments are parsed again into a fresh Config and
+// apply_reload() copies over the options that may change while cairnd runs (kLiveOptions,
+// all of them read on the loop thread only); every other difference is reported as
+// needing a restart and left as it was.
 #pragma once
 
 #include <sys/types.h>
@@ -56,16 +63,43 @@ struct Config {
 // The key file path in effect.
 std::string key_file_path(const Config& c);
 
-enum class ParseOutcome { run, exit_ok };
+// run: start cairnd; exit_ok: --help/--version were printed; check_config: the
+// configuration parsed (--check-config), print it and exit 0.
+enum class ParseOutcome { run, exit_ok, check_config };
 
 struct ParsedArgs {
   Config config;
   ParseOutcome outcome = ParseOutcome::run;
+  std::string config_file;        // the file that was read, "" if none
+  std::vector<std::string> args;  // argv[1..], kept for SIGHUP to parse again
 };
 
-// Parses argv (and the --config file it names). Returns a message on any error; prints
-// --help / --version itself and returns exit_ok for them.
+// Parses argv (and the config file). Returns a message on any error, one line per
+// problem, each naming the file and line (`FILE:LINE: option: why`) or the flag; a file
+// with several bad lines names all of them. Prints --help / --version itself and
+// returns exit_ok for them. Group and user names in query-gids/query-uids are looked
+// up here (NSS), so call it on the loop thread only at start-up and on SIGHUP.
 Result<ParsedArgs, std::string> parse_args(int argc, char** argv);
+Result<ParsedArgs, std::string> parse_args(const std::vector<std::string>& args);
+
+// The effective value of every option, in kOptionNames order, as a config file line
+// would spell it (`cairnd --check-config` prints these; reload compares them).
+std::vector<std::pair<std::string, std::string>> config_values(const Config& c);
+
+// Options apply_reload() changes in a running cairnd.
+extern const std::vector<std::string_view> kLiveOptions;
+
+struct ReloadOutcome {
+  std::vector<std::string> applied;  // options whose new value now holds
+  std::vector<std::string> restart;  // options that changed but need a restart
+};
+// Copies the kLiveOptions that differ from `next` into `live`; lists the others that
+// differ in `restart` (their values in `live` stay).
+ReloadOutcome apply_reload(Config& live, const Config& next);
+
+// The reader group used when query-gids is not set: members may query, verify and
+// read stats (as journald's systemd-journal group reads the journal), if it exists.
+inline constexpr const char* kDefaultReaderGroup = "cairn-readers";
 
 // Applies one `key = value` setting (shared by flags and the config file).
 Result<Ok, std::string> config_set(Config& c, const std::string& key, const std::string& value);

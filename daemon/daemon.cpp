@@ -7,7 +7,8 @@
 
 namespace cairn::daemon {
 
-Daemon::Daemon(Config config) : config_(std::move(config)) {}
+Daemon::Daemon(Config config, std::vector<std::string> args)
+    : config_(std::move(config)), args_(std::move(args)) {}
 
 Daemon::~Daemon() {
   if (loop_ready_) {
@@ -95,9 +96,11 @@ int Daemon::run() {
 
   uv_signal_init(&loop_, &sigterm_);
   uv_signal_init(&loop_, &sigint_);
-  sigterm_.data = sigint_.data = this;
+  uv_signal_init(&loop_, &sighup_);
+  sigterm_.data = sigint_.data = sighup_.data = this;
   uv_signal_start(&sigterm_, &Daemon::on_signal, SIGTERM);
   uv_signal_start(&sigint_, &Daemon::on_signal, SIGINT);
+  uv_signal_start(&sighup_, &Daemon::on_reload, SIGHUP);
   uv_timer_init(&loop_, &deadline_);
   deadline_.data = this;
   uv_timer_init(&loop_, &read_deadline_);
@@ -133,6 +136,38 @@ void Daemon::on_signal(uv_signal_t* h, int signum) noexcept {
     return;
   }
   self->begin_shutdown(strsignal(signum));
+}
+
+// Runs on the loop, like every reader of the options apply_reload changes. The file is
+// read again with the flags cairnd was started with, so a flag still wins over the file.
+void Daemon::on_reload(uv_signal_t* h, int) noexcept {
+  auto* self = static_cast<Daemon*>(h->data);
+  if (self->stopping_) return;
+  auto parsed = parse_args(self->args_);
+  if (!parsed || parsed.value().outcome != ParseOutcome::run) {
+    std::string why = parsed ? std::string("--help/--version") : parsed.error();
+    for (char& c : why)
+      if (c == '\n') c = ';';
+    log_msg(LogLevel::err, "reload: configuration not changed: %s", why.c_str());
+    if (self->notifier_) self->notifier_->status("reload failed; configuration not changed");
+    return;
+  }
+  ReloadOutcome r = apply_reload(self->config_, parsed.value().config);
+  log_set_verbose(self->config_.verbose);
+  auto list = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (const auto& k : v) s += (s.empty() ? "" : ", ") + k;
+    return s.empty() ? std::string("nothing") : s;
+  };
+  for (const auto& key : r.restart)
+    log_msg(LogLevel::warning, "reload: %s changed but cannot change while cairnd runs; restart to apply it",
+            key.c_str());
+  std::string summary = "reloaded " +
+                        (parsed.value().config_file.empty() ? std::string("(no config file)")
+                                                             : parsed.value().config_file) +
+                        ": applied " + list(r.applied) + "; needs a restart: " + list(r.restart);
+  log_msg(LogLevel::notice, "%s", summary.c_str());
+  if (self->notifier_) self->notifier_->status(summary);
 }
 
 void Daemon::begin_shutdown(const char* why) {
@@ -211,10 +246,12 @@ void Daemon::finish() {
   uv_close(reinterpret_cast<uv_handle_t*>(&read_deadline_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&sighup_), nullptr);
   // Closing the watchers restores the default action; everything is flushed by now, so
   // a late signal must not turn our exit status into "killed by SIGTERM".
   std::signal(SIGTERM, SIG_IGN);
   std::signal(SIGINT, SIG_IGN);
+  std::signal(SIGHUP, SIG_IGN);
   if (notifier_) notifier_->close();
   writer_->close();
   // The loop ends by itself once these close callbacks have run.

@@ -24,6 +24,8 @@
 #include <uv.h>
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "config.hpp"
 #include "notify.hpp"
@@ -35,7 +37,9 @@ namespace cairn::daemon {
 
 class Daemon {
  public:
-  explicit Daemon(Config config);
+  // `args` are cairnd's flags (argv[1..]): SIGHUP parses them and the config file again
+  // (config.hpp: apply_reload). Without them SIGHUP still re-reads the default file.
+  explicit Daemon(Config config, std::vector<std::string> args = {});
   ~Daemon();
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
@@ -45,6 +49,7 @@ class Daemon {
 
  private:
   static void on_signal(uv_signal_t* h, int signum) noexcept;
+  static void on_reload(uv_signal_t* h, int signum) noexcept;  // SIGHUP
   static void on_deadline(uv_timer_t* t) noexcept;       // drain, then reply deadline
   static void on_read_deadline(uv_timer_t* t) noexcept;  // running reads
   void begin_shutdown(const char* why);
@@ -54,14 +59,15 @@ class Daemon {
   void finish();
   std::string status_line() const;
 
-  Config config_;
+  Config config_;  // Server and sessions hold a reference; reload edits it in place
+  std::vector<std::string> args_;
   uv_loop_t loop_{};
   bool loop_ready_ = false;
   std::unique_ptr<Writer> writer_;
   std::unique_ptr<Reader> reader_;
   std::unique_ptr<Server> server_;
   std::unique_ptr<Notifier> notifier_;
-  uv_signal_t sigterm_{}, sigint_{};
+  uv_signal_t sigterm_{}, sigint_{}, sighup_{};
   uv_timer_t deadline_{};
   uv_timer_t read_deadline_{};
   bool stopping_ = false;

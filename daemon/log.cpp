@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
@@ -12,7 +13,7 @@ namespace cairn::daemon {
 namespace {
 
 bool g_journal = false;
-bool g_verbose = false;
+std::atomic<bool> g_verbose{false};  // changed by SIGHUP while the writer thread logs
 
 // JOURNAL_STREAM is "dev:ino" of the stream journald gave us. It is inherited by
 // children too, so only trust it when it really is our stderr.
@@ -43,6 +44,8 @@ void log_init(bool verbose) {
   g_journal = stderr_is_journal();
   g_verbose = verbose;
 }
+
+void log_set_verbose(bool verbose) { g_verbose = verbose; }
 
 void log_msg(LogLevel level, const char* fmt, ...) {
   if (level == LogLevel::debug && !g_verbose) return;

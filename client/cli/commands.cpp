@@ -21,6 +21,7 @@
 #include "../../protocol/pack.hpp"
 #include "args.hpp"
 #include "json.hpp"
+#include "prometheus.hpp"
 #include "render.hpp"
 #include "when.hpp"
 
@@ -684,25 +685,40 @@ int cmd_verify(int argc, char** argv) {
 
 int cmd_stats(int argc, char** argv) {
   auto a = parse_args(argc, argv, 2, {{"socket", true}, {"db", true}, {"output", true, 'o'},
-                                      {"help", false, 'h'}});
+                                      {"textfile", true}, {"help", false, 'h'}});
   if (!a) {
     std::fprintf(stderr, "cairn stats: %s\n", a.error().c_str());
     return 2;
   }
   const Args& args = a.value();
   if (args.has("help")) {
-    std::puts("Usage: cairn stats [--socket PATH | --db PATH] [-o table|json]\n"
+    std::puts("Usage: cairn stats [--socket PATH | --db PATH] [-o table|json|prometheus]\n"
+              "                   [--textfile FILE]\n"
               "Counts by type, queue depth, commits, fsync latency and database size. With\n"
               "--db only what the file knows: events, by type, head seq, database size.\n"
+              "-o prometheus: the Prometheus text format (metric names in cairn(1));\n"
+              "--textfile FILE replaces FILE atomically instead of printing (for\n"
+              "node_exporter's textfile collector), and writes cairn_up 0 when cairnd\n"
+              "cannot be asked.\n"
               "Exit 0 ok, 2 on errors.");
     return 0;
   }
   bool ok_mode = true;
   Output mode = output_of(args, &ok_mode);
-  if (!ok_mode) {
-    std::fprintf(stderr, "cairn stats: -o must be table or json\n");
+  const bool prom = args.get("output") == "prometheus";  // prometheus.hpp
+  if (!ok_mode && !prom) {
+    std::fprintf(stderr, "cairn stats: -o must be table, json or prometheus\n");
     return 2;
   }
+  if (args.has("textfile") && !prom) {
+    std::fprintf(stderr, "cairn stats: --textfile needs -o prometheus\n");
+    return 2;
+  }
+  // Down or refusing: the textfile still changes, to cairn_up 0 (exit status stays 2).
+  auto failed = [&](int rc) {
+    if (prom && args.has("textfile")) emit_prometheus(render_prometheus_down(), args.get("textfile"));
+    return rc;
+  };
   proto::Stats st;
   if (args.has("db")) {
     auto s = store::Store::open(args.get("db"), store::OpenMode::readonly);
@@ -721,11 +737,11 @@ int cmd_stats(int argc, char** argv) {
     st.db_bytes = r.value().db_bytes;
   } else {
     cairn_client* c = connect_or_report(args);
-    if (c == nullptr) return 2;
+    if (c == nullptr) return failed(2);
     RawReply rr;
     int rc = request(c, "stats", {}, rr);
     cairn_close(c);
-    if (rc != 0) return rc;
+    if (rc != 0) return failed(rc);
     auto r = proto::stats_from(rr.reply);
     if (!r) {
       std::fprintf(stderr, "cairn stats: %s\n", r.error().c_str());
@@ -733,6 +749,7 @@ int cmd_stats(int argc, char** argv) {
     }
     st = r.value();
   }
+  if (prom) return emit_prometheus(render_prometheus(st, args.has("db")), args.get("textfile"));
   print_stats(stdout, st, mode, args.has("db"));
   return 0;
 }

@@ -1,10 +1,13 @@
 // cairnd's flags and config file: unknown options are named as such, a flag replaces
 // (never extends) a list set in the file, and the option table matches --help.
 #include <criterion/criterion.h>
+#include <grp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -92,7 +95,180 @@ Test(config, option_table_matches_help_and_config_set) {
     at += 5;
     size_t end = usage.find_first_of(" =\n,", at);
     std::string name = usage.substr(at, end - at);
-    if (name == "config" || name == "help") continue;
+    if (name == "config" || name == "help" || name == "no-config" || name == "check-config") continue;
     cr_assert(is_option(name), "--%s is in --help but not an option", name.c_str());
   }
+}
+
+// ---- the config file: every problem named by file, line and option ----
+
+Test(config, file_errors_name_file_line_and_option_and_all_of_them) {
+  std::string path = write_config("# a comment\n"
+                                  "batch-size = 10\n"
+                                  "batch-size = lots\n"
+                                  "\n"
+                                  "no-such-thing = 1\n"
+                                  "just words\n"
+                                  "verbose = maybe\n");
+  auto r = parse({"--config", path});
+  cr_assert_not(r.ok());
+  const std::string& e = r.error();
+  cr_assert(e.find(path + ":3: batch-size: 'lots' is not a number") != std::string::npos, "%s", e.c_str());
+  cr_assert(e.find(path + ":5: no-such-thing: unknown option") != std::string::npos, "%s", e.c_str());
+  cr_assert(e.find(path + ":6: expected `name = value`") != std::string::npos, "%s", e.c_str());
+  cr_assert(e.find(path + ":7: verbose: 'maybe' is not true or false") != std::string::npos, "%s", e.c_str());
+  cr_assert(e.find(":2:") == std::string::npos, "a good line is not an error: %s", e.c_str());
+  unlink(path.c_str());
+}
+
+Test(config, a_missing_named_file_is_an_error_and_no_config_reads_none) {
+  auto r = parse({"--config", "/nonexistent/cairnd.conf"});
+  cr_assert_not(r.ok());
+  cr_assert(r.error().find("/nonexistent/cairnd.conf: cannot read") != std::string::npos, "%s", r.error().c_str());
+  auto r2 = parse({"--no-config", "--db", "/tmp/x.db"});
+  cr_assert(r2.ok(), "%s", r2.ok() ? "" : r2.error().c_str());
+  cr_assert_eq(r2.value().config_file, "");
+  cr_assert_not(parse({"--no-config", "--config", "/tmp/x"}).ok());
+}
+
+Test(config, config_cannot_be_set_inside_the_file) {
+  std::string path = write_config("config = /etc/other.conf\n");
+  auto r = parse({"--config", path});
+  unlink(path.c_str());
+  cr_assert_not(r.ok());
+  cr_assert(r.error().find(":1: config: only a command-line flag") != std::string::npos, "%s", r.error().c_str());
+}
+
+Test(config, check_config_is_an_outcome_and_keeps_the_file) {
+  std::string path = write_config("flush-mode = hybrid\n");
+  auto r = parse({"--check-config", "--config", path});
+  cr_assert(r.ok(), "%s", r.ok() ? "" : r.error().c_str());
+  cr_assert_eq(r.value().outcome, ParseOutcome::check_config);
+  cr_assert_eq(r.value().config_file, path);
+  cr_assert_eq(r.value().config.flush_mode, FlushMode::hybrid);
+  unlink(path.c_str());
+}
+
+// ---- lists: replaced, never appended to; the critical set can be emptied ----
+
+Test(config, a_list_set_twice_in_the_file_keeps_only_the_last) {
+  std::string path = write_config("query-uids = 1, 2\nquery-uids = 3\n");
+  auto r = parse({"--config", path});
+  unlink(path.c_str());
+  cr_assert(r.ok());
+  cr_assert_eq(r.value().config.query_uids.size(), 1u);
+  cr_assert_eq(r.value().config.query_uids[0], 3u);
+}
+
+Test(config, critical_set_defaults_and_can_be_emptied) {
+  auto def = parse({"--no-config"});
+  cr_assert(def.ok());
+  cr_assert_eq(def.value().config.critical_types.size(), std::size(cairn::proto::kDefaultCriticalTypes));
+  for (const char* empty : {"", "none"}) {
+    std::string path = write_config(std::string("critical-types = ") + empty + "\n");
+    auto r = parse({"--config", path});
+    unlink(path.c_str());
+    cr_assert(r.ok(), "%s", r.ok() ? "" : r.error().c_str());
+    cr_assert(r.value().config.critical_types.empty(), "critical-types = '%s' must empty the set", empty);
+  }
+  auto flag = parse({"--no-config", "--critical-types="});
+  cr_assert(flag.ok());
+  cr_assert(flag.value().config.critical_types.empty());
+}
+
+Test(config, query_ids_take_names) {
+  // root exists on every system with uid and gid 0.
+  auto r = parse({"--no-config", "--query-uids", "root,7", "--query-gids", "root"});
+  cr_assert(r.ok(), "%s", r.ok() ? "" : r.error().c_str());
+  cr_assert_eq(r.value().config.query_uids.size(), 2u);
+  cr_assert_eq(r.value().config.query_uids[0], 0u);
+  cr_assert_eq(r.value().config.query_uids[1], 7u);
+  cr_assert_eq(r.value().config.query_gids.size(), 1u);
+  cr_assert_eq(r.value().config.query_gids[0], 0u);
+  auto bad = parse({"--no-config", "--query-gids", "no-such-group-cairn-test"});
+  cr_assert_not(bad.ok());
+  cr_assert(bad.error().find("query-gids: no group 'no-such-group-cairn-test'") != std::string::npos, "%s",
+            bad.error().c_str());
+  // Set to empty on purpose: the default reader group is not added.
+  auto none = parse({"--no-config", "--query-gids="});
+  cr_assert(none.ok());
+  cr_assert(none.value().config.query_gids.empty());
+}
+
+// ---- the printed settings read back to the same configuration ----
+
+Test(config, check_config_output_reads_back_to_the_same_settings) {
+  auto r = parse({"--no-config", "--flush-mode", "batched", "--query-uids", "5,6", "--seal-interval", "2m",
+                  "--critical-types", "A,B", "--socket-mode", "0600", "--origin", "host/x"});
+  cr_assert(r.ok());
+  std::string text;
+  for (const auto& [k, v] : config_values(r.value().config))
+    if (!v.empty()) text += k + " = " + v + "\n";
+  std::string path = write_config(text);
+  auto again = parse({"--config", path});
+  unlink(path.c_str());
+  cr_assert(again.ok(), "%s\n%s", again.ok() ? "" : again.error().c_str(), text.c_str());
+  cr_assert(config_values(again.value().config) == config_values(r.value().config), "%s", text.c_str());
+}
+
+// ---- reload: live options change, the others are named and kept ----
+
+Test(config, reload_applies_live_options_and_names_the_rest) {
+  auto a = parse({"--no-config", "--query-uids", "5", "--db", "/tmp/a.db", "--max-connections", "10"});
+  auto b = parse({"--no-config", "--query-uids", "5,6", "--db", "/tmp/b.db", "--max-connections", "20",
+                  "--verbose"});
+  cr_assert(a.ok() && b.ok());
+  Config live = a.value().config;
+  ReloadOutcome out = apply_reload(live, b.value().config);
+  cr_assert_eq(live.query_uids.size(), 2u);
+  cr_assert_eq(live.max_connections, 20u);
+  cr_assert(live.verbose);
+  cr_assert_eq(live.db_path, "/tmp/a.db", "the database cannot change while cairnd runs");
+  cr_assert(std::find(out.applied.begin(), out.applied.end(), "query-uids") != out.applied.end());
+  cr_assert(std::find(out.applied.begin(), out.applied.end(), "verbose") != out.applied.end());
+  cr_assert_eq(out.restart.size(), 1u);
+  cr_assert_eq(out.restart[0], "db");
+  // Nothing changed: nothing reported.
+  ReloadOutcome same = apply_reload(live, live);
+  cr_assert(same.applied.empty() && same.restart.empty());
+}
+
+// ---- the shipped etc/cairnd.conf documents every option with its true default ----
+
+Test(config, shipped_config_file_lists_every_option_with_its_default) {
+  const char* src = std::getenv("CAIRN_SOURCE_DIR");
+  cr_assert(src != nullptr, "CAIRN_SOURCE_DIR is not set");
+  std::ifstream in(std::string(src) + "/etc/cairnd.conf");
+  cr_assert(in.good(), "etc/cairnd.conf is missing");
+  std::string line, uncommented;
+  std::vector<std::string> seen;
+  while (std::getline(in, line)) {
+    // `#name = value`: an option line (prose comments start with "# ").
+    if (line.size() < 2 || line[0] != '#' || line[1] < 'a' || line[1] > 'z') continue;
+    size_t eq = line.find(" =");
+    cr_assert(eq != std::string::npos, "odd option line: %s", line.c_str());
+    std::string key = line.substr(1, eq - 1);
+    std::string value = eq + 2 < line.size() ? line.substr(eq + 3) : "";
+    cr_assert(is_option(key), "etc/cairnd.conf names an unknown option: %s", key.c_str());
+    seen.push_back(key);
+    if (key == "origin" && value.empty()) continue;  // documented as "derived", not a value
+    if (key == "query-gids" && getgrnam(kDefaultReaderGroup) == nullptr) continue;
+    uncommented += line.substr(1) + "\n";
+  }
+  for (auto name : kOptionNames)
+    cr_assert(std::find(seen.begin(), seen.end(), std::string(name)) != seen.end(),
+              "etc/cairnd.conf does not document %s", std::string(name).c_str());
+  std::string path = write_config(uncommented);
+  auto shipped = parse({"--config", path});
+  unlink(path.c_str());
+  cr_assert(shipped.ok(), "%s", shipped.ok() ? "" : shipped.error().c_str());
+  auto def = parse({"--no-config"});
+  cr_assert(def.ok());
+  auto a = config_values(shipped.value().config), b = config_values(def.value().config);
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i].first == "key-file") continue;  // spelled out in the file, derived by default
+    cr_assert_eq(a[i].second, b[i].second, "%s: the file says %s, the default is %s", a[i].first.c_str(),
+                 a[i].second.c_str(), b[i].second.c_str());
+  }
+  cr_assert_eq(key_file_path(shipped.value().config), key_file_path(def.value().config));
 }
