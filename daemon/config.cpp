@@ -92,7 +92,9 @@ const char* const kUsage =
     "                             are paused (backpressure) [16384]\n"
     "  --queue-max-bytes BYTES    bytes queued for the writer, likewise [16777216]\n"
     "  --max-connections N        connections in total [1024]\n"
-    "  --max-connections-per-uid N  connections per peer uid [256]\n"
+    "  --max-connections-per-uid N  connections per peer uid (root and cairnd's uid: no\n"
+    "                             cap but the total) [64]\n"
+    CAIRN_PEER_LIMITS_USAGE
     "  --query-threads N          threads answering query/stats/verify [2]\n"
     "  --seal-interval DURATION   close the epoch with a signed seal and a new key this\n"
     "                             often (30s, 500ms, 2m; 0 or off: no sealing) [30s]\n"
@@ -250,6 +252,9 @@ const std::vector<std::string_view> kOptionNames = {
     "queue-max-bytes", "max-connections", "max-connections-per-uid", "query-threads",
     "query-mmap-mb", "query-uids", "query-gids", "shutdown-linger-ms", "seal-interval",
     "key-file", "origin", "accept-loss", "verbose",
+    // peer_limits.hpp
+    "conn-max-bytes", "uid-max-bytes", "global-max-bytes", "uid-write-share-pct",
+    "idle-timeout-ms", "frame-timeout-ms", "reserved-connections", "uid-append-rate",
 };
 
 const std::vector<std::string_view> kLiveOptions = {
@@ -270,6 +275,10 @@ Result<Ok, std::string> config_set(Config& c, const std::string& key, const std:
     field = static_cast<std::remove_reference_t<decltype(field)>>(r.value());
     return Ok{};
   };
+  if (auto peer = peer_limits_set(c.peer, key, v)) {
+    if (!peer->empty()) return Err{*peer};
+    return Ok{};
+  }
   if (key == "socket") {
     if (v.empty()) return Err{std::string("socket: empty path")};
     c.socket_path = v;

@@ -5,6 +5,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -36,9 +37,108 @@ Server::Server(uv_loop_t* loop, const Config& config, Writer& writer, Reader& re
   hello_.limits = config.limits;
   hello_.max_inflight = config.max_inflight;
   started_ns_ = monotonic_ns();
+  // uv_timer_init cannot fail on a live loop. Unreferenced: they never keep the loop
+  // alive, and the Daemon's final uv_walk closes them (the Daemon owns the loop and
+  // destroys us only after that).
+  uv_timer_init(loop_, &sweep_);
+  uv_timer_init(loop_, &wake_);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&sweep_));
+  uv_unref(reinterpret_cast<uv_handle_t*>(&wake_));
+  sweep_.data = wake_.data = this;
+  const PeerLimits& p = config.peer;
+  uint64_t shortest = 0;
+  for (uint64_t ms : {uint64_t{p.idle_timeout_ms}, uint64_t{p.frame_timeout_ms}})
+    if (ms != 0 && (shortest == 0 || ms < shortest)) shortest = ms;
+  if (shortest != 0) {
+    // A timeout fires at most a quarter late; never more often than every 50 ms.
+    uint64_t period = std::clamp<uint64_t>(shortest / 4, 50, 1000);
+    uv_timer_start(&sweep_, &Server::on_sweep, period, period);
+  }
 }
 
 Server::~Server() = default;
+
+void Server::on_sweep(uv_timer_t* t) noexcept {
+  auto* self = static_cast<Server*>(t->data);
+  uint64_t now = uv_now(self->loop_);
+  for (Session* s = self->head_; s != nullptr;) {
+    Session* next = s->next_;  // sweep may close s; it stays linked until on_close
+    s->sweep(now);
+    s = next;
+  }
+}
+
+bool Server::privileged(uid_t uid) { return uid == 0 || uid == geteuid(); }
+
+void Server::charge(uid_t uid, int64_t held_delta, int64_t write_delta) {
+  UidBooks& b = per_uid_[uid];
+  b.held = static_cast<uint64_t>(static_cast<int64_t>(b.held) + held_delta);
+  b.write_bytes = static_cast<uint64_t>(static_cast<int64_t>(b.write_bytes) + write_delta);
+  held_total_ = static_cast<uint64_t>(static_cast<int64_t>(held_total_) + held_delta);
+  if ((held_delta < 0 || write_delta < 0) && !waiting_budget_.empty() && !wake_armed_) {
+    // Resume on the next loop turn, not inside the caller (a session's callback), and
+    // once for a burst of releases.
+    wake_armed_ = true;
+    uv_timer_start(&wake_, &Server::on_wake, 0, 0);
+  }
+}
+
+void Server::on_wake(uv_timer_t* t) noexcept {
+  auto* self = static_cast<Server*>(t->data);
+  self->wake_armed_ = false;
+  std::vector<Session*> resume;
+  resume.swap(self->waiting_budget_);
+  for (Session* s : resume) s->resume_budget();  // those still over wait again
+}
+
+bool Server::may_read(Session* s, uint64_t held) {
+  const PeerLimits& p = config_.peer;
+  if (held >= p.conn_max_bytes) return false;  // its own replies/requests: it resumes itself
+  const uid_t uid = s->peer().uid;
+  const UidBooks& b = per_uid_[uid];
+  bool light = b.held < p.fair_floor_bytes;
+  bool ok = (light || (b.held < p.uid_max_bytes && held_total_ < p.global_max_bytes));
+  if (ok && !privileged(uid)) {
+    uint64_t share = config_.queue_max_bytes * p.uid_write_share_pct / 100;
+    ok = b.write_bytes < share;
+  }
+  if (!ok && std::find(waiting_budget_.begin(), waiting_budget_.end(), s) == waiting_budget_.end())
+    waiting_budget_.push_back(s);
+  return ok;
+}
+
+bool Server::light_writer(uid_t uid) const {
+  auto it = per_uid_.find(uid);
+  return it == per_uid_.end() || it->second.write_bytes < config_.peer.fair_floor_bytes;
+}
+
+bool Server::take_append_token(uid_t uid) {
+  const uint32_t rate = config_.peer.uid_append_rate;
+  if (rate == 0 || privileged(uid)) return true;
+  UidBooks& b = per_uid_[uid];
+  uint64_t now = uv_now(loop_);
+  if (b.tokens < 0) {
+    b.tokens = rate;  // a burst of one second's worth
+  } else {
+    b.tokens = std::min<double>(rate, b.tokens + static_cast<double>(now - b.refilled_ms) * rate / 1000.0);
+  }
+  b.refilled_ms = now;
+  if (b.tokens < 1) return false;
+  b.tokens -= 1;
+  return true;
+}
+
+void Server::forget_uid_if_unused(uid_t uid) {
+  auto it = per_uid_.find(uid);
+  if (it == per_uid_.end()) return;
+  const UidBooks& b = it->second;
+  if (b.conns != 0 || b.held != 0 || b.write_bytes != 0) return;
+  // Keep a drained rate bucket: reconnecting must not refill it.
+  if (b.tokens >= 0 && b.tokens < config_.peer.uid_append_rate &&
+      uv_now(loop_) - b.refilled_ms < 1000)
+    return;
+  per_uid_.erase(it);
+}
 
 Result<Ok, std::string> Server::listen(int activated_fd) {
   int rc = uv_pipe_init(loop_, &listener_, 0);
@@ -95,18 +195,31 @@ void Server::on_connection(uv_stream_t* listener, int status) noexcept {
   if (self->head_ != nullptr) self->head_->prev_ = s;
   self->head_ = s;
   ++self->count_;
-  uint32_t& mine = self->per_uid_[s->peer().uid];
-  ++mine;
-  if (self->count_ > self->config_.max_connections ||
-      mine > self->config_.max_connections_per_uid) {
+  const uid_t uid = s->peer().uid;
+  uint32_t mine = ++self->per_uid_[uid].conns;
+  // The last reserved_connections are for root and cairnd's uid, so no number of
+  // unprivileged uids can lock them out; they are not capped per uid either.
+  const Config& c = self->config_;
+  const bool priv = privileged(uid);
+  const uint32_t reserved = std::min(c.peer.reserved_connections, c.max_connections);
+  const size_t total_cap = priv ? c.max_connections : c.max_connections - reserved;
+  // Connections refused but not closed yet (their refusal is still being written) hold
+  // no place: a burst of refusals must not make the next connection look over the cap.
+  const size_t live = self->count_ - self->refused_open_;
+  if (live > total_cap || (!priv && mine > c.max_connections_per_uid)) {
     log_msg(LogLevel::warning, "refusing connection from pid %u uid %u: connection limit",
-            s->peer().pid, s->peer().uid);
+            s->peer().pid, uid);
+    ++self->refused_open_;
+    --self->per_uid_[uid].conns;
     s->refuse(proto::ErrorCode::overloaded,
-              "too many connections (max " + std::to_string(self->config_.max_connections) +
-                  ", per uid " + std::to_string(self->config_.max_connections_per_uid) + ")");
+              "too many connections (max " + std::to_string(c.max_connections) + ", of which " +
+                  std::to_string(reserved) + " reserved for root and cairnd's uid; per uid " +
+                  std::to_string(c.max_connections_per_uid) + ")");
     return;
   }
   if (self->shutting_down_) {
+    ++self->refused_open_;
+    --self->per_uid_[uid].conns;
     s->refuse(proto::ErrorCode::shutting_down, "cairnd is shutting down");
     return;
   }
@@ -118,6 +231,9 @@ void Server::on_connection(uv_stream_t* listener, int status) noexcept {
 void Server::begin_shutdown() {
   if (shutting_down_) return;
   shutting_down_ = true;
+  // Timeouts end here: the shutdown's own deadlines bound every wait from now on.
+  // (wake_ goes on: sessions paused on a budget must still be resumed to drain.)
+  uv_timer_stop(&sweep_);
   if (listening_) {
     listening_ = false;
     uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
@@ -174,8 +290,11 @@ void Server::session_closed(Session* s) {
   s->prev_ = s->next_ = nullptr;
   --count_;
   auto it = per_uid_.find(s->peer().uid);
-  if (it != per_uid_.end() && --it->second == 0) per_uid_.erase(it);
+  if (s->refused()) --refused_open_;  // never counted in its uid's connections
+  else if (it != per_uid_.end()) --it->second.conns;
+  forget_uid_if_unused(s->peer().uid);  // its held bytes were released by Session::close
   std::erase(waiting_writer_, s);
+  std::erase(waiting_budget_, s);
   if (count_ == 0 && closing_all_ && hooks_.all_closed)
     hooks_.all_closed();
 }

@@ -3,6 +3,12 @@
 // The Server accepts connections (from a socket it binds or one systemd passed), caps
 // them in total and per uid, keeps every Session on an intrusive list, and is the
 // sessions' window onto the rest of the daemon: config, writer, readers, shutdown state.
+//
+// It also keeps the books of peer_limits.hpp: connections, bytes held and bytes queued
+// for the writer per uid, and their sum (one uid's flood stops that uid's connections
+// first); the append rate per uid; and a sweep timer that closes idle connections and
+// connections stuck mid-frame. "Privileged" is root and cairnd's own uid: they may use
+// the reserved connections, ignore the per-uid cap and the append rate.
 #pragma once
 
 #include <sys/types.h>
@@ -64,8 +70,33 @@ class Server {
   void session_closed(Session* s);
   size_t sessions() const { return count_; }
 
+  // ---- budgets (peer_limits.hpp) ----
+  static bool privileged(uid_t uid);
+  // A session's held bytes (or its uid's writer bytes) changed by `delta`.
+  void charge(uid_t uid, int64_t held_delta, int64_t write_delta);
+  // May a session of `uid` holding `held` bytes read more requests? When not, and the
+  // reason is its uid's or the daemon's total (not its own), it waits on the server's
+  // list and is resumed when bytes are released.
+  bool may_read(Session* s, uint64_t held);
+  // Does `uid` hold so few bytes in the writer's queue that it need not pause on it?
+  bool light_writer(uid_t uid) const;
+  // An append by `uid` now: false if the uid is over --uid-append-rate.
+  bool take_append_token(uid_t uid);
+  uint64_t held_total() const { return held_total_; }
+  // Drops a uid's books once it has no connection and holds nothing (session teardown).
+  void forget_uid_if_unused(uid_t uid);
+
  private:
+  struct UidBooks {
+    uint32_t conns = 0;
+    uint64_t held = 0;         // bytes its connections hold (session budget)
+    uint64_t write_bytes = 0;  // of which: appends queued for the writer
+    double tokens = -1;        // append rate bucket; < 0: not started
+    uint64_t refilled_ms = 0;
+  };
   static void on_connection(uv_stream_t* listener, int status) noexcept;
+  static void on_sweep(uv_timer_t* t) noexcept;
+  static void on_wake(uv_timer_t* t) noexcept;
   void check_drained();
 
   uv_loop_t* loop_;
@@ -84,9 +115,15 @@ class Server {
 
   Session* head_ = nullptr;  // intrusive list of live sessions
   size_t count_ = 0;
+  size_t refused_open_ = 0;  // of count_: refused at the connection caps, still closing
   size_t undrained_ = 0;
-  std::unordered_map<uid_t, uint32_t> per_uid_;
+  std::unordered_map<uid_t, UidBooks> per_uid_;
   std::vector<Session*> waiting_writer_;
+  std::vector<Session*> waiting_budget_;  // stopped by their uid's or the global budget
+  uint64_t held_total_ = 0;
+  uv_timer_t sweep_{};  // idle / slow-frame timeouts
+  uv_timer_t wake_{};   // resumes waiting_budget_ on the next loop turn after a release
+  bool wake_armed_ = false;
 };
 
 }  // namespace cairn::daemon

@@ -4,10 +4,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 #include "../protocol/frame.hpp"
 #include "log.hpp"
@@ -21,24 +23,72 @@ namespace {
 constexpr uint32_t kMaxRequestDepth = 8;
 // Extra read-buffer room past one maximal frame, so one read() can bring many frames.
 constexpr size_t kReadSlack = 64 * 1024;
-// Unsent reply bytes at which we stop reading from a client that does not read.
-constexpr size_t kMaxUnsentBytes = 4u << 20;
+// A new or idle connection's read buffer; it grows to hold the frame being read.
+constexpr size_t kInitialRead = 16 * 1024;
+// One uv_buf_t carries an `unsigned` length: replies are handed over in pieces of at
+// most this (a reply batch past 4 GiB was truncated before; issue 11 item 3).
+constexpr size_t kMaxWriteBuf = size_t{1} << 30;
 
-std::string read_comm(pid_t pid) {
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/%d/comm", static_cast<int>(pid));
-  FILE* f = std::fopen(path, "re");
-  if (f == nullptr) return {};
-  char buf[64] = {};
-  size_t n = std::fread(buf, 1, sizeof buf - 1, f);
-  std::fclose(f);
-  std::string s(buf, n);
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\0')) s.pop_back();
-  // comm is chosen by the peer (prctl PR_SET_NAME): keep it printable ASCII so it can
-  // never smuggle control or bidi characters into the log.
+// What an append holds while it waits for the writer (issue 11 item 9): the request,
+// its body and every string the store still needs beside it, plus allocator overhead.
+// message and fields were freed once they were in the body.
+uint64_t append_cost(const WriteRequest& w) {
+  auto opt = [](const std::optional<std::string>& o) { return o ? o->size() : 0; };
+  return sizeof(WriteRequest) + w.body.size() + w.event.type.size() + opt(w.event.actor) +
+         opt(w.event.action) + opt(w.event.target) + w.event.idem.size() + w.trusted.comm.size() +
+         w.trusted.exe.size() + w.trusted.cgroup.size() +
+         64;
+}
+
+// Peer-chosen or peer-named text goes into the log as printable ASCII only, so it can
+// never smuggle control or bidi characters into what an operator reads; cut at `max`.
+std::string printable(std::string s, size_t max) {
+  if (s.size() > max) s.resize(max);
   for (char& c : s)
     if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
   return s;
+}
+
+std::string read_small(const char* path, size_t max) {
+  FILE* f = std::fopen(path, "re");
+  if (f == nullptr) return {};
+  std::string s(max, '\0');
+  size_t n = std::fread(s.data(), 1, max, f);
+  std::fclose(f);
+  s.resize(n);
+  return s;
+}
+
+// comm is chosen by the peer (prctl PR_SET_NAME): a hint only (see Trusted).
+std::string read_comm(pid_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/comm", static_cast<int>(pid));
+  std::string s = read_small(path, 63);
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\0')) s.pop_back();
+  return printable(std::move(s), 63);
+}
+
+// What the peer cannot choose: the executable it runs (readable by root or the same
+// uid; empty otherwise) and its cgroup (systemd unit or session; world-readable).
+std::string read_exe(pid_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/exe", static_cast<int>(pid));
+  char buf[1024];
+  ssize_t n = readlink(path, buf, sizeof buf);
+  if (n <= 0) return {};
+  return printable(std::string(buf, static_cast<size_t>(n)), 512);
+}
+
+std::string read_cgroup(pid_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/cgroup", static_cast<int>(pid));
+  std::string all = read_small(path, 4096);
+  // cgroup v2: "0::/system.slice/sshd.service"; on a hybrid host, the same line is there.
+  size_t at = all.rfind("0::", 0) == 0 ? 0 : all.find("\n0::");
+  if (at == std::string::npos) return {};
+  at += at == 0 ? 3 : 4;
+  size_t end = all.find('\n', at);
+  return printable(all.substr(at, end == std::string::npos ? std::string::npos : end - at), 512);
 }
 
 }  // namespace
@@ -46,7 +96,18 @@ std::string read_comm(pid_t pid) {
 Session::Session(Server& server) : server_(server) {}
 
 void Session::unref() {
-  if (--refs_ == 0) delete this;
+  if (--refs_ != 0) return;
+  // Nothing is in flight any more: whatever the budget still counts (replies never
+  // sent, acks of a closed connection) is freed with us.
+  if (held_ != 0 || write_held_ != 0) charge(-static_cast<int64_t>(held_), -static_cast<int64_t>(write_held_));
+  server_.forget_uid_if_unused(peer_.uid);
+  delete this;
+}
+
+void Session::charge(int64_t held_delta, int64_t write_delta) {
+  held_ = static_cast<uint64_t>(static_cast<int64_t>(held_) + held_delta);
+  write_held_ = static_cast<uint64_t>(static_cast<int64_t>(write_held_) + write_delta);
+  server_.charge(peer_.uid, held_delta, write_delta);
 }
 
 // ---- accept ----
@@ -87,14 +148,19 @@ Session* Session::accept(Server& server, uv_stream_t* listener) {
   s->peer_.uid = cred.uid;
   s->peer_.gid = cred.gid;
   s->peer_.comm = read_comm(cred.pid);
-  s->cap_ = server.config().limits.max_frame + proto::kFrameHeaderSize + kReadSlack;
+  s->peer_.exe = read_exe(cred.pid);
+  s->peer_.cgroup = read_cgroup(cred.pid);
+  s->cap_max_ = server.config().limits.max_frame + proto::kFrameHeaderSize + kReadSlack;
+  s->cap_ = std::min(kInitialRead, s->cap_max_);
   s->rbuf_ = std::make_unique<uint8_t[]>(s->cap_);
+  s->last_active_ms_ = uv_now(server.loop());
   return s;
 }
 
 void Session::start() { update_reading(); }
 
 void Session::refuse(proto::ErrorCode code, const std::string& message) {
+  refused_ = true;
   reply_error(0, code, message);
   close_after_flush();  // read nothing from this peer
   send_replies();
@@ -103,12 +169,21 @@ void Session::refuse(proto::ErrorCode code, const std::string& message) {
 
 // ---- read ----
 
+// Budget and in-flight limits. When the uid's or the daemon's total is what stops us,
+// the Server lists us and resume_budget() runs once bytes are released; when it is our
+// own budget, our own write completions (on_write) bring us back.
+bool Session::may_dispatch() {
+  return !paused_on_writer_ && slots_.size() < server_.config().max_inflight &&
+         server_.may_read(this, held_);
+}
+
 void Session::update_reading() {
   if (state_ == State::closed) return;
-  const auto& cfg = server_.config();
-  bool want = accepting_input() && slots_.size() < cfg.max_inflight &&
-              out_.size() < kMaxUnsentBytes && !paused_on_writer_;
-  if (want == reading_) return;
+  bool want = accepting_input() && may_dispatch();
+  if (want == reading_) {
+    note_partial();
+    return;
+  }
   auto* stream = reinterpret_cast<uv_stream_t*>(&pipe_);
   if (want) {
     int rc = uv_read_start(stream, &Session::on_alloc, &Session::on_read);
@@ -121,6 +196,37 @@ void Session::update_reading() {
     uv_read_stop(stream);
   }
   reading_ = want;
+  partial_since_ms_ = 0;  // time spent paused by us is not the peer's
+  note_partial();
+}
+
+// The slow-frame clock runs only while we read and an incomplete frame is buffered.
+void Session::note_partial() {
+  bool partial = reading_ && start_ != end_ && !whole_frame_buffered();
+  if (!partial) partial_since_ms_ = 0;
+  else if (partial_since_ms_ == 0) partial_since_ms_ = uv_now(server_.loop());
+}
+
+void Session::grow_read_buffer() {
+  // Compact first: the frame being read then starts at 0.
+  if (start_ > 0) {
+    std::memmove(rbuf_.get(), rbuf_.get() + start_, end_ - start_);
+    end_ -= start_;
+    start_ = 0;
+  }
+  size_t want = end_ + kInitialRead / 4;  // room for a useful read
+  if (end_ >= proto::kFrameHeaderSize) {
+    auto fv = proto::frame_next({rbuf_.get(), end_}, server_.config().limits.max_frame);
+    if (fv.status == proto::FrameStatus::need_more)
+      want = std::max(want, proto::kFrameHeaderSize + size_t{fv.length});
+  }
+  want = std::min(want, cap_max_);
+  if (want <= cap_) return;
+  size_t grown = std::min(cap_max_, std::max(want, cap_ * 2));
+  auto bigger = std::make_unique<uint8_t[]>(grown);
+  std::memcpy(bigger.get(), rbuf_.get(), end_);
+  rbuf_ = std::move(bigger);
+  cap_ = grown;
 }
 
 void Session::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) noexcept {
@@ -131,6 +237,7 @@ void Session::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) noexcept {
     s->end_ -= s->start_;
     s->start_ = 0;
   }
+  if (s->cap_ - s->end_ < kInitialRead / 4 || s->cap_ < s->cap_max_) s->grow_read_buffer();
   buf->base = reinterpret_cast<char*>(s->rbuf_.get() + s->end_);
   buf->len = s->cap_ - s->end_;
 }
@@ -151,6 +258,7 @@ void Session::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t*) noexc
     return;
   }
   s->end_ += static_cast<size_t>(nread);
+  s->last_active_ms_ = uv_now(s->server_.loop());
   s->read_frames();
 }
 
@@ -164,7 +272,7 @@ void Session::read_frames() {
   // requests and then waited, or half-closed, was never answered.)
   send_replies();
   const uint32_t max_frame = server_.config().limits.max_frame;
-  while (!paused_on_writer_ && slots_.size() < server_.config().max_inflight) {
+  while (may_dispatch()) {
     auto fv = proto::frame_next({rbuf_.get() + start_, end_ - start_}, max_frame);
     if (fv.status == proto::FrameStatus::need_more) break;
     if (fv.status == proto::FrameStatus::too_large || fv.status == proto::FrameStatus::empty) {
@@ -218,6 +326,7 @@ void Session::input_broken() {
 bool Session::may_query() const { return server_.may_query(peer_.uid, peer_.gid); }
 
 void Session::dispatch(std::span<const uint8_t> payload) {
+  request_bytes_ = payload.size();
   auto decoded = proto::Decoded::parse(payload, kMaxRequestDepth);
   if (!decoded) {
     reply_error(0, proto::ErrorCode::malformed, decoded.error());
@@ -261,6 +370,8 @@ void Session::dispatch(std::span<const uint8_t> payload) {
       w.conn = serial_;
       w.slot = new_slot();
       w.id = req.id;
+      slots_.back().charge = slots_.back().write_charge = sizeof(WriteRequest);
+      charge(sizeof(WriteRequest), sizeof(WriteRequest));
       ref();
       staged_.push_back(std::move(w));
       return;
@@ -307,6 +418,15 @@ void Session::dispatch_read(const proto::Request& req) {
   rr.slot = new_slot();
   rr.id = req.id;
   const uint64_t slot = rr.slot;
+  // Reserved now, so what a client may pipeline is bounded by its budget, not by what
+  // the replies turn out to be: a query or stats reply is at most one frame of
+  // max_frame; a verify report is small, but its request (key, checkpoints) waits with
+  // it. fill() charges the reply's real size in the end.
+  const uint64_t reserve = req.op == proto::Op::verify
+                               ? request_bytes_ + 1024
+                               : server_.config().limits.max_frame + proto::kFrameHeaderSize;
+  slots_.back().charge = reserve;
+  charge(static_cast<int64_t>(reserve), 0);
   ref();
   if (!server_.reader().submit(std::move(rr))) {
     unref();  // never queued: no result will come back for it
@@ -325,6 +445,13 @@ void Session::stage_append(const proto::Request& req, uint64_t slot) {
     proto::encode_error(f, req.id, code, msg, field, rule);
     fill(slot, std::move(f));
   };
+  if (!server_.take_append_token(peer_.uid)) {
+    fail(proto::ErrorCode::rate_limited,
+         "uid " + std::to_string(peer_.uid) + " is over its append rate of " +
+             std::to_string(server_.config().peer.uid_append_rate) +
+             " events/s (--uid-append-rate); this event was not stored: resend it later");
+    return;
+  }
   const msgpack_object* ev = proto::map_get(*req.map, "event");
   if (ev == nullptr) {
     fail(proto::ErrorCode::invalid_field, "event: required", "event", "required");
@@ -364,6 +491,10 @@ void Session::stage_append(const proto::Request& req, uint64_t slot) {
   // live on in the body. Freed now, not after the request has waited in the queue.
   w.event.message.reset();
   std::string().swap(w.event.fields);
+  const uint64_t cost = append_cost(w);
+  Slot& sl = slots_[slot - first_slot_];
+  sl.charge = sl.write_charge = cost;
+  charge(static_cast<int64_t>(cost), static_cast<int64_t>(cost));
   ref();
   staged_.push_back(std::move(w));
   if (urgent) staged_urgent_ = staged_.size();
@@ -383,7 +514,10 @@ void Session::submit_staged() {
     staged_urgent_ = 0;
   }
   server_.writer().submit(staged_);
-  if (server_.writer().over_limit()) {
+  // Backpressure falls on the uids that fill the queue: one holding less than the fair
+  // floor goes on (the queue's limit is soft; the floor bounds what it adds), so a flood
+  // never pauses a light client of another uid (issue 11 item 5).
+  if (server_.writer().over_limit() && !server_.light_writer(peer_.uid)) {
     paused_on_writer_ = true;
     server_.wait_for_writer(this);
   }
@@ -400,6 +534,12 @@ void Session::fill(uint64_t slot, std::string&& frame) {
   auto& s = slots_[slot - first_slot_];
   s.frame = std::move(frame);
   s.ready = true;
+  // From its reservation (or its append's cost) to the reply's size; the reply stays
+  // charged until it is written (on_write).
+  charge(static_cast<int64_t>(s.frame.size()) - static_cast<int64_t>(s.charge),
+         -static_cast<int64_t>(s.write_charge));
+  s.charge = s.frame.size();
+  s.write_charge = 0;
 }
 
 void Session::reply_error(uint64_t id, proto::ErrorCode code, std::string_view message,
@@ -477,32 +617,41 @@ void Session::start_write() {
   if (write_in_flight_ || out_.empty() || state_ == State::closed) return;
   writing_.swap(out_);
   out_.clear();
-  uv_buf_t buf = uv_buf_init(writing_.data(), static_cast<unsigned>(writing_.size()));
+  // uv_write copies the array of buffers; the bytes stay in writing_ until on_write.
+  std::vector<uv_buf_t> bufs;
+  for (size_t off = 0; off < writing_.size(); off += kMaxWriteBuf)
+    bufs.push_back(uv_buf_init(writing_.data() + off,
+                               static_cast<unsigned>(std::min(kMaxWriteBuf, writing_.size() - off))));
   write_req_.data = this;
-  int rc = uv_write(&write_req_, reinterpret_cast<uv_stream_t*>(&pipe_), &buf, 1,
-                    &Session::on_write);
+  int rc = uv_write(&write_req_, reinterpret_cast<uv_stream_t*>(&pipe_), bufs.data(),
+                    static_cast<unsigned>(bufs.size()), &Session::on_write);
   if (rc < 0) {
     log_msg(LogLevel::info, "pid %u: write: %s; closing", peer_.pid, uv_strerror(rc));
-    writing_.clear();
+    charge(-static_cast<int64_t>(writing_.size()), 0);
+    std::string().swap(writing_);
     close();
     return;
   }
   write_in_flight_ = true;
+  write_since_ms_ = uv_now(server_.loop());
 }
 
 void Session::on_write(uv_write_t* req, int status) noexcept {
   auto* s = static_cast<Session*>(req->data);
   s->write_in_flight_ = false;
-  s->writing_.clear();
+  s->charge(-static_cast<int64_t>(s->writing_.size()), 0);
+  // Freed, not kept: a connection's biggest batch of replies must not stay allocated.
+  std::string().swap(s->writing_);
   if (status < 0) {
     if (status != UV_ECANCELED)
       log_msg(LogLevel::info, "pid %u: write: %s; closing", s->peer_.pid, uv_strerror(status));
     s->close();
     return;
   }
-  s->start_write();
-  s->update_reading();
-  s->maybe_finish();
+  s->last_active_ms_ = uv_now(s->server_.loop());
+  // Budget freed: frames held back in the buffer may be served now (read_frames also
+  // starts the next write and resumes reading).
+  s->read_frames();
 }
 
 // ---- lifecycle ----
@@ -511,6 +660,44 @@ void Session::resume() {
   paused_on_writer_ = false;
   if (state_ == State::closed) return;
   read_frames();  // frames already buffered first, then read more
+}
+
+void Session::resume_budget() {
+  if (state_ == State::closed) return;
+  read_frames();
+}
+
+void Session::sweep(uint64_t now) {
+  if (state_ == State::closed) return;
+  const PeerLimits& p = server_.config().peer;
+  if (p.frame_timeout_ms != 0 && partial_since_ms_ != 0 && now - partial_since_ms_ >= p.frame_timeout_ms) {
+    log_msg(LogLevel::info, "pid %u uid %u: frame not completed within %u ms; closing", peer_.pid,
+            peer_.uid, p.frame_timeout_ms);
+    close();
+    return;
+  }
+  if (p.idle_timeout_ms != 0) {
+    if (write_in_flight_ && now - write_since_ms_ >= p.idle_timeout_ms) {
+      log_msg(LogLevel::info, "pid %u uid %u: replies unread for %u ms; closing", peer_.pid,
+              peer_.uid, p.idle_timeout_ms);
+      close();
+      return;
+    }
+    bool idle = slots_.empty() && out_.empty() && !write_in_flight_ && staged_.empty() && start_ == end_;
+    if (idle && now - last_active_ms_ >= p.idle_timeout_ms) {
+      // Closed without a frame: a request the peer sent meanwhile would be failed by an
+      // unprompted error; at EOF clients reconnect and resend (by idem).
+      log_msg(LogLevel::debug, "pid %u uid %u: idle for %u ms; closing", peer_.pid, peer_.uid,
+              p.idle_timeout_ms);
+      close();
+      return;
+    }
+  }
+  if (start_ == end_ && cap_ > kInitialRead) {  // an idle connection keeps a small buffer
+    rbuf_ = std::make_unique<uint8_t[]>(kInitialRead);
+    cap_ = kInitialRead;
+    start_ = end_ = 0;
+  }
 }
 
 void Session::begin_drain() {

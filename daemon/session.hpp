@@ -21,7 +21,11 @@
 //             buffer + the kernel's, FIONREAD). Frames starting inside the budget are
 //             served normally; later frames are answered `shutting_down`.
 //   paused    we stopped reading because this connection has max_inflight requests
-//             open, its unsent replies pile up, or the writer queue is full.
+//             open, its budget is used up, or the writer queue is full.
+//   held      the connection's budget in use (peer_limits.hpp): what each open slot
+//             holds (an append's cost until acked, max_frame reserved for a read until
+//             answered, then the reply's size) plus replies not yet written. Charged to
+//             the Server's books per uid; released at the last unref at the latest.
 //   state     open -> draining -> closing -> closed (State below); it only moves forward.
 //   refs      what keeps the memory alive: the libuv handle until its close callback,
 //             and each writer/reader request in flight. unref() frees at zero, so a
@@ -78,11 +82,17 @@ class Session {
 
   // Backpressure from the writer queue has eased (or the writer is gone).
   void resume();
+  // Bytes were released by this uid or the daemon: read again if the budget allows.
+  void resume_budget();
+  // Periodic (Server's sweep timer): closes an idle connection, one stuck mid-frame, or
+  // one that does not read its replies (peer_limits.hpp); shrinks an idle read buffer.
+  void sweep(uint64_t now_ms);
 
   const proto::Trusted& peer() const { return peer_; }
   uint64_t serial() const { return serial_; }
   State state() const { return state_; }
   bool closed() const { return state_ == State::closed; }
+  bool refused() const { return refused_; }  // refuse() was called: holds no place
 
   // Intrusive list links, owned by the Server.
   Session* prev_ = nullptr;
@@ -91,7 +101,9 @@ class Session {
  private:
   struct Slot {
     bool ready = false;
-    std::string frame;  // the encoded reply once ready
+    std::string frame;        // the encoded reply once ready
+    uint64_t charge = 0;      // bytes of the budget this slot holds (see `held`)
+    uint64_t write_charge = 0;  // of which: an append queued for the writer
   };
 
   explicit Session(Server& server);
@@ -123,6 +135,10 @@ class Session {
   bool whole_frame_buffered() const;
   bool input_exhausted() const;
   void maybe_finish();
+  void charge(int64_t held_delta, int64_t write_delta);
+  bool may_dispatch();  // budget and in-flight limits allow one more request
+  void note_partial();  // starts or stops the slow-frame clock
+  void grow_read_buffer();
   bool may_query() const;
   bool accepting_input() const { return state_ == State::open || state_ == State::draining; }
 
@@ -137,9 +153,11 @@ class Session {
   State state_ = State::open;
   uint32_t refs_ = 1;  // the handle, released in on_close
 
-  // Read buffer: [start_, end_) holds unparsed bytes.
+  // Read buffer: [start_, end_) holds unparsed bytes. It starts small and grows to hold
+  // the frame being read (at most cap_max_), so an idle connection costs little.
   std::unique_ptr<uint8_t[]> rbuf_;
   size_t cap_ = 0, start_ = 0, end_ = 0;
+  size_t cap_max_ = 0;
   uint64_t consumed_total_ = 0;  // bytes of frames handled since connect
   static constexpr uint64_t kNoBudget = UINT64_MAX;  // not draining: every frame is served
   uint64_t budget_end_ = kNoBudget;  // draining: frames starting before this are served
@@ -155,8 +173,17 @@ class Session {
   uv_write_t write_req_{};
   bool write_in_flight_ = false;
 
+  bool refused_ = false;
   bool reading_ = false;           // uv_read_start is active
   bool paused_on_writer_ = false;  // on the server's list until the writer queue drains
+
+  // Budget (peer_limits.hpp) and timeouts (uv_now milliseconds).
+  uint64_t held_ = 0;
+  uint64_t write_held_ = 0;
+  size_t request_bytes_ = 0;  // payload size of the request being dispatched
+  uint64_t last_active_ms_ = 0;    // last byte read or reply written
+  uint64_t partial_since_ms_ = 0;  // reading, with an incomplete frame buffered; 0: not
+  uint64_t write_since_ms_ = 0;    // the in-flight write began (or last progressed)
 };
 
 }  // namespace cairn::daemon

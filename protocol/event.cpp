@@ -178,8 +178,8 @@ constexpr std::array<std::pair<std::string_view, Key>, 11> kKeys{{
     {"fields", kFields}, {"sync", kSync}, {"idem", kIdem},
 }};
 
-constexpr std::array<std::string_view, 7> kTrustedKeys = {"seq", "received", "pid", "uid",
-                                                          "gid", "comm", "hash"};
+constexpr std::array<std::string_view, 9> kTrustedKeys = {"seq", "received", "pid", "uid", "gid",
+                                                          "comm", "exe", "cgroup", "hash"};
 
 }  // namespace
 
@@ -328,7 +328,7 @@ std::string event_canonical_body(const Event& e, const Trusted& t, size_t* recei
   std::string out;
   out.reserve(128 + e.type.size() + e.fields.size() + (e.message ? e.message->size() : 0));
   Packer pk(out);
-  size_t n = 8 + (e.actor ? 1 : 0) + (e.action ? 1 : 0) + (e.target ? 1 : 0) + (e.time ? 1 : 0) +
+  size_t n = 8 + (t.exe.empty() ? 0 : 1) + (t.cgroup.empty() ? 0 : 1) + (e.actor ? 1 : 0) + (e.action ? 1 : 0) + (e.target ? 1 : 0) + (e.time ? 1 : 0) +
              (e.message ? 1 : 0) + (e.fields.empty() ? 0 : 1) + (e.idem.empty() ? 0 : 1);
   pk.map(n);
   pk.str("type");
@@ -355,6 +355,10 @@ std::string event_canonical_body(const Event& e, const Trusted& t, size_t* recei
   pk.u64(t.gid);
   pk.str("comm");
   pk.str(t.comm);
+  // Optional, so bodies of peers we could not inspect (and older records) keep their
+  // bytes; after comm, so the order of every older key is unchanged.
+  if (!t.exe.empty()) { pk.str("exe"); pk.str(t.exe); }
+  if (!t.cgroup.empty()) { pk.str("cgroup"); pk.str(t.cgroup); }
   return out;
 }
 

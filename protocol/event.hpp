@@ -56,7 +56,13 @@ struct Trusted {
   uint32_t pid = 0;
   uint32_t uid = 0;
   uint32_t gid = 0;
-  std::string comm;  // /proc/<pid>/comm of the peer at connect time; may be empty
+  // /proc/<pid>/comm of the peer at connect time; may be empty. The process chooses
+  // it (prctl PR_SET_NAME): a hint, never an identity. exe and cgroup are what it
+  // cannot choose, read at connect time too (empty when unreadable).
+  std::string comm;
+  std::string exe;     // /proc/<pid>/exe: the executable's path
+  std::string cgroup;  // the unified-hierarchy line of /proc/<pid>/cgroup: the systemd
+                       // unit (system.slice/sshd.service) or user session it runs in
 };
 
 struct Violation {
@@ -85,7 +91,8 @@ std::string text_for_display(std::string_view s, size_t max_shown = 64);
 
 // The canonical body: a msgpack map with keys in this fixed order, optional ones
 // omitted when absent: type, severity, actor, action, target, outcome, time, message,
-// fields, idem, received, pid, uid, gid, comm. Integers in their shortest form.
+// fields, idem, received, pid, uid, gid, comm, exe, cgroup (the last two only when
+// known). Integers in their shortest form.
 // `received_at`, if given, gets the offset of the 8-byte big-endian value of `received`
 // (after its 0xcf marker) when it is encoded as a uint64 (any time after 1970-01-01
 // 00:00:04), else 0: cairnd's writer stamps the final time there when it appends.

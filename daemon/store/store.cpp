@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <cstdio>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -310,6 +311,75 @@ bool same_event(std::string_view a, std::string_view b) {
   return same;
 }
 
+// Mode of every file the writer creates: the database (and so its -wal and -shm, which
+// SQLite creates with the database's mode) and the lock. Audit records are not for
+// every local user to read (issue 11 item 7); set with fchmod, so the umask cannot
+// widen or narrow it.
+constexpr mode_t kFileMode = 0600;
+
+StoreError unsafe(const std::string& what, const std::string& fix) {
+  return StoreError{StoreErrorKind::io, 0, "refusing " + what + "; " + fix};
+}
+
+std::string octal(mode_t m) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(m & 07777));
+  return buf;
+}
+
+// The daemon (often root) must never adopt or create files through another user's
+// hands: a directory others can write lets them plant symlinks (root would create the
+// target) or swap files; a database another uid owns can be truncated by that uid at
+// will. Checked before anything is opened; with the directory safe, nothing can change
+// between this check and the opens below. Creates the database (0600) if missing.
+StoreResult<Ok> check_daemon_files(const std::string& path) {
+  const uid_t me = geteuid();
+  size_t slash = path.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  struct stat st {};
+  if (stat(dir.c_str(), &st) != 0)
+    return Err{StoreError{StoreErrorKind::io, 0, "directory " + dir + ": " + strerror(errno)}};
+  if (st.st_uid != me && st.st_uid != 0)
+    return Err{unsafe("directory " + dir + ": it is owned by uid " + std::to_string(st.st_uid) +
+                          ", who could replace the database's files",
+                      "fix: chown " + std::to_string(me) + " " + dir +
+                          " (or keep the database in a directory owned by cairnd's user or root)")};
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
+    return Err{unsafe("directory " + dir + ": its mode " + octal(st.st_mode) +
+                          " lets other users create, replace or symlink the database's files",
+                      "fix: chmod go-w " + dir +
+                          " (or keep the database in a directory only cairnd's user can write)")};
+  const std::string names[] = {path, path + "-wal", path + "-shm", path + "-lock"};
+  for (const std::string& f : names) {
+    if (lstat(f.c_str(), &st) != 0) {
+      if (errno == ENOENT) continue;
+      return Err{StoreError{StoreErrorKind::io, 0, f + ": " + strerror(errno)}};
+    }
+    if (S_ISLNK(st.st_mode))
+      return Err{unsafe(f + ": it is a symbolic link", "fix: remove it; cairnd creates its own files")};
+    if (!S_ISREG(st.st_mode))
+      return Err{unsafe(f + ": it is not a regular file", "fix: remove it")};
+    if (st.st_uid != me)
+      return Err{unsafe(f + ": it is owned by uid " + std::to_string(st.st_uid) + ", not cairnd's uid " +
+                            std::to_string(me) + " (that user could truncate or rewrite it)",
+                        "fix: check its contents, then chown " + std::to_string(me) + " " + f)};
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
+      return Err{unsafe(f + ": its mode " + octal(st.st_mode) + " lets other users write it",
+                        "fix: chmod go-w " + f)};
+  }
+  // Create the database ourselves (O_EXCL: never through a name planted meanwhile).
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, kFileMode);
+  if (fd >= 0) {
+    int rc = fchmod(fd, kFileMode);
+    int err = errno;
+    ::close(fd);
+    if (rc != 0) return Err{StoreError{StoreErrorKind::io, 0, "chmod " + path + ": " + strerror(err)}};
+  } else if (errno != EEXIST) {
+    return Err{StoreError{StoreErrorKind::io, 0, "create " + path + ": " + strerror(errno)}};
+  }
+  return Ok{};
+}
+
 void bind_opt_text(sqlite3_stmt* st, int i, const std::optional<std::string>& s) {
   if (s) sqlite3_bind_text(st, i, s->data(), static_cast<int>(s->size()), SQLITE_STATIC);
   else sqlite3_bind_null(st, i);
@@ -336,8 +406,10 @@ StoreResult<Ok> Store::connect(bool immutable) {
     sqlite3_close_v2(db_);
     db_ = nullptr;
   }
-  int flags = mode_ == OpenMode::writer         ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
-              : mode_ == OpenMode::checkpointer ? SQLITE_OPEN_READWRITE
+  // The daemon's roles never follow a symlink to the database (check_daemon_files has
+  // refused one already; this closes the gap if it appears after the check).
+  int flags = mode_ == OpenMode::writer ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW
+              : mode_ == OpenMode::checkpointer ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW
                                                 : SQLITE_OPEN_READONLY;
   flags |= SQLITE_OPEN_NOMUTEX;
   std::string name = path_;
@@ -365,14 +437,25 @@ StoreResult<std::unique_ptr<Store>> Store::open(const std::string& path, OpenMod
   s->mode_ = mode;
   s->path_ = path;
   s->stmts_ = std::make_unique<Statements>();
+  if (mode != OpenMode::readonly) {
+    // The daemon's roles: refuse files and a directory another user could swap, and
+    // create the database ourselves so its mode (which SQLite gives -wal and -shm too)
+    // never depends on the umask.
+    auto safe = check_daemon_files(path);
+    if (!safe) return Err{safe.error()};
+  }
   if (mode == OpenMode::writer) {
     // One writer per database: a second daemon on the same file must fail at once,
     // not interleave appends and fork the chain. The lock is released when the fd is
-    // closed, including by the kernel when the process dies.
+    // closed, including by the kernel when the process dies. O_NOFOLLOW: a planted
+    // symlink must not make us create or lock its target.
     std::string lock = path + "-lock";
-    s->stmts_->lock_fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    s->stmts_->lock_fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, kFileMode);
     if (s->stmts_->lock_fd < 0)
-      return Err{StoreError{StoreErrorKind::io, 0, "open " + lock + ": " + strerror(errno)}};
+      return Err{StoreError{StoreErrorKind::io, 0,
+                            "open " + lock + ": " + strerror(errno) +
+                                (errno == ELOOP ? " (it is a symbolic link: remove it)" : "")}};
+    fchmod(s->stmts_->lock_fd, kFileMode);  // the umask may have narrowed it; never widened
     if (flock(s->stmts_->lock_fd, LOCK_EX | LOCK_NB) != 0)
       return Err{StoreError{StoreErrorKind::busy, 0,
                             path + " is in use by another writer (lock " + lock + " is held)"}};

@@ -575,3 +575,67 @@ Test(store_chain, checkpoint_truncates_the_wal) {
   cr_assert_eq(sb.st_size, 0);
   cr_assert_eq(sql_text(s->handle(), "SELECT count(*) FROM events"), "100");
 }
+
+// ---- files the writer creates or adopts (issue 11 items 7, 8) ----
+
+Test(store_chain, files_are_created_0600_whatever_the_umask) {
+  TempDb t;
+  mode_t old = umask(0);  // the widest: files would be 0644/0666 if the umask decided
+  {
+    auto s = open_store(t.path);
+    fill(*s, 2);  // -wal and -shm exist while the writer is open
+    for (const char* suffix : {"", "-wal", "-shm", "-lock"}) {
+      struct stat st {};
+      std::string f = t.path + suffix;
+      cr_assert_eq(stat(f.c_str(), &st), 0, "%s exists", f.c_str());
+      cr_assert_eq(st.st_mode & 0777, 0600u, "%s has mode %o", f.c_str(), st.st_mode & 0777);
+    }
+  }
+  umask(old);
+}
+
+Test(store_chain, a_planted_lock_symlink_is_refused_and_its_target_never_created) {
+  TempDb t;
+  std::string target = t.dir + "/victim";
+  cr_assert_eq(symlink(target.c_str(), (t.path + "-lock").c_str()), 0);
+  auto s = Store::open(t.path, OpenMode::writer);
+  cr_assert_not(s.ok());
+  cr_assert(s.error().message.find("symbolic link") != std::string::npos, "%s", s.error().message.c_str());
+  struct stat st {};
+  cr_assert_neq(lstat(target.c_str(), &st), 0, "the symlink's target was not created");
+}
+
+Test(store_chain, a_database_symlink_is_refused) {
+  TempDb t;
+  std::string real = t.dir + "/real.db";
+  { auto s = open_store(real); }
+  cr_assert_eq(symlink(real.c_str(), t.path.c_str()), 0);
+  auto s = Store::open(t.path, OpenMode::writer);
+  cr_assert_not(s.ok());
+  cr_assert(s.error().message.find("symbolic link") != std::string::npos, "%s", s.error().message.c_str());
+}
+
+Test(store_chain, a_directory_others_can_write_is_refused_with_the_fix) {
+  TempDb t;
+  cr_assert_eq(chmod(t.dir.c_str(), 01777), 0);
+  auto s = Store::open(t.path, OpenMode::writer);
+  cr_assert_not(s.ok());
+  cr_assert(s.error().message.find("chmod go-w " + t.dir) != std::string::npos, "%s", s.error().message.c_str());
+  struct stat st {};
+  cr_assert_neq(stat(t.path.c_str(), &st), 0, "nothing was created");
+  auto r = Store::open(t.path, OpenMode::readonly);  // readers (forensics on a copy) are not refused for it
+  cr_assert_not(r.ok());
+}
+
+Test(store_chain, a_database_owned_by_another_uid_is_refused_with_the_fix) {
+  if (geteuid() != 0) cr_skip("needs root to give the file away");
+  TempDb t;
+  { auto s = open_store(t.path); fill(*s, 1); }
+  cr_assert_eq(chown(t.path.c_str(), 4242, 4242), 0);
+  auto s = Store::open(t.path, OpenMode::writer);
+  cr_assert_not(s.ok());
+  cr_assert(s.error().message.find("owned by uid 4242") != std::string::npos, "%s", s.error().message.c_str());
+  cr_assert(s.error().message.find("chown") != std::string::npos, "%s", s.error().message.c_str());
+  auto r = Store::open(t.path, OpenMode::readonly);
+  cr_assert(r.ok(), "a reader may still open it (forensics)");
+}
