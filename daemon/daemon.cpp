@@ -75,8 +75,14 @@ int Daemon::run() {
   writer_ = std::make_unique<Writer>(
       &loop_, std::move(store.value()), std::move(sealer), config_,
       [this](std::vector<WriteResult>& results) {
-        for (auto& r : results) r.session->complete_write(r);
+        uint64_t top = 0;
+        for (auto& r : results) {
+          if (r.ok) top = std::max(top, r.seq);
+          r.session->complete_write(r);
+        }
         if (server_) server_->writer_progress();
+        // Waiting queries (cairn query -f) past their cursor run again (reader.hpp).
+        if (reader_ && top > 0) reader_->events_committed(top);
       },
       [this](bool fatal) { on_writer_stopped(fatal); });
   reader_ = std::make_unique<Reader>(&loop_, config_.db_path, config_.query_threads,

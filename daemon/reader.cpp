@@ -68,6 +68,8 @@ Reader::~Reader() {
 int Reader::start() {
   int rc = mailbox_.init(loop_, [this](std::vector<ReadResult>& r) { on_mail(r); });
   if (rc < 0) return rc;
+  uv_timer_init(loop_, &wait_timer_);
+  wait_timer_.data = this;
   for (unsigned i = 0; i < nthreads_; ++i) workers_.push_back(std::make_unique<Worker>());
   started_ = true;
   live_threads_ = nthreads_;
@@ -90,6 +92,8 @@ void Reader::post_cancelled(std::vector<ReadRequest>& reqs) {
 }
 
 bool Reader::submit(ReadRequest req) {
+  if (req.kind == ReadRequest::Kind::query && req.spec.wait_ms && req.wait_until_ms == 0)
+    req.wait_until_ms = uv_now(loop_) + *req.spec.wait_ms;
   {
     std::lock_guard lk(mu_);
     if (!cancel_all_) {
@@ -125,6 +129,14 @@ void Reader::cancel_session(const Session* session) {
     };
     take(queue_);
     take(verify_waiting_);
+    for (auto it = parked_.begin(); it != parked_.end();) {  // cancel_session runs on the loop
+      if (it->req.session == session) {
+        out.push_back(std::move(it->req));
+        it = parked_.erase(it);
+      } else {
+        ++it;
+      }
+    }
     for (auto& w : workers_) {
       if (w->job == nullptr) continue;
       bool all = true;
@@ -148,6 +160,8 @@ void Reader::cancel_all() {
     out.insert(out.end(), std::make_move_iterator(verify_waiting_.begin()),
                std::make_move_iterator(verify_waiting_.end()));
     verify_waiting_.clear();
+    for (auto& p : parked_) out.push_back(std::move(p.req));
+    parked_.clear();
   }
   if (!out.empty()) post_cancelled(out);
 }
@@ -181,6 +195,22 @@ void Reader::stop(StoppedFn on_stopped) {
 }
 
 void Reader::on_mail(std::vector<ReadResult>& results) {
+  // A waiting query that found nothing is parked, not answered (unless its wait is over
+  // or we are stopping: then the empty page it carries is the answer).
+  std::vector<ReadResult> answered;
+  for (auto& r : results) {
+    if (r.park && !r.cancelled && r.ok) {
+      ReadRequest req = std::move(*r.park);
+      r.park.reset();
+      if (!stopping_ && !cancel_all_ && uv_now(loop_) < req.wait_until_ms) {
+        park(std::move(req), std::move(r));
+        continue;
+      }
+    }
+    r.park.reset();
+    answered.push_back(std::move(r));
+  }
+  results.swap(answered);
   if (!results.empty()) on_complete_(results);
   if (stopped_ || !stopping_ || live_threads_.load(std::memory_order_acquire) != 0) return;
   for (auto& t : threads_)
@@ -190,6 +220,8 @@ void Reader::on_mail(std::vector<ReadResult>& results) {
   mailbox_.take(rest);
   if (!rest.empty()) on_complete_(rest);
   stopped_ = true;
+  uv_timer_stop(&wait_timer_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&wait_timer_), nullptr);
   mailbox_.close();
   if (on_stopped_) on_stopped_();
 }
@@ -295,6 +327,9 @@ void Reader::execute(Worker& w, Job& job, std::unique_ptr<store::Store>& store,
         reply.add(seq, hash, body);
         return true;
       });
+      if (end && reply.count() == 0 && !end.value().next && req.spec.wait_ms) {
+        res.park = req;  // nothing yet: the loop parks it (the empty page stays its answer)
+      }
       if (end) {
         uint64_t scanned = end.value().scanned;
         reply.finish(end.value().next, reply.room_for_scanned(max_reply_) ? scanned : 0);
@@ -337,6 +372,47 @@ void Reader::execute(Worker& w, Job& job, std::unique_ptr<store::Store>& store,
   if (!ok) {
     engine.reset();
     store.reset();
+  }
+}
+
+void Reader::park(ReadRequest req, ReadResult empty) {
+  parked_.push_back(Parked{std::move(req), std::move(empty)});
+  if (!timer_running_) {
+    // A coarse tick: a wait ends within 100 ms of its time, which is all it promises.
+    uv_timer_start(&wait_timer_, &Reader::on_wait_timer, 100, 100);
+    timer_running_ = true;
+  }
+}
+
+void Reader::on_wait_timer(uv_timer_t* t) noexcept {
+  auto* self = static_cast<Reader*>(t->data);
+  uint64_t now = uv_now(self->loop_);
+  std::vector<ReadResult> done;
+  for (auto it = self->parked_.begin(); it != self->parked_.end();) {
+    if (now >= it->req.wait_until_ms) {
+      done.push_back(std::move(it->empty));
+      it = self->parked_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (self->parked_.empty()) {
+    uv_timer_stop(&self->wait_timer_);
+    self->timer_running_ = false;
+  }
+  // Through the mailbox like every other result, never from inside this callback's caller.
+  if (!done.empty()) self->mailbox_.post(done);
+}
+
+void Reader::events_committed(uint64_t seq) {
+  for (auto it = parked_.begin(); it != parked_.end();) {
+    if (it->req.spec.after.value_or(0) < seq) {
+      ReadRequest req = std::move(it->req);
+      it = parked_.erase(it);
+      submit(std::move(req));
+    } else {
+      ++it;
+    }
   }
 }
 

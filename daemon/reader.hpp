@@ -11,6 +11,11 @@
 //            walk that began after it asked.
 //   pages    a query reply stops before it would exceed the frame bound it is given
 //            (max_frame) and carries a `next` cursor instead (PROTOCOL.md §6.4).
+//   wait     an oldest-first query with `wait` (PROTOCOL.md §6.4) that finds nothing new
+//            is parked here on the loop, holding no thread, until events_committed()
+//            reports a seq past its cursor (it runs again) or its wait ends (it is
+//            answered with the empty page). At most one parked request per slot a session
+//            has in flight, so max_inflight bounds them per connection.
 //   cancel   a request whose session closed, or any request when the daemon shuts down,
 //            is taken off the queue unrun and answered `cancelled`; one already running is
 //            interrupted (SQLite progress handler) when asked to. Cancelled results always
@@ -46,6 +51,7 @@ struct ReadRequest {
   Session* session = nullptr;  // borrowed: a session outlives its requests in flight
   uint64_t slot = 0;
   uint64_t id = 0;  // the client's request id, echoed in the reply
+  uint64_t wait_until_ms = 0;  // parked query: when its wait ends (uv_now), 0: not yet parked
   proto::QuerySpec spec;
   proto::VerifyArgs verify;  // verify: key, saved checkpoints, freshness
 };
@@ -60,6 +66,7 @@ struct ReadResult {
   std::string error;  // why the store failed
   std::string frame;  // query/verify: the reply, encoded on the reader thread
   store::StoreInfo info;  // stats: the loop adds live figures and encodes
+  std::optional<ReadRequest> park;  // a waiting query that found nothing: park it (loop)
 };
 
 class Reader {
@@ -91,6 +98,9 @@ class Reader {
   void interrupt_running();
   // Requests queued and not started (verify waiters included), for stats.
   size_t waiting() const;
+  // The writer committed (or acked) events up to `seq`: parked waiting queries whose
+  // cursor is below it run again. Loop thread.
+  void events_committed(uint64_t seq);
   // Lets the threads finish what they are running (nothing new starts), then joins them
   // and closes the mailbox. Never blocks the loop: `on_stopped` runs on the loop once
   // the last result has been delivered.
@@ -105,6 +115,15 @@ class Reader {
                std::unique_ptr<store::QueryEngine>& engine, std::vector<ReadResult>& out);
   void on_mail(std::vector<ReadResult>& results);
   void post_cancelled(std::vector<ReadRequest>& reqs);
+  void park(ReadRequest req, ReadResult empty);  // loop
+  static void on_wait_timer(uv_timer_t* t) noexcept;
+  struct Parked {
+    ReadRequest req;
+    ReadResult empty;  // the answer if its wait ends: the empty page
+  };
+  std::vector<Parked> parked_;  // loop thread only
+  uv_timer_t wait_timer_{};
+  bool timer_running_ = false;
 
   uv_loop_t* loop_;
   std::string db_path_;

@@ -367,6 +367,12 @@ Result<QuerySpec, Violation> query_from(const Request& req, const Limits& limits
     if (o != "newest" && o != "oldest") return Err{bad("order", "range", "must be \"newest\" or \"oldest\"")};
     q.oldest_first = o == "oldest";
   }
+  if (const msgpack_object* v = map_get(m, "wait")) {
+    if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER || v->via.u64 > kMaxQueryWaitMs)
+      return Err{bad("wait", "range", "expected uint ms, at most " + std::to_string(kMaxQueryWaitMs))};
+    q.wait_ms = static_cast<uint32_t>(v->via.u64);
+  }
+  if (q.wait_ms && !q.oldest_first) return Err{bad("wait", "range", "needs order \"oldest\"")};
   if (const msgpack_object* v = map_get(m, "scan")) {
     if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER || v->via.u64 == 0)
       return Err{bad("scan", "range", "expected uint >= 1 (rows)")};
@@ -716,7 +722,7 @@ std::vector<int64_t> int_values_of(const QuerySpec& q, Column c) {
 size_t query_entries(const QuerySpec& q) {
   size_t n = 1 + (q.since ? 1 : 0) + (q.until ? 1 : 0) + (q.severity ? 1 : 0) + (q.after ? 1 : 0) +
              (q.fields.empty() ? 0 : 1) + (q.text ? 1 : 0) + (q.oldest_first ? 1 : 0) +
-             (q.scan ? 1 : 0);
+             (q.scan ? 1 : 0) + (q.wait_ms ? 1 : 0);
   for (const auto& [c, name] : kColumns)
     n += column_is_int(c) ? !int_values_of(q, c).empty() : !text_values(q, c).empty();
   return n;
@@ -762,6 +768,7 @@ void pack_query_entries(Packer& pk, const QuerySpec& q) {
   if (q.text) { pk.str("text"); pk.str(*q.text); }
   if (q.oldest_first) { pk.str("order"); pk.str("oldest"); }
   if (q.scan) { pk.str("scan"); pk.u64(*q.scan); }
+  if (q.wait_ms) { pk.str("wait"); pk.u64(*q.wait_ms); }
 }
 
 }  // namespace

@@ -125,8 +125,13 @@ struct QuerySpec {
   // Rows a filter that no index serves may examine for this page (the daemon caps it at
   // kMaxScan); the page then ends with `next` set although it holds fewer than `limit`.
   std::optional<uint64_t> scan;
+  // Oldest first only: when nothing matches past `after` yet, the daemon holds the
+  // request until an event is committed (then runs it again) or this many ms pass (then
+  // answers the empty page). What `cairn query -f` waits on instead of polling.
+  std::optional<uint32_t> wait_ms;
 };
 inline constexpr uint32_t kMaxQueryLimit = 1000;
+inline constexpr uint32_t kMaxQueryWaitMs = 60000;
 inline constexpr uint64_t kMaxScan = 100000;
 Result<QuerySpec, Violation> query_from(const Request& req, const Limits& limits);
 

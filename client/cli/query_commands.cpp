@@ -134,6 +134,7 @@ class Source {
     }
     return true;
   }
+  bool is_file() const { return engine_ != nullptr; }
   // One page; prints the failure itself.
   std::optional<proto::QueryPage> fetch(const proto::QuerySpec& q, const char* cmd) {
     if (engine_) {
@@ -466,6 +467,9 @@ int query_main(int argc, char** argv) {
   proto::QuerySpec f = q;
   f.oldest_first = true;
   f.limit = proto::kMaxQueryLimit;
+  // cairnd holds the request until an event past the cursor is committed: no polling,
+  // and a new event is shown as soon as it is stored. A file can only be polled.
+  if (!src.is_file()) f.wait_ms = 30000;
   f.after = std::max(newest, q.oldest_first && q.after ? *q.after : 0);
   for (;;) {
     auto page = src.fetch(f, "query");
@@ -480,8 +484,10 @@ int query_main(int argc, char** argv) {
       f.after = std::max(*f.after, *page->next);
       continue;  // more is there already
     }
-    timespec ts{0, 50'000'000};  // the interval between polls when nothing is new
-    nanosleep(&ts, nullptr);
+    if (src.is_file()) {
+      timespec ts{0, 200'000'000};  // --db: the interval between polls of the file
+      nanosleep(&ts, nullptr);
+    }
   }
 }
 
