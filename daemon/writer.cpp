@@ -242,6 +242,14 @@ void Writer::insert(WriteRequest& req) {
   stamp(req);
   auto r = timed([&] { return store_->append(req.event, req.trusted, req.body); });
   if (!r) return refuse(r.error(), "append");
+  if (r.value().conflict) {
+    // This uid stored a different event under the idem key (issue 11): refused by name,
+    // nothing stored; seq names the original in the error.
+    res.error = proto::ErrorCode::idem_conflict;
+    res.seq = r.value().seq;
+    ready_.push_back(res);
+    return;
+  }
   res.ok = true;
   res.seq = r.value().seq;
   res.duplicate = r.value().duplicate;
