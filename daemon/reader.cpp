@@ -357,6 +357,18 @@ void Reader::execute(Worker& w, Job& job, std::unique_ptr<store::Store>& store,
     case ReadRequest::Kind::verify: {
       store->map_reads(0);
       auto r = store->verify();
+      if (r && r.value().valid) {
+        // The query index (time_seq, type_counts) is not part of the signed log, but a
+        // changed count or bucket would make queries and stats lie: check it too.
+        auto qi = store::check_query_indexes(*store);
+        if (!qi) {
+          r = Err{qi.error()};
+        } else if (qi.value()) {
+          r.value().valid = false;
+          r.value().failure = "hidden_row";
+          r.value().reason = "query index: " + *qi.value();
+        }
+      }
       if (r) {
         for (size_t i = 0; i < job.reqs.size(); ++i) {
           out[first + i].ok = true;

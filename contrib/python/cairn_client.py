@@ -293,7 +293,10 @@ class Client:
         return self.call("verify", **args)
 
     def query(self, **filters):
-        """One page (PROTOCOL.md §6.4): {"events": [...], "next": seq or None}."""
+        """One page (PROTOCOL.md §6.4): {"events": [...], "next": seq or None}. Filters:
+        type, actor, action, target, comm (str or list of str), outcome (name or list),
+        uid, pid, gid (int or list), severity, since, until (ns), fields ({path: str or
+        list}), text, order ("newest" | "oldest"), after, limit, scan, wait (ms)."""
         return self.call("query", **filters)
 
     def events(self, page_size=100, **filters):
@@ -310,6 +313,23 @@ class Client:
             after = page.get("next")
             if after is None:
                 return
+
+    def follow(self, after=None, wait_ms=30000, **filters):
+        """Every matching event stored after seq `after` (default: from now), oldest
+        first, forever: each page is asked with `wait`, so cairnd answers as soon as an
+        event is committed (PROTOCOL.md §6.4), and a reconnect resumes at the last seq
+        seen. Filters as for query (type, actor, outcome, uid, fields={...}, text ...).
+        Keep wait_ms below the client's timeout, if it has one."""
+        if after is None:
+            page = self.query(limit=1)  # the log's newest seq, whatever the filters
+            after = page["events"][0]["seq"] if page["events"] else 0
+        while True:
+            page = self.query(order="oldest", after=after, wait=wait_ms, limit=1000, **filters)
+            for e in page["events"]:
+                yield e
+                after = e["seq"]
+            if page.get("next") is not None:
+                after = max(after, page["next"])
 
     # ---- connection and retries
 
