@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "../../daemon/store/query_engine.hpp"
 #include "../../daemon/store/store.hpp"
 #include "../../protocol/pack.hpp"
 #include "args.hpp"
@@ -33,7 +34,9 @@ const char* const kUsage =
     "\n"
     "Commands:\n"
     "  send     record one event (or NDJSON events from stdin) and print its seq\n"
-    "  query    list events, newest first, with filters and cursors\n"
+    "  query    list events (newest first; -r oldest first) with filters, output modes,\n"
+    "           cursors and -f to follow\n"
+    "  report   summarise a time range: failures first, then by type, outcome, actor\n"
     "  verify   check records, Merkle tree, seals (--key), checkpoints; exit 1 on a failure\n"
     "  key      print the log's verification key (copy it off the host)\n"
     "  checkpoint  print the newest signed checkpoint\n"
@@ -80,21 +83,6 @@ const char* const kSendUsage =
     "a WHEN string, `fields` a JSON object. Events are pipelined; one seq (or `-` for a\n"
     "refused line, named with its line number on stderr) is printed per line, in order.\n"
     "Exit 0 ok, 1 an event was refused, 2 usage or connection error.\n";
-
-const char* const kQueryUsage =
-    "Usage: cairn query [OPTIONS]\n"
-    "  --type T  --actor A  --severity S (this or worse)\n"
-    "  --since WHEN  --until WHEN   received time range\n"
-    "  --limit N         events to show [50]; pages are walked by cursor\n"
-    "  --after CURSOR    continue below this seq (printed as `next:`)\n"
-    "  --follow          keep printing new events as they arrive (Ctrl-C stops)\n"
-    "  --db PATH         read the database file directly, read-only (daemon down)\n"
-    "  --socket PATH     cairnd's socket [$CAIRN_SOCKET, else /run/cairn/cairn.sock]\n"
-    "  -o table|json     table, or one JSON object per event (hash and idem as hex)\n"
-    "WHEN: now, today, yesterday (local midnight), 30s, 15m, 1h, 2d, 1w (that long ago),\n"
-    "      2026-11-23 (local midnight), 2026-11-23T10:00:05.250 (local time),\n"
-    "      2026-11-23T10:00:05Z, 2026-11-23T10:00+02:00, @NANOSECONDS since the epoch\n"
-    "Exit 0 ok, 2 usage or connection error.\n";
 
 std::string socket_path(const Args& a) {
   if (a.has("socket")) return a.get("socket");
@@ -473,195 +461,7 @@ int cmd_send(int argc, char** argv) {
   return 0;
 }
 
-// ---- query ----
-
-namespace {
-
-volatile sig_atomic_t g_stop = 0;
-void on_sigint(int) { g_stop = 1; }
-
-// Fetches one page, from the daemon or the file.
-struct PageSource {
-  cairn_client* c = nullptr;
-  std::unique_ptr<store::Store> store;
-  std::string error;
-
-  std::optional<proto::QueryPage> fetch(const proto::QuerySpec& q) {
-    if (store) {
-      auto r = store->query(q);
-      if (!r) {
-        error = r.error().message;
-        return std::nullopt;
-      }
-      return std::move(r.value());
-    }
-    std::string args;
-    proto::encode_query_args(args, q);
-    RawReply rr;
-    if (request(c, "query", args, rr) != 0) {
-      error = "query failed";
-      return std::nullopt;
-    }
-    auto page = proto::query_page_from(rr.reply);
-    if (!page) {
-      error = page.error();
-      return std::nullopt;
-    }
-    return std::move(page.value());
-  }
-};
-
-}  // namespace
-
-int cmd_query(int argc, char** argv) {
-  auto a = parse_args(argc, argv, 2,
-                      {{"socket", true}, {"db", true}, {"type", true}, {"actor", true},
-                       {"since", true}, {"until", true}, {"severity", true}, {"limit", true},
-                       {"after", true}, {"follow", false}, {"output", true, 'o'},
-                       {"help", false, 'h'}});
-  if (!a) {
-    std::fprintf(stderr, "cairn query: %s\n%s", a.error().c_str(), kQueryUsage);
-    return 2;
-  }
-  const Args& args = a.value();
-  if (args.has("help")) {
-    std::fputs(kQueryUsage, stdout);
-    return 0;
-  }
-  bool ok_mode = true;
-  Output mode = output_of(args, &ok_mode);
-  if (!ok_mode) {
-    std::fprintf(stderr, "cairn query: -o must be table or json\n");
-    return 2;
-  }
-  proto::QuerySpec q;
-  int64_t now = wall_now_ns();
-  if (args.has("type")) q.type = args.get("type");
-  if (args.has("actor")) q.actor = args.get("actor");
-  for (const char* k : {"since", "until"}) {
-    if (!args.has(k)) continue;
-    auto t = parse_when(args.get(k), now);
-    if (!t) {
-      std::fprintf(stderr, "cairn query: --%s: %s\n", k, t.error().c_str());
-      return 2;
-    }
-    (std::strcmp(k, "since") == 0 ? q.since : q.until) = t.value();
-  }
-  if (args.has("severity")) {
-    auto s = severity_arg(args.get("severity"));
-    if (!s) {
-      std::fprintf(stderr, "cairn query: --severity must be 0-7 or a syslog level name\n");
-      return 2;
-    }
-    q.severity = *s;
-  }
-  uint64_t want = 50;
-  if (args.has("limit")) {
-    std::string l = args.get("limit");
-    if (!all_digits(l) || l[0] == '-' || std::strtoull(l.c_str(), nullptr, 10) == 0) {
-      std::fprintf(stderr, "cairn query: --limit must be a positive number\n");
-      return 2;
-    }
-    want = std::strtoull(l.c_str(), nullptr, 10);
-  }
-  if (args.has("after")) {
-    std::string s = args.get("after");
-    if (!all_digits(s) || s[0] == '-') {
-      std::fprintf(stderr, "cairn query: --after takes a seq (the `next:` of a page)\n");
-      return 2;
-    }
-    q.after = std::strtoull(s.c_str(), nullptr, 10);
-  }
-  PageSource src;
-  if (args.has("db")) {
-    auto s = store::Store::open(args.get("db"), store::OpenMode::readonly);
-    if (!s) {
-      std::fprintf(stderr, "cairn query: %s\n", s.error().message.c_str());
-      return 2;
-    }
-    src.store = std::move(s.value());
-  } else {
-    src.c = connect_or_report(args);
-    if (src.c == nullptr) return 2;
-  }
-  EventTable table(stdout);
-  // The header goes out with the first page that arrived, so that a refused request
-  // (permission_denied ...) leaves stdout empty: a script reading it sees no table.
-  bool header_done = mode != Output::table;
-  auto print = [&](const proto::StoredEvent& e) {
-    if (!header_done) {
-      table.header();
-      header_done = true;
-    }
-    if (mode == Output::json) std::printf("%s\n", event_json(e).c_str());
-    else table.row(e);
-  };
-  uint64_t shown = 0, newest = 0;
-  std::optional<uint64_t> next;
-  int status = 0;
-  while (shown < want) {
-    q.limit = static_cast<uint32_t>(std::min<uint64_t>(want - shown, proto::kMaxQueryLimit));
-    auto page = src.fetch(q);
-    if (!page) {
-      std::fprintf(stderr, "cairn query: %s\n", src.error.c_str());
-      status = 2;
-      break;
-    }
-    if (!header_done) {  // an empty first page still shows the (empty) table
-      table.header();
-      header_done = true;
-    }
-    for (const auto& e : page->events) {
-      newest = std::max(newest, e.seq);
-      print(e);
-    }
-    shown += page->events.size();
-    next = page->next;
-    if (!next) break;
-    q.after = next;
-  }
-  if (status == 0 && next && mode == Output::table && !args.has("follow"))
-    std::printf("next: --after %llu\n", static_cast<unsigned long long>(*next));
-  if (status == 0 && args.has("follow")) {
-    std::signal(SIGINT, on_sigint);
-    std::signal(SIGTERM, on_sigint);
-    std::fflush(stdout);
-    while (!g_stop) {
-      timespec ts{0, 200'000'000};
-      nanosleep(&ts, nullptr);  // polling interval of --follow
-      // Walk back from the newest page until we reach what we have shown.
-      proto::QuerySpec f = q;
-      f.after.reset();
-      f.limit = proto::kMaxQueryLimit;
-      std::vector<proto::StoredEvent> fresh;
-      bool reached = false;
-      while (!reached && !g_stop) {
-        auto page = src.fetch(f);
-        if (!page) {
-          std::fprintf(stderr, "cairn query: %s\n", src.error.c_str());
-          if (src.c) cairn_close(src.c);
-          return 2;
-        }
-        for (auto& e : page->events) {
-          if (e.seq <= newest) {
-            reached = true;
-            break;
-          }
-          fresh.push_back(std::move(e));
-        }
-        if (!page->next) break;
-        f.after = page->next;
-      }
-      for (auto it = fresh.rbegin(); it != fresh.rend(); ++it) {
-        print(*it);
-        newest = std::max(newest, it->seq);
-      }
-      std::fflush(stdout);
-    }
-  }
-  if (src.c) cairn_close(src.c);
-  return status;
-}
+// ---- query, report: query_commands.cpp ----
 
 // ---- verify, stats, ping ----
 
@@ -726,7 +526,9 @@ int cmd_stats(int argc, char** argv) {
       std::fprintf(stderr, "cairn stats: %s\n", s.error().message.c_str());
       return 2;
     }
-    auto r = s.value()->info();
+    // Maintained per-type counts when the file has them (O(types)), else a count.
+    store::QueryEngine engine(*s.value());
+    auto r = engine.info();
     if (!r) {
       std::fprintf(stderr, "cairn stats: %s\n", r.error().message.c_str());
       return 2;

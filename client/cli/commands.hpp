@@ -5,7 +5,6 @@
 namespace cairn::cli {
 
 int cmd_send(int argc, char** argv);
-int cmd_query(int argc, char** argv);
 int cmd_verify(int argc, char** argv);
 int cmd_stats(int argc, char** argv);
 int cmd_ping(int argc, char** argv);
