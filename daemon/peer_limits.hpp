@@ -40,7 +40,7 @@ struct PeerLimits {
   uint64_t uid_max_bytes = 64u << 20;
   uint64_t global_max_bytes = 512u << 20;
   uint64_t fair_floor_bytes = 1u << 20;
-  uint32_t uid_write_share_pct = 25;   // of queue-max-bytes, per unprivileged uid
+  uint32_t uid_write_share_pct = 5;    // of queue-max-bytes, per unprivileged uid
   uint32_t idle_timeout_ms = 300'000;  // 0: never
   uint32_t frame_timeout_ms = 10'000;  // 0: never
   uint32_t reserved_connections = 32;
@@ -59,7 +59,7 @@ inline constexpr std::string_view kPeerLimitNames[] = {
     "                             unread replies before we stop reading it [4194304]\n" \
     "  --uid-max-bytes BYTES      the same, summed over one uid's connections [67108864]\n" \
     "  --global-max-bytes BYTES   the same, summed over all connections [536870912]\n" \
-    "  --uid-write-share-pct N    % of --queue-max-bytes one unprivileged uid may fill [25]\n" \
+    "  --uid-write-share-pct N    % of --queue-max-bytes one unprivileged uid may fill [5]\n" \
     "  --idle-timeout-ms MS       close a connection idle this long; 0: never [300000]\n" \
     "  --frame-timeout-ms MS      close a connection whose frame is not complete this\n" \
     "                             long after it began; 0: never [10000]\n" \
