@@ -232,8 +232,9 @@ bool index_served(const proto::QuerySpec& q) {
 
 }  // namespace
 
-StoreResult<uint64_t> ensure_query_indexes(Store& store) {
-  sqlite3* db = store.handle();
+StoreResult<uint64_t> ensure_query_indexes(Store& store) { return ensure_query_indexes_on(store.handle()); }
+
+StoreResult<uint64_t> ensure_query_indexes_on(sqlite3* db) {
   auto present = index_present(db);
   if (!present) return Err{present.error()};
   if (present.value()) return uint64_t{0};

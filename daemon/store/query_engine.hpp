@@ -43,6 +43,9 @@ inline constexpr int kTimeBucketShift = 30;
 // transaction (a crash leaves the file as it was). Returns the events counted (0 when
 // the index already existed).
 StoreResult<uint64_t> ensure_query_indexes(Store& store);
+// The same on a bare read-write connection (the benchmark builds the index of a cached
+// database without opening it as the writer).
+StoreResult<uint64_t> ensure_query_indexes_on(sqlite3* db);
 
 // Compares the query index with the events table in one read snapshot: every type's
 // count and every bucket's [lo, hi]. Returns a description of the first difference, or
