@@ -323,7 +323,26 @@ void Session::input_broken() {
 
 // ---- validate ----
 
-bool Session::may_query() const { return server_.may_query(peer_.uid, peer_.gid); }
+bool Session::may_query() const {
+  if (server_.may_query(peer_.uid, peer_.gid)) return true;
+  if (server_.config().query_gids.empty()) return false;
+  // Supplementary groups count too: an administrator added to cairn-readers keeps their
+  // own primary group. SO_PEERGROUPS gives the groups the peer had when it connected
+  // (like SO_PEERCRED's uid), asked per query rather than kept per connection.
+  uv_os_fd_t fd = -1;
+  if (uv_fileno(reinterpret_cast<const uv_handle_t*>(&pipe_), &fd) != 0) return false;
+  std::vector<gid_t> groups(64);
+  socklen_t len = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) != 0) {
+    if (errno != ERANGE) return false;
+    groups.resize(len / sizeof(gid_t));  // the kernel said how much it needs
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) != 0) return false;
+  }
+  groups.resize(len / sizeof(gid_t));
+  for (gid_t g : groups)
+    if (server_.may_query(peer_.uid, g)) return true;
+  return false;
+}
 
 void Session::dispatch(std::span<const uint8_t> payload) {
   request_bytes_ = payload.size();
