@@ -101,6 +101,7 @@ bool Reader::submit(ReadRequest req) {
         if (verify_waiting_.size() >= kMaxWaitingVerifies) return false;
         verify_waiting_.push_back(std::move(req));
       } else {
+        if (queue_.size() >= kMaxQueued) return false;
         queue_.push_back(std::move(req));
       }
       cv_.notify_one();
@@ -239,9 +240,25 @@ bool Reader::next_job(Worker& w, Job& job) {
     verify_waiting_.swap(later);
     verify_running_ = true;
   } else if (!queue_.empty()) {
-    job.kind = queue_.front().kind;
-    job.reqs.push_back(std::move(queue_.front()));
-    queue_.pop_front();
+    // Fair between uids (served_); the scan is bounded, a uid not yet served ends it.
+    constexpr size_t kFairScan = 1024;
+    auto pick = queue_.begin();
+    uint64_t least = UINT64_MAX;
+    size_t looked = 0;
+    for (auto it = queue_.begin(); it != queue_.end() && looked < kFairScan; ++it, ++looked) {
+      auto f = served_.find(it->uid);
+      uint64_t n = f == served_.end() ? 0 : f->second;
+      if (n < least) {
+        least = n;
+        pick = it;
+        if (n == 0) break;
+      }
+    }
+    ++served_[pick->uid];
+    job.kind = pick->kind;
+    job.reqs.push_back(std::move(*pick));
+    queue_.erase(pick);
+    if (queue_.empty()) served_.clear();
   } else {
     return false;
   }

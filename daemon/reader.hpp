@@ -34,6 +34,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "../protocol/message.hpp"
@@ -51,6 +52,7 @@ struct ReadRequest {
   Session* session = nullptr;  // borrowed: a session outlives its requests in flight
   uint64_t slot = 0;
   uint64_t id = 0;  // the client's request id, echoed in the reply
+  uint32_t uid = 0;  // the peer's: the queue is fair between uids
   uint64_t wait_until_ms = 0;  // parked query: when its wait ends (uv_now), 0: not yet parked
   proto::QuerySpec spec;
   proto::VerifyArgs verify;  // verify: key, saved checkpoints, freshness
@@ -76,6 +78,9 @@ class Reader {
 
   // Verify requests that may wait behind a running one, daemon-wide.
   static constexpr size_t kMaxWaitingVerifies = 64;
+  // Queries and stats queued daemon-wide; more are refused `overloaded`. (Each session's
+  // byte budget bounds its own share long before this.)
+  static constexpr size_t kMaxQueued = 16384;
 
   // `max_reply` bounds each query page's payload (the daemon's max_frame).
   Reader(uv_loop_t* loop, std::string db_path, unsigned threads, uint64_t mmap_bytes,
@@ -138,7 +143,11 @@ class Reader {
   std::atomic<unsigned> live_threads_{0};
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<ReadRequest> queue_;           // query and stats, FIFO
+  std::deque<ReadRequest> queue_;           // query and stats, oldest first
+  // Requests started per uid since the queue was last empty: the next one started is
+  // the oldest of the uid with the fewest, so one uid's pipelined reads never make
+  // another's wait behind all of them (issue 11 item 4).
+  std::unordered_map<uint32_t, uint64_t> served_;
   std::vector<ReadRequest> verify_waiting_; // answered together by the next walk
   bool verify_running_ = false;
   bool cancel_all_ = false;

@@ -436,6 +436,7 @@ void Session::dispatch_read(const proto::Request& req) {
   rr.session = this;
   rr.slot = new_slot();
   rr.id = req.id;
+  rr.uid = peer_.uid;
   const uint64_t slot = rr.slot;
   // Reserved now, so what a client may pipeline is bounded by its budget, not by what
   // the replies turn out to be: a query or stats reply is at most one frame of
@@ -451,8 +452,11 @@ void Session::dispatch_read(const proto::Request& req) {
     unref();  // never queued: no result will come back for it
     std::string f;
     proto::encode_error(f, req.id, proto::ErrorCode::overloaded,
-                        "a verify is running and " + std::to_string(Reader::kMaxWaitingVerifies) +
-                            " more are waiting for it; retry later");
+                        req.op == proto::Op::verify
+                            ? "a verify is running and " + std::to_string(Reader::kMaxWaitingVerifies) +
+                                  " more are waiting for it; retry later"
+                            : std::to_string(Reader::kMaxQueued) +
+                                  " queries and stats are already waiting; retry later");
     fill(slot, std::move(f));
   }
 }
