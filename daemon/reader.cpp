@@ -407,8 +407,9 @@ void Reader::execute(Worker& w, Job& job, std::unique_ptr<store::Store>& store,
 void Reader::park(ReadRequest req, ReadResult empty) {
   parked_.push_back(Parked{std::move(req), std::move(empty)});
   if (!timer_running_) {
-    // A coarse tick: a wait ends within 100 ms of its time, which is all it promises.
-    uv_timer_start(&wait_timer_, &Reader::on_wait_timer, 100, 100);
+    // A coarse tick: a wait ends within 25 ms of its time, and in batched mode an acked
+    // event is shown within 25 ms of its commit.
+    uv_timer_start(&wait_timer_, &Reader::on_wait_timer, 25, 25);
     timer_running_ = true;
   }
 }
@@ -417,14 +418,19 @@ void Reader::on_wait_timer(uv_timer_t* t) noexcept {
   auto* self = static_cast<Reader*>(t->data);
   uint64_t now = uv_now(self->loop_);
   std::vector<ReadResult> done;
+  std::vector<ReadRequest> again;
   for (auto it = self->parked_.begin(); it != self->parked_.end();) {
     if (now >= it->req.wait_until_ms) {
       done.push_back(std::move(it->empty));
+      it = self->parked_.erase(it);
+    } else if (it->req.spec.after.value_or(0) < self->acked_seq_) {
+      again.push_back(std::move(it->req));  // acked, maybe committed by now (batched mode)
       it = self->parked_.erase(it);
     } else {
       ++it;
     }
   }
+  for (auto& r : again) self->submit(std::move(r));
   if (self->parked_.empty()) {
     uv_timer_stop(&self->wait_timer_);
     self->timer_running_ = false;
@@ -434,6 +440,7 @@ void Reader::on_wait_timer(uv_timer_t* t) noexcept {
 }
 
 void Reader::events_committed(uint64_t seq) {
+  acked_seq_ = std::max(acked_seq_, seq);
   for (auto it = parked_.begin(); it != parked_.end();) {
     if (it->req.spec.after.value_or(0) < seq) {
       ReadRequest req = std::move(it->req);

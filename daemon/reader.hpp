@@ -14,7 +14,10 @@
 //   wait     an oldest-first query with `wait` (PROTOCOL.md §6.4) that finds nothing new
 //            is parked here on the loop, holding no thread, until events_committed()
 //            reports a seq past its cursor (it runs again) or its wait ends (it is
-//            answered with the empty page). At most one parked request per slot a session
+//            answered with the empty page). In batched mode an event is acked before its
+//            commit, so a query woken by the ack may still find nothing: while such a
+//            parked query's cursor is below the newest acked seq, the 25 ms tick runs it
+//            again. At most one parked request per slot a session
 //            has in flight, so max_inflight bounds them per connection.
 //   cancel   a request whose session closed, or any request when the daemon shuts down,
 //            is taken off the queue unrun and answered `cancelled`; one already running is
@@ -127,6 +130,7 @@ class Reader {
     ReadResult empty;  // the answer if its wait ends: the empty page
   };
   std::vector<Parked> parked_;  // loop thread only
+  uint64_t acked_seq_ = 0;      // newest seq events_committed() reported (loop)
   uv_timer_t wait_timer_{};
   bool timer_running_ = false;
 
