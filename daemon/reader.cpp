@@ -430,7 +430,7 @@ void Reader::on_wait_timer(uv_timer_t* t) noexcept {
       ++it;
     }
   }
-  for (auto& r : again) self->submit(std::move(r));
+  for (auto& r : again) self->resubmit(std::move(r));
   if (self->parked_.empty()) {
     uv_timer_stop(&self->wait_timer_);
     self->timer_running_ = false;
@@ -445,11 +445,27 @@ void Reader::events_committed(uint64_t seq) {
     if (it->req.spec.after.value_or(0) < seq) {
       ReadRequest req = std::move(it->req);
       it = parked_.erase(it);
-      submit(std::move(req));
+      resubmit(std::move(req));
     } else {
       ++it;
     }
   }
+}
+
+// A parked query going back on the queue. It was admitted once (submit's bound counted
+// it), so it is never refused now: dropping it would leave its session waiting forever.
+void Reader::resubmit(ReadRequest req) {
+  {
+    std::lock_guard lk(mu_);
+    if (!cancel_all_) {
+      queue_.push_back(std::move(req));
+      cv_.notify_one();
+      return;
+    }
+  }
+  std::vector<ReadRequest> one;
+  one.push_back(std::move(req));
+  post_cancelled(one);
 }
 
 }  // namespace cairn::daemon

@@ -124,6 +124,7 @@ class Reader {
   void on_mail(std::vector<ReadResult>& results);
   void post_cancelled(std::vector<ReadRequest>& reqs);
   void park(ReadRequest req, ReadResult empty);  // loop
+  void resubmit(ReadRequest req);                // loop: a parked query runs again
   static void on_wait_timer(uv_timer_t* t) noexcept;
   struct Parked {
     ReadRequest req;
