@@ -483,6 +483,14 @@ std::vector<std::pair<std::string, std::string>> config_values(const Config& c) 
       {"origin", c.origin},
       {"accept-loss", b(c.accept_loss)},
       {"verbose", b(c.verbose)},
+      {"conn-max-bytes", u(c.peer.conn_max_bytes)},
+      {"uid-max-bytes", u(c.peer.uid_max_bytes)},
+      {"global-max-bytes", u(c.peer.global_max_bytes)},
+      {"uid-write-share-pct", u(c.peer.uid_write_share_pct)},
+      {"idle-timeout-ms", u(c.peer.idle_timeout_ms)},
+      {"frame-timeout-ms", u(c.peer.frame_timeout_ms)},
+      {"reserved-connections", u(c.peer.reserved_connections)},
+      {"uid-append-rate", u(c.peer.uid_append_rate)},
   };
   return out;
 }

@@ -6,9 +6,12 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <mutex>
 #include <vector>
+
+#include "../protocol/message.hpp"
 
 namespace cairn::daemon {
 
@@ -18,6 +21,10 @@ class LatencyRing {
 
   struct Summary {
     uint64_t p50_us = 0, p99_us = 0, max_us = 0;  // max: since start, not only the window
+    // Since start, for a Prometheus histogram: commits per proto::kCommitBucketsUs bucket
+    // (the last one: slower than all bounds) and their summed time.
+    std::array<uint64_t, proto::kCommitBuckets> hist{};
+    uint64_t sum_us = 0;
   };
 
   LatencyRing() { us_.reserve(kWindow); }
@@ -32,6 +39,10 @@ class LatencyRing {
       next_ = (next_ + 1) % kWindow;
     }
     max_us_ = std::max(max_us_, us);
+    size_t b = 0;
+    while (b < std::size(proto::kCommitBucketsUs) && us > proto::kCommitBucketsUs[b]) ++b;
+    hist_[b] += 1;
+    sum_us_ += us;
   }
 
   Summary summary() const {
@@ -41,6 +52,8 @@ class LatencyRing {
       std::lock_guard lk(mu_);
       lat = us_;
       s.max_us = max_us_;
+      s.hist = hist_;
+      s.sum_us = sum_us_;
     }
     if (!lat.empty()) {
       std::sort(lat.begin(), lat.end());
@@ -55,6 +68,8 @@ class LatencyRing {
   std::vector<uint32_t> us_;
   size_t next_ = 0;
   uint64_t max_us_ = 0;
+  std::array<uint64_t, proto::kCommitBuckets> hist_{};
+  uint64_t sum_us_ = 0;
 };
 
 }  // namespace cairn::daemon

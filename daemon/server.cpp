@@ -333,6 +333,8 @@ void Server::fill_stats(proto::Stats& st) const {
   st.fsync_p50_us = f.commit_p50_us;
   st.fsync_p99_us = f.commit_p99_us;
   st.fsync_max_us = f.commit_max_us;
+  st.commit_hist = f.commit_hist;
+  st.commit_us_sum = f.commit_sum_us;
   st.storage_errors = f.storage_errors;
   st.lost_nondurable = f.lost_nondurable;
   st.seals = f.seals;

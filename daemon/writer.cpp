@@ -93,6 +93,8 @@ WriterFigures Writer::figures() const {
   f.commit_p50_us = lat.p50_us;
   f.commit_p99_us = lat.p99_us;
   f.commit_max_us = lat.max_us;
+  f.commit_hist.assign(lat.hist.begin(), lat.hist.end());
+  f.commit_sum_us = lat.sum_us;
   return f;
 }
 

@@ -73,6 +73,8 @@ struct WriterFigures {
   uint64_t seals = 0;            // epochs sealed since start
   uint64_t head_seq = 0;
   uint64_t commit_p50_us = 0, commit_p99_us = 0, commit_max_us = 0;
+  std::vector<uint64_t> commit_hist;  // since start, per proto::kCommitBucketsUs bucket
+  uint64_t commit_sum_us = 0;
 };
 
 class Writer {

@@ -581,9 +581,10 @@ void encode_query_reply(std::string& out, uint64_t id, const QueryPage& page) {
 }
 
 void encode_stats_reply(std::string& out, uint64_t id, const Stats& s, uint32_t max_payload) {
-  // Everything but by_type fits in 512 bytes (20 short keys, numbers, a flush mode name);
-  // by_type gets the rest, most frequent types first, and says how many it left out.
-  constexpr size_t kFixed = 512;
+  // Everything but by_type fits in 768 bytes (22 short keys, numbers, a flush mode name,
+  // 13 histogram counts); by_type gets the rest, most frequent types first, and says how
+  // many it left out.
+  constexpr size_t kFixed = 768;
   size_t room = max_payload > kFixed ? max_payload - kFixed : 0;
   size_t shown = 0, used = 5;  // the map header
   for (const auto& [t, n] : s.by_type) {
@@ -595,7 +596,7 @@ void encode_stats_reply(std::string& out, uint64_t id, const Stats& s, uint32_t 
   size_t omitted = s.by_type.size() - shown;
   size_t at = begin_frame(out);
   Packer pk(out);
-  pk.map(20 + (omitted > 0 ? 1 : 0));
+  pk.map(22 + (omitted > 0 ? 1 : 0));
   pk.str("id"); pk.u64(id);
   pk.str("ok"); pk.boolean(true);
   pk.str("events"); pk.u64(s.events);
@@ -619,6 +620,10 @@ void encode_stats_reply(std::string& out, uint64_t id, const Stats& s, uint32_t 
   pk.str("connections"); pk.u64(s.connections);
   pk.str("flush_mode"); pk.str(s.flush_mode);
   pk.str("uptime_s"); pk.u64(s.uptime_s);
+  pk.str("commit_hist");
+  pk.array(s.commit_hist.size());
+  for (uint64_t n : s.commit_hist) pk.u64(n);
+  pk.str("commit_us_sum"); pk.u64(s.commit_us_sum);
   finish_frame(out, at);
 }
 
@@ -869,6 +874,11 @@ Result<Stats, std::string> stats_from(const Reply& reply) {
   s.connections = u("connections");
   s.flush_mode = get_str(m, "flush_mode");
   s.uptime_s = u("uptime_s");
+  if (const msgpack_object* h = map_get(m, "commit_hist"); h && h->type == MSGPACK_OBJECT_ARRAY)
+    for (uint32_t i = 0; i < h->via.array.size; ++i)
+      if (h->via.array.ptr[i].type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        s.commit_hist.push_back(h->via.array.ptr[i].via.u64);
+  s.commit_us_sum = u("commit_us_sum");
   return s;
 }
 

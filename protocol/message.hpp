@@ -158,6 +158,13 @@ struct QueryPage {
   uint64_t scanned = 0;          // rows examined for this page (0: not reported)
 };
 
+// Upper bounds (µs) of the commit-latency histogram in stats (`commit_hist`); one more
+// bucket counts every slower commit. `cairn stats -o prometheus` turns them into the
+// `le` labels of cairn_commit_duration_seconds.
+inline constexpr uint64_t kCommitBucketsUs[] = {100,   250,   500,    1000,   2500,   5000,
+                                                10000, 25000, 50000, 100000, 250000, 1000000};
+inline constexpr size_t kCommitBuckets = std::size(kCommitBucketsUs) + 1;
+
 struct Stats {
   uint64_t events = 0;                                     // rows in the store
   std::vector<std::pair<std::string, uint64_t>> by_type;   // rows per type, most first
@@ -177,6 +184,10 @@ struct Stats {
   uint64_t connections = 0;
   std::string flush_mode;
   uint64_t uptime_s = 0;
+  // Commits since start per kCommitBucketsUs bucket (not cumulative), and their summed
+  // time; empty/0 from a daemon that does not send them.
+  std::vector<uint64_t> commit_hist;
+  uint64_t commit_us_sum = 0;
 };
 
 // What `verify` found (PROTOCOL.md §8). `failure` names the class of the first

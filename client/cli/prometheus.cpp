@@ -85,6 +85,21 @@ std::string render_prometheus(const proto::Stats& s, bool from_file) {
   x.single("cairn_events_appended_total", "counter", "Client events committed since cairnd started.",
            s.events_committed);
   x.single("cairn_commits_total", "counter", "Commits (write + fsync) since cairnd started.", s.commits);
+  if (s.commit_hist.size() == proto::kCommitBuckets) {
+    x.family("cairn_commit_duration_seconds", "histogram", "Commit (write + fsync) time since cairnd started.");
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < proto::kCommitBuckets; ++i) {
+      cumulative += s.commit_hist[i];
+      char le[32];
+      if (i < std::size(proto::kCommitBucketsUs))
+        std::snprintf(le, sizeof le, "%g", seconds_of_us(proto::kCommitBucketsUs[i]));
+      else
+        std::snprintf(le, sizeof le, "+Inf");
+      x.sample("cairn_commit_duration_seconds_bucket", cumulative, std::string("{le=\"") + le + "\"}");
+    }
+    x.sample("cairn_commit_duration_seconds_sum", seconds_of_us(s.commit_us_sum));
+    x.sample("cairn_commit_duration_seconds_count", cumulative);
+  }
   x.family("cairn_commit_duration_window_seconds", "gauge",
            "Commit (write + fsync) time: quantiles of the most recent 1024 commits.");
   x.sample("cairn_commit_duration_window_seconds", seconds_of_us(s.fsync_p50_us), "{quantile=\"0.5\"}");
