@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -125,6 +126,9 @@ bool TestDaemon::start(const DaemonOptions& opts) {
   for (const auto& a : std::vector<std::string>{cairnd_path(), "--socket", socket_, "--db", db_})
     args.push_back(a);
   args.insert(args.end(), opts.args.begin(), opts.args.end());
+  // A config file installed on the test machine (/etc/cairn/cairnd.conf) must not change
+  // the daemon under test: none is read unless the test names one.
+  if (std::find(opts.args.begin(), opts.args.end(), "--config") == opts.args.end()) args.push_back("--no-config");
   pid_t pid = fork();
   if (pid < 0) return false;
   if (pid == 0) {
