@@ -22,6 +22,7 @@
 
 #include "harness.hpp"
 #include "judge.hpp"
+#include "oplog.hpp"
 #include "streamer.hpp"
 
 using namespace cairn;
@@ -295,14 +296,33 @@ Test(faults, batched_spill_failure_loses_only_the_failed_transaction) {
 // The event acked durable:false before it is lost; its seq must never name another
 // event; the connection's next flush must not say durable over the loss (events_lost,
 // once); the loss shows in stats; the next flush works again.
+// How many database and -wal syncs a fresh cairnd makes before READY=1 (WAL switch and
+// schema, the query tables, the log's origin, its first key: it grows with the store),
+// counted from a probe daemon's op log, so a fault can be aimed at the first commit after.
+static int startup_syncs(const std::vector<std::string>& args) {
+  TestDaemon probe("cairn-fault-probe");
+  std::string oplog = probe.dir() + "/ops.log";
+  cr_assert(probe.start({.args = args, .env = {"CAIRN_VFS_OPLOG=" + oplog}}));
+  probe.kill9();
+  std::ifstream in(oplog, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  int n = 0;
+  for (const auto& op : crash::parse_oplog(ss.str()))
+    n += op.kind == crash::OpKind::sync && op.file != crash::kFileKey;
+  cr_assert_gt(n, 0, "the probe's op log shows no sync");
+  return n;
+}
+
 Test(faults, a_lost_durable_false_ack_is_named_and_its_seq_never_reused) {
   const char* sc = "fault/batched-interval-fsync_eio";
+  const std::vector<std::string> args = {"--flush-mode", "batched", "--batch-size", "1000",
+                                         "--batch-interval-ms", "50"};
+  // The sync after start-up's is the first interval commit's. expect_injected and the
+  // stats wait below make sure it was.
+  std::string fault = "CAIRN_VFS_FAULT=fsync_eio@" + std::to_string(startup_syncs(args) + 1);
   TestDaemon d("cairn-fault");
-  // Start-up makes five syncs (WAL switch and schema, the log's origin, its first key):
-  // the sixth is the first interval commit. expect_injected and the stats wait below
-  // make sure it was.
-  cr_assert(d.start({.args = {"--flush-mode", "batched", "--batch-size", "1000", "--batch-interval-ms", "50"},
-                     .env = {"CAIRN_VFS_FAULT=fsync_eio@6"}}));
+  cr_assert(d.start({.args = args, .env = {fault}}));
   cairn_options co;
   cairn_options_init(&co);
   co.reconnect_timeout_ms = 0;
