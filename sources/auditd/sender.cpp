@@ -57,6 +57,7 @@ bool Sender::push(Mapped&& ev) {
   if (queue_.size() >= opt_.queue_max || queue_bytes_ + bytes > opt_.queue_max_bytes) {
     ++totals_.dropped;
     ++dropped_unreported_;
+    report_after_ = accepted_;
     cv_.notify_one();
     return false;
   }
@@ -65,6 +66,7 @@ bool Sender::push(Mapped&& ev) {
   if (getrandom(it.idem, sizeof it.idem, 0) != sizeof it.idem)
     for (size_t i = 0; i < sizeof it.idem; ++i) it.idem[i] = static_cast<char>(rand());
   queue_.push_back(std::move(it));
+  ++accepted_;
   queue_bytes_ += bytes;
   ++totals_.queued;
   cv_.notify_one();
@@ -242,11 +244,19 @@ void Sender::run() {
                                                    queue_.front().ev.target.size() + 128);
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
+        ++taken_;
       }
     }
     bool ok = deliver(batch);
-    // A loss is recorded after the events queued before it (order of the stream).
-    while (ok && !report_drops()) {
+    // A loss is recorded after the events queued before it (order of the stream): not
+    // while some of them still wait in the queue (deliver() returns true only with the
+    // batch handled, so everything taken so far is).
+    bool due;
+    {
+      std::lock_guard lk(mu_);
+      due = taken_ >= report_after_;
+    }
+    while (ok && due && !report_drops()) {
       {
         std::lock_guard lk(mu_);
         if (stopping_ && mono_ms() >= drain_deadline_ms_) ok = false;

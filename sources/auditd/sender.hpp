@@ -71,6 +71,10 @@ class Sender {
   int64_t drain_deadline_ms_ = 0;
   SenderTotals totals_;
   uint64_t dropped_unreported_ = 0;
+  // Ordering of the loss record: events accepted into the queue so far, events taken out
+  // of it, and how many had been accepted when the last one was dropped. A drop happens
+  // after every event then queued, so its record waits until those are handled.
+  uint64_t accepted_ = 0, taken_ = 0, report_after_ = 0;
   std::thread thread_;
   cairn_client* client_ = nullptr;  // the sending thread's alone
   int backoff_ms_ = 50;
