@@ -1,5 +1,7 @@
 #include "errors.hpp"
 
+#include "name_table.hpp"
+
 #include <array>
 #include <utility>
 
@@ -24,16 +26,8 @@ constexpr std::array<std::pair<ErrorCode, std::string_view>, 13> kNames{{
 
 }  // namespace
 
-std::string_view error_code_name(ErrorCode code) {
-  for (const auto& [c, n] : kNames)
-    if (c == code) return n;
-  return "internal";
-}
+std::string_view error_code_name(ErrorCode code) { return name_in(kNames, code, "internal"); }
 
-std::optional<ErrorCode> error_code_from_name(std::string_view name) {
-  for (const auto& [c, n] : kNames)
-    if (n == name) return c;
-  return std::nullopt;
-}
+std::optional<ErrorCode> error_code_from_name(std::string_view name) { return value_in(kNames, name); }
 
 }  // namespace cairn::proto

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <unordered_set>
 
+#include "name_table.hpp"
 #include "pack.hpp"
 
 namespace cairn::proto {
@@ -64,17 +65,9 @@ std::string repack(const msgpack_object& o) {
 
 }  // namespace
 
-std::string_view op_name(Op op) {
-  for (const auto& [o, n] : kOps)
-    if (o == op) return n;
-  return "?";
-}
+std::string_view op_name(Op op) { return name_in(kOps, op, "?"); }
 
-std::optional<Op> op_from_name(std::string_view s) {
-  for (const auto& [o, n] : kOps)
-    if (n == s) return o;
-  return std::nullopt;
-}
+std::optional<Op> op_from_name(std::string_view s) { return value_in(kOps, s); }
 
 // ---- Decoded ----
 
@@ -305,17 +298,9 @@ Result<Ok, Violation> column_match_from(const msgpack_object& m, Column col, con
 
 }  // namespace
 
-std::string_view column_name(Column c) {
-  for (const auto& [k, n] : kColumns)
-    if (k == c) return n;
-  return "?";
-}
+std::string_view column_name(Column c) { return name_in(kColumns, c, "?"); }
 
-std::optional<Column> column_from_name(std::string_view s) {
-  for (const auto& [k, n] : kColumns)
-    if (n == s) return k;
-  return std::nullopt;
-}
+std::optional<Column> column_from_name(std::string_view s) { return value_in(kColumns, s); }
 
 bool column_is_int(Column c) {
   return c == Column::outcome || c == Column::uid || c == Column::pid || c == Column::gid;
