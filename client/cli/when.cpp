@@ -248,34 +248,37 @@ Result<int64_t, std::string> parse_when(std::string_view s, int64_t now_ns) {
   return checked(ns_from(secs, frac_ns));
 }
 
-std::string format_utc_ms(int64_t ns) {
+namespace {
+// ns since the epoch as broken-down time (UTC or local) and its milliseconds; times before
+// 1970 round down, so the milliseconds are never negative.
+int broken_down(int64_t ns, bool utc, struct tm& tm) {
   time_t t = static_cast<time_t>(ns / kSec);
   int64_t ms = (ns % kSec) / 1'000'000;
   if (ms < 0) {
     ms += 1000;
     --t;
   }
+  if (utc) gmtime_r(&t, &tm);
+  else localtime_r(&t, &tm);
+  return static_cast<int>(ms);
+}
+}  // namespace
+
+std::string format_utc_ms(int64_t ns) {
   struct tm tm {};
-  gmtime_r(&t, &tm);
+  int ms = broken_down(ns, true, tm);
   char buf[96];
   std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
   return buf;
 }
 
 std::string format_human(int64_t ns, bool utc) {
-  time_t t = static_cast<time_t>(ns / kSec);
-  int64_t ms = (ns % kSec) / 1'000'000;
-  if (ms < 0) {
-    ms += 1000;
-    --t;
-  }
   struct tm tm {};
-  if (utc) gmtime_r(&t, &tm);
-  else localtime_r(&t, &tm);
+  int ms = broken_down(ns, utc, tm);
   char buf[128];
   std::snprintf(buf, sizeof buf, "%04d-%02d-%02d %02d:%02d:%02d.%03d %s", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms),
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms,
                 utc ? "UTC" : (tm.tm_zone ? tm.tm_zone : ""));
   return buf;
 }
