@@ -8,7 +8,7 @@
 
 namespace cairn::daemon {
 
-void WriteQueue::push(std::vector<WriteRequest>& reqs, bool urgent) {
+void WriteQueue::push(std::vector<WriteRequest>& reqs, bool urgent, bool wake) {
   if (reqs.empty()) return;
   uint64_t bytes = 0;
   for (const auto& r : reqs) bytes += r.cost();
@@ -28,8 +28,10 @@ void WriteQueue::push(std::vector<WriteRequest>& reqs, bool urgent) {
     if (urgent) urgent_pending_.store(true, std::memory_order_release);
   }
   // A non-empty queue means the writer has been woken already and not yet taken it.
-  if (was_empty) cv_.notify_one();
+  if (was_empty && wake) cv_.notify_one();
 }
+
+void WriteQueue::wake() { cv_.notify_one(); }
 
 bool WriteQueue::over_limit() const {
   return queued_events() >= max_events_ || queued_bytes() >= max_bytes_;
@@ -39,7 +41,7 @@ bool WriteQueue::below_resume() const {
   return queued_events() <= max_events_ / 2 && queued_bytes() <= max_bytes_ / 2;
 }
 
-WriteQueue::Taken WriteQueue::wait_take(std::deque<Submission>& group, int64_t deadline_ns) {
+bool WriteQueue::wait_ready(int64_t deadline_ns) {
   std::unique_lock lk(mu_);
   while (queue_.empty() && !stopping_) {
     if (deadline_ns == INT64_MAX) {
@@ -50,12 +52,22 @@ WriteQueue::Taken WriteQueue::wait_take(std::deque<Submission>& group, int64_t d
     if (wait_ns <= 0) break;
     cv_.wait_for(lk, std::chrono::nanoseconds(wait_ns));
   }
+  return stopping_;
+}
+
+WriteQueue::Taken WriteQueue::take(std::deque<Submission>& group) {
+  std::lock_guard lk(mu_);
   Taken t;
   t.stopping = stopping_;
   t.urgent = urgent_pending_.load(std::memory_order_relaxed);  // written under mu_
   if (t.urgent) take_urgent(group);
   else group.swap(queue_);
   return t;
+}
+
+bool WriteQueue::stopping() const {
+  std::lock_guard lk(mu_);
+  return stopping_;
 }
 
 // Takes, in queue order, every submission of every session with an urgent one, up to

@@ -18,8 +18,9 @@
 //               critical type or severity). A flush is urgent too.
 //   flush       the protocol op: "ack once everything I sent before is durable".
 //
-// Threads: push(), over_limit(), below_resume() run on the loop; wait_take() and
-// released() on the writer; the counters are atomics read anywhere.
+// Threads: push(), wake(), over_limit(), below_resume() run on the loop; wait_ready() on
+// the writer thread; take() and released() in the writer's turn (the writer thread, or
+// the loop committing inline, see writer.hpp); the counters are atomics read anywhere.
 #pragma once
 
 #include <atomic>
@@ -73,19 +74,28 @@ class WriteQueue {
   WriteQueue(uint64_t max_events, uint64_t max_bytes) : max_events_(max_events), max_bytes_(max_bytes) {}
 
   // Loop: queues one session's requests (moved out of `reqs`, which keeps its capacity).
-  void push(std::vector<WriteRequest>& reqs, bool urgent);
+  // wake=false leaves waking the writer to the caller (wake() or taking the work
+  // itself: Writer's inline commit).
+  void push(std::vector<WriteRequest>& reqs, bool urgent, bool wake = true);
+  // Loop: wakes a writer waiting in wait_ready().
+  void wake();
   // Loop: backpressure. Pause reading at the limit, resume at half.
   bool over_limit() const;
   bool below_resume() const;
 
   // Writer: waits until something is queued, a stop is asked for or `deadline_ns`
-  // (monotonic; INT64_MAX: none) passes, then moves the next group into `group`: every
-  // session's submissions up to its last urgent one if any is urgent, else everything.
+  // (monotonic; INT64_MAX: none) passes. Takes nothing; returns whether stopping.
+  bool wait_ready(int64_t deadline_ns);
+  // Whoever writes (the writer thread, or the loop committing inline): moves the next
+  // group into `group` without waiting: every session's submissions up to its last
+  // urgent one if any is urgent, else everything. Takes happen in the writer's turn
+  // (Writer::turn_), so groups are inserted in the order they were taken.
   struct Taken {
     bool stopping = false;
     bool urgent = false;  // the group is the urgent part of the queue
   };
-  Taken wait_take(std::deque<Submission>& group, int64_t deadline_ns);
+  Taken take(std::deque<Submission>& group);
+  bool stopping() const;
   // Writer: an urgent submission arrived (checked mid-group, without the lock).
   bool urgent_pending() const { return urgent_pending_.load(std::memory_order_acquire); }
   // Writer: puts group[from...] back at the head, in order (to serve urgent work first).

@@ -58,12 +58,33 @@ Writer::~Writer() {
 int Writer::start() {
   int rc = mailbox_.init(loop_, [this](std::vector<WriteResult>& r) { on_results(r); });
   if (rc < 0) return rc;
+  rc = uv_check_init(loop_, &check_);
+  if (rc == 0) {
+    check_.data = this;
+    rc = uv_check_start(&check_, &Writer::on_check);
+  }
+  if (rc == 0) rc = uv_idle_init(loop_, &idle_);
+  if (rc < 0) {
+    mailbox_.close();
+    if (uv_is_active(reinterpret_cast<uv_handle_t*>(&check_))) uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);
+    return rc;
+  }
+  uv_unref(reinterpret_cast<uv_handle_t*>(&check_));  // they never keep the loop alive
+  uv_unref(reinterpret_cast<uv_handle_t*>(&idle_));
+  check_ready_ = true;
   wal_.start();
   thread_ = std::thread([this] { run(); });
   return 0;
 }
 
-void Writer::close() { mailbox_.close(); }
+void Writer::close() {
+  mailbox_.close();
+  if (check_ready_) {
+    check_ready_ = false;
+    uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&idle_), nullptr);
+  }
+}
 
 void Writer::submit(std::vector<WriteRequest>& reqs, bool urgent) {
   if (reqs.empty()) return;
@@ -76,7 +97,64 @@ void Writer::submit(std::vector<WriteRequest>& reqs, bool urgent) {
     mailbox_.post(failed);
     return;
   }
-  queue_.push(reqs, urgent);
+  // Queued only: on_check wakes the writer thread (or commits inline) once the loop has
+  // read everything this iteration, so concurrent clients still share one group.
+  queue_.push(reqs, urgent, /*wake=*/false);
+  if (!kick_) {
+    kick_ = true;
+    uv_idle_start(&idle_, [](uv_idle_t*) {});
+  }
+}
+
+void Writer::on_check(uv_check_t* h) noexcept {
+  auto* self = static_cast<Writer*>(h->data);
+  if (!self->kick_) return;
+  self->kick_ = false;
+  uv_idle_stop(&self->idle_);
+  if (!self->commit_inline()) self->queue_.wake();
+}
+
+// Loop thread. Returns false when the writer thread must do it (see writer.hpp).
+bool Writer::commit_inline() {
+  if (policy_.mode() != FlushMode::immediate || stopped_.load() ||
+      queue_.queued_events() > kInlineMaxEvents)
+    return false;
+  std::unique_lock turn(turn_, std::try_to_lock);
+  if (!turn) return false;  // the writer thread is at work and will see the queue
+  if (failed_ || !store_ || open_ > 0 || !waiting_.empty() || last_commit_ns_ > kInlineMaxCommitNs ||
+      (sealer_ && monotonic_ns() >= next_seal_ns_))
+    return false;
+  auto taken = queue_.take(inline_group_);
+  if (taken.stopping) {
+    // A stop was asked for after our check: leave the work to the thread's last group.
+    queue_.put_back(inline_group_, 0);
+    return false;
+  }
+  inline_ = true;
+  insert_group(inline_group_, taken.urgent);
+  inline_group_.clear();
+  if (open_ > 0 || !waiting_.empty()) commit_open();  // immediate: already done; never left open
+  inline_ = false;
+  std::vector<WriteResult> out;
+  out.swap(inline_out_);
+  turn.unlock();
+  // Whatever the writer thread posted before it went idle is older: answer it first,
+  // so every connection's replies keep their order.
+  std::vector<WriteResult> all;
+  mailbox_.take(all);
+  all.insert(all.end(), std::make_move_iterator(out.begin()), std::make_move_iterator(out.end()));
+  on_complete_(all);  // even empty: sessions paused on the queue look again
+  return true;
+}
+
+void Writer::post_ready() {
+  if (!inline_) {
+    mailbox_.post(ready_);
+    return;
+  }
+  inline_out_.insert(inline_out_.end(), std::make_move_iterator(ready_.begin()),
+                     std::make_move_iterator(ready_.end()));
+  ready_.clear();
 }
 
 WriterFigures Writer::figures() const {
@@ -133,8 +211,15 @@ int64_t Writer::next_deadline() const {
 void Writer::run() {
   pthread_setname_np(pthread_self(), "cairnd-writer");  // shows in top -H, perf, gdb
   std::deque<Submission> group;
+  std::unique_lock turn(turn_);
   for (;;) {
-    auto taken = queue_.wait_take(group, next_deadline());
+    // The turn is free only while we wait: the loop may commit inline meanwhile (it
+    // never leaves a transaction open, so the deadline computed here stays right).
+    int64_t deadline = next_deadline();
+    turn.unlock();
+    queue_.wait_ready(deadline);
+    turn.lock();
+    auto taken = queue_.take(group);
     insert_group(group, taken.urgent);
     group.clear();
     if (taken.stopping) {
@@ -196,7 +281,7 @@ void Writer::insert_group(std::deque<Submission>& group, bool urgent_group) {
       // (seen: 4 ms, with perf sched timehist).
       if ((done & (kAckBatch - 1)) == 0 && !ready_.empty()) {
         post_ready();
-        sched_yield();
+        if (!inline_) sched_yield();
       }
     }
     if (!put_back) std::vector<WriteRequest>().swap(reqs);  // done with this submission: free it
@@ -301,6 +386,7 @@ void Writer::commit_open() {
       return;
     }
     commit_latency_.record(static_cast<uint64_t>((t1 - t0) / 1000));
+    last_commit_ns_ = t1 - t0;
     commits_ += 1;
     consecutive_failures_ = 0;
     events_committed_ += open_;

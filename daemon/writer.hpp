@@ -1,8 +1,9 @@
 // writer.hpp — the writer thread: the only code that writes events to the store.
 //
 // The ack path through the writer, one named step each (writer.cpp follows this order):
-//   take      WriteQueue::wait_take: the next group (urgent work first), or a deadline
-//             (the open batch must be committed, or the epoch sealed).
+//   take      WriteQueue::take: the next group (urgent work first), when the queue has
+//             work or a deadline passes (the open batch must be committed, or the
+//             epoch sealed).
 //   insert    insert(): each request into the open transaction; acks that need no
 //             commit go back at once (post every kAckBatch inserts), durable acks wait.
 //   commit    commit_open(): COMMIT + fsync; the waiting acks become durable. When is
@@ -15,9 +16,23 @@
 // commit), WalKeeper (checkpoints), Sealer (epochs), LatencyRing (commit latencies).
 // Names follow the glossary in write_queue.hpp.
 //
-// Threads: submit(), stop() and the figures are called on the libuv loop thread; the
-// writer thread owns the Store. Results travel back through a mutex-guarded vector and
-// one uv_async_t (Mailbox), so the loop wakes at most once per group, not once per event.
+// Threads: submit(), stop() and the figures are called on the libuv loop thread. The
+// steps take..upkeep run in the writer's turn (turn_), which the writer thread holds
+// whenever it is not waiting for work: it owns the Store. Results travel back through a
+// mutex-guarded vector and one uv_async_t (Mailbox), so the loop wakes at most once per
+// group, not once per event.
+//
+// Inline commit (issue 15): a lone client that sends one event and waits for its
+// durable ack would otherwise pay two thread hand-offs on top of the fsync (loop ->
+// writer: a futex wake; writer -> loop: an eventfd), ~40 us on a VM where a wake-up is
+// an IPI. So submit() only queues; at the end of the loop iteration (a uv_check
+// handle) the loop either wakes the writer thread or, when the writer thread is idle
+// (its turn is free), the mode is immediate, the queue holds at most kInlineMaxEvents
+// and the last commit was quick, takes the turn and runs the same steps itself,
+// handing the results straight to the sessions. Everything read in one iteration is
+// still one group (group commit), and a larger group or a slow disk goes to the thread,
+// so reading from sockets overlaps the fsync under load and a slow fsync never holds
+// the loop for long.
 //
 // Durability: a result with durable=true is only produced after Store::commit()
 // returned success for the transaction holding that event. A failed commit fails every
@@ -32,6 +47,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -131,7 +147,11 @@ class Writer {
   void give_up(const char* why);  // refuse everything and stop (systemd restarts us)
   // Loop side.
   void on_results(std::vector<WriteResult>& results);
-  void post_ready() { mailbox_.post(ready_); }
+  void post_ready();
+  // Loop, once per iteration: wake the writer thread for what submit() queued, or
+  // commit it inline (see the header comment).
+  static void on_check(uv_check_t* h) noexcept;
+  bool commit_inline();
   // Runs one store operation under the watchdog's stamp.
   template <typename F>
   auto timed(F&& f) {
@@ -148,12 +168,23 @@ class Writer {
   CompleteFn on_complete_;
   StoppedFn on_stopped_;
   std::thread thread_;
+  // The writer's turn: held by whoever runs take..upkeep, the writer thread (always, but
+  // while it waits for work) or the loop (inline). Everything under "Writer's turn" below
+  // is only touched while holding it.
+  std::mutex turn_;
+  uv_check_t check_{};
+  // Active while work waits for on_check: an active idle handle makes the loop poll
+  // without blocking, so work queued from a timer or an async callback (before the poll
+  // phase) is not left waiting for the next I/O.
+  uv_idle_t idle_{};
+  bool check_ready_ = false;  // loop only
+  bool kick_ = false;         // loop only: submit() queued work since the last check
   std::atomic<bool> sessions_paused_{false};
   // Writer -> loop: the writer thread has exited; fatal_ is written before it.
   std::atomic<bool> stopped_{false};
   bool fatal_ = false;
 
-  // Writer thread only, after start().
+  // Writer's turn (turn_), after start().
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<Sealer> sealer_;  // null: no seals
   int64_t next_seal_ns_ = 0;        // monotonic deadline of the next seal
@@ -167,9 +198,17 @@ class Writer {
   std::vector<WriteResult> waiting_;  // durable acks: released by the next commit
   std::vector<WriteResult> ready_;    // acks to post now
   bool failed_ = false;               // store could not be reopened: refuse everything
+  bool inline_ = false;               // the loop holds the turn: results go to inline_out_
+  std::vector<WriteResult> inline_out_;
+  std::deque<Submission> inline_group_;
+  int64_t last_commit_ns_ = 0;  // how long the last commit took (inline only when quick)
   int consecutive_failures_ = 0;      // storage failures since the last good commit
   static constexpr int kMaxConsecutiveFailures = 3;
   static constexpr size_t kAckBatch = 32;  // post ready acks at least every this many inserts
+  // Inline commit limits: beyond a few events, parsing the next reads while the thread
+  // fsyncs wins; beyond a 2 ms commit, the hand-off is noise and the loop must not wait.
+  static constexpr uint64_t kInlineMaxEvents = 4;
+  static constexpr int64_t kInlineMaxCommitNs = 2'000'000;
 
   // Figures (written by the writer thread, read anywhere).
   std::atomic<uint64_t> open_atomic_{0}, commits_{0}, events_committed_{0}, storage_errors_{0};
