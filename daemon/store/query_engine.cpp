@@ -19,9 +19,10 @@ namespace {
 constexpr size_t kMaxCached = 64;  // distinct filter shapes kept compiled per connection
 constexpr sqlite3_int64 kMaxI64 = std::numeric_limits<sqlite3_int64>::max();
 
-// The trigger runs inside the INSERT that appends a record (an idem duplicate inserts
-// nothing and fires nothing). Upserts touch one small row each: the newest bucket and
-// the event's type stay in the page cache.
+// The writer keeps both tables in step, inside the transaction that appends the records
+// (Store::note_index / flush_index: one upsert per distinct type and bucket per commit;
+// schema 3 used a trigger, two upserts per record). Anything else that appends records
+// (sqlite3 by hand) leaves them behind: cairn verify compares them with the events.
 constexpr const char* kIndexSchema = R"sql(
 CREATE TABLE IF NOT EXISTS time_seq (
   bucket INTEGER PRIMARY KEY,  -- received >> 30
@@ -32,12 +33,6 @@ CREATE TABLE IF NOT EXISTS type_counts (
   type TEXT PRIMARY KEY,
   n    INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS events_query_index AFTER INSERT ON events BEGIN
-  INSERT INTO time_seq (bucket, lo, hi) VALUES (new.received >> 30, new.seq, new.seq)
-    ON CONFLICT (bucket) DO UPDATE SET lo = MIN(lo, excluded.lo), hi = MAX(hi, excluded.hi);
-  INSERT INTO type_counts (type, n) VALUES (new.type, 1)
-    ON CONFLICT (type) DO UPDATE SET n = n + 1;
-END;
 )sql";
 
 constexpr const char* kBackfill = R"sql(
@@ -65,11 +60,10 @@ StoreResult<int64_t> scalar(sqlite3* db, const char* sql, const char* what) {
 
 StoreResult<bool> index_present(sqlite3* db) {
   auto n = scalar(db,
-                  "SELECT count(*) FROM sqlite_schema WHERE name IN ('time_seq', 'type_counts', "
-                  "'events_query_index')",
+                  "SELECT count(*) FROM sqlite_schema WHERE name IN ('time_seq', 'type_counts')",
                   "read schema");
   if (!n) return Err{n.error()};
-  return n.value() == 3;
+  return n.value() == 2;
 }
 
 // A read transaction for the duration of a scope, unless one is open already: several
@@ -232,7 +226,13 @@ bool index_served(const proto::QuerySpec& q) {
 
 }  // namespace
 
-StoreResult<uint64_t> ensure_query_indexes(Store& store) { return ensure_query_indexes_on(store.handle()); }
+StoreResult<uint64_t> ensure_query_indexes(Store& store) {
+  auto n = ensure_query_indexes_on(store.handle());
+  if (!n) return n;
+  auto a = store.attach_query_index();
+  if (!a) return Err{a.error()};
+  return n;
+}
 
 StoreResult<uint64_t> ensure_query_indexes_on(sqlite3* db) {
   auto present = index_present(db);
@@ -240,12 +240,8 @@ StoreResult<uint64_t> ensure_query_indexes_on(sqlite3* db) {
   if (present.value()) return uint64_t{0};
   auto r = exec(db, "BEGIN IMMEDIATE", "create query index");
   if (!r) return Err{r.error()};
-  auto had = scalar(db, "SELECT count(*) FROM sqlite_schema WHERE name IN ('time_seq', 'type_counts')",
-                    "create query index");
-  // Tables without the trigger (someone dropped it) cannot be trusted: rebuild them.
-  if (had && had.value() != 0) r = exec(db, "DROP TABLE IF EXISTS time_seq; DROP TABLE IF EXISTS type_counts;",
-                                        "create query index");
-  if (!had) r = Err{had.error()};
+  // One table without the other (someone dropped one) cannot be trusted: rebuild both.
+  r = exec(db, "DROP TABLE IF EXISTS time_seq; DROP TABLE IF EXISTS type_counts;", "create query index");
   if (r) r = exec(db, kIndexSchema, "create query index");
   if (r) r = exec(db, kBackfill, "fill query index");
   StoreResult<int64_t> n = int64_t{0};

@@ -7,9 +7,9 @@
 //                B-tree reads; the page then walks that range only. Exact even when the
 //                clock steps back: a bucket's [lo, hi] holds every seq received in it.
 //   type_counts  events per type, so stats is O(number of types), not a scan.
-//   query index  both tables and the AFTER INSERT trigger on `events` that maintains
-//                them inside the append's own statement (so inside its transaction: a
-//                rolled-back append leaves no count behind).
+//   query index  both tables, kept by the writer inside the transaction that appends
+//                the records (Store::flush_index, once per commit: a rolled-back append
+//                leaves no count behind).
 //   scan span    a filter no index serves (action, target, comm, outcome, uid/pid/gid,
 //                severity, several types or actors, fields, text) walks seq; one page
 //                walks at most QuerySpec::scan seqs (<= proto::kMaxScan), then ends with

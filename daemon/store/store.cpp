@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <cerrno>
@@ -30,7 +31,12 @@ namespace {
 // across the host: one user's key can no longer make another user's event a
 // "duplicate" that is never stored (issue 11). The writer converts a version 2 file in
 // place (migrate_v2); readers accept both. Bodies and hashes are untouched.
-constexpr int kSchemaVersion = 3;
+// 4: fewer pages written per commit (issue 15): the index on `received` is gone (no
+// query used it: time ranges go through time_seq), events_idem is partial (WHERE idem
+// IS NOT NULL: most events carry no key), and the query index tables are kept by the
+// writer once per commit instead of by a trigger per record. The writer converts a
+// version 3 file in place (migrate_v3: drops two indexes and the trigger, seconds).
+constexpr int kSchemaVersion = 4;
 constexpr int kOldestReadableVersion = 2;
 constexpr int kBusyTimeoutMs = 5000;
 
@@ -79,8 +85,7 @@ CREATE TRIGGER IF NOT EXISTS tree_no_delete BEFORE DELETE ON tree
   BEGIN SELECT RAISE(ABORT, 'the tree is append-only'); END;
 CREATE INDEX IF NOT EXISTS events_type ON events(type);
 CREATE INDEX IF NOT EXISTS events_actor ON events(actor);
-CREATE INDEX IF NOT EXISTS events_received ON events(received);
-CREATE UNIQUE INDEX IF NOT EXISTS events_idem ON events(uid, idem);
+CREATE UNIQUE INDEX IF NOT EXISTS events_idem ON events(uid, idem) WHERE idem IS NOT NULL;
 CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
   BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
@@ -207,6 +212,18 @@ StoreResult<Ok> migrate_v2(sqlite3* db) {
   return r;
 }
 
+// Schema 3 -> 4 (see kSchemaVersion): kSchema then makes the partial events_idem. The
+// query index tables stay: they were exact under the trigger, and the writer keeps them
+// from here on.
+StoreResult<Ok> migrate_v3(sqlite3* db) {
+  return exec(db,
+              "DROP INDEX IF EXISTS events_received;"
+              "DROP INDEX IF EXISTS events_idem;"
+              "DROP TRIGGER IF EXISTS events_query_index;"
+              "UPDATE meta SET value = 4 WHERE key = 'schema_version';",
+              "migrate to schema 4");
+}
+
 // Writer setup. The version is checked before anything is written, so a database of
 // another version (or another program) is refused untouched.
 StoreResult<Ok> setup_writer(sqlite3* db, const std::string& path) {
@@ -237,6 +254,7 @@ StoreResult<Ok> setup_writer(sqlite3* db, const std::string& path) {
   r = exec(db, "BEGIN IMMEDIATE", "create schema");
   if (!r) return r;
   if (layout.value().version == "2") r = migrate_v2(db);
+  if (r && (layout.value().version == "2" || layout.value().version == "3")) r = migrate_v3(db);
   // For an existing database this only re-creates what is missing (an index or a
   // trigger someone dropped); existing objects and rows are left alone.
   if (r) r = exec(db, events_table_sql("events").c_str(), "create schema");
@@ -392,8 +410,8 @@ void bind_opt_text(sqlite3_stmt* st, int i, const std::optional<std::string>& s)
 }  // namespace
 
 Store::Statements::~Statements() {
-  for (sqlite3_stmt* s : {insert, insert_node, node, leaf, begin, commit, rollback, find_idem, head,
-                          count, by_type})
+  for (sqlite3_stmt* s : {insert, insert_node, add_type, add_bucket, node, leaf, begin, commit, rollback,
+                          find_idem, head, count, by_type})
     sqlite3_finalize(s);
   for (auto& [k, s] : query) sqlite3_finalize(s);
   for (auto& [k, s] : query_offset) sqlite3_finalize(s);
@@ -496,7 +514,7 @@ StoreResult<Ok> Store::prepare_statements() {
       {&st.insert,
        "INSERT INTO events (seq, received, time, type, severity, actor, action, target, "
        "outcome, pid, uid, gid, comm, idem, body, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
-       "?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) ON CONFLICT(uid, idem) DO NOTHING",
+       "?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) ON CONFLICT(uid, idem) WHERE idem IS NOT NULL DO NOTHING",
        true},
       {&st.begin, "BEGIN IMMEDIATE", true},
       {&st.commit, "COMMIT", true},
@@ -507,6 +525,76 @@ StoreResult<Ok> Store::prepare_statements() {
     if (p.writer_only && mode_ != OpenMode::writer) continue;
     if ((*p.slot = prepare(db_, p.sql, &rc)) == nullptr) return Err{make_error(db_, rc, "prepare")};
   }
+  if (mode_ == OpenMode::writer) {
+    // After a reopen: keep maintaining the query index if the file has it.
+    sqlite3_stmt* probe = nullptr;
+    rc = sqlite3_prepare_v2(db_, "SELECT count(*) FROM sqlite_schema WHERE name IN ('time_seq', 'type_counts')", -1,
+                            &probe, nullptr);
+    if (rc != SQLITE_OK) return Err{make_error(db_, rc, "prepare")};
+    rc = sqlite3_step(probe);
+    bool has = rc == SQLITE_ROW && sqlite3_column_int(probe, 0) == 2;
+    sqlite3_finalize(probe);
+    if (rc != SQLITE_ROW) return Err{make_error(db_, rc, "prepare")};
+    if (has) return attach_query_index();
+  }
+  return Ok{};
+}
+
+StoreResult<Ok> Store::attach_query_index() {
+  if (mode_ != OpenMode::writer) return Err{misuse("attach_query_index on a read-only store")};
+  auto& st = *stmts_;
+  int rc = 0;
+  if (st.add_type == nullptr &&
+      (st.add_type = prepare(db_,
+                             "INSERT INTO type_counts (type, n) VALUES (?1, ?2) "
+                             "ON CONFLICT (type) DO UPDATE SET n = n + excluded.n",
+                             &rc)) == nullptr)
+    return Err{make_error(db_, rc, "prepare query index")};
+  if (st.add_bucket == nullptr &&
+      (st.add_bucket = prepare(db_,
+                               "INSERT INTO time_seq (bucket, lo, hi) VALUES (?1, ?2, ?3) ON CONFLICT (bucket) "
+                               "DO UPDATE SET lo = MIN(lo, excluded.lo), hi = MAX(hi, excluded.hi)",
+                               &rc)) == nullptr)
+    return Err{make_error(db_, rc, "prepare query index")};
+  return Ok{};
+}
+
+// received >> 30: buckets of ~1.07 s (query_engine.cpp's time_seq).
+void Store::note_index(std::string_view type, int64_t received, uint64_t seq) {
+  if (stmts_->add_type == nullptr) return;
+  auto& d = index_delta_;
+  auto t = std::find_if(d.types.begin(), d.types.end(), [&](const auto& p) { return p.first == type; });
+  if (t == d.types.end()) d.types.emplace_back(std::string(type), 1);
+  else t->second += 1;
+  int64_t bucket = received >> 30;
+  auto b = std::find_if(d.buckets.begin(), d.buckets.end(), [&](const auto& x) { return x.bucket == bucket; });
+  if (b == d.buckets.end()) d.buckets.push_back({bucket, seq, seq});
+  else {
+    b->lo = std::min(b->lo, seq);
+    b->hi = std::max(b->hi, seq);
+  }
+}
+
+StoreResult<Ok> Store::flush_index() {
+  auto& d = index_delta_;
+  auto step = [&](sqlite3_stmt* st) -> StoreResult<Ok> {
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) return Err{make_error(db_, rc, "update query index")};
+    return Ok{};
+  };
+  for (const auto& [type, n] : d.types) {
+    sqlite3_bind_text(stmts_->add_type, 1, type.data(), static_cast<int>(type.size()), SQLITE_STATIC);
+    sqlite3_bind_int64(stmts_->add_type, 2, n);
+    if (auto r = step(stmts_->add_type); !r) return r;
+  }
+  for (const auto& b : d.buckets) {
+    sqlite3_bind_int64(stmts_->add_bucket, 1, b.bucket);
+    sqlite3_bind_int64(stmts_->add_bucket, 2, static_cast<sqlite3_int64>(b.lo));
+    sqlite3_bind_int64(stmts_->add_bucket, 3, static_cast<sqlite3_int64>(b.hi));
+    if (auto r = step(stmts_->add_bucket); !r) return r;
+  }
+  d.clear();
   return Ok{};
 }
 
@@ -627,6 +715,7 @@ StoreResult<Ok> Store::begin() {
   int rc = sqlite3_step(st);
   sqlite3_reset(st);
   if (rc != SQLITE_DONE) return Err{make_error(db_, rc, "begin")};
+  index_delta_.clear();  // whatever a failed transaction counted is gone with it
   return Ok{};
 }
 
@@ -686,6 +775,7 @@ StoreResult<AppendResult> Store::append(const proto::Event& e, const proto::Trus
   }
   head_seq_ = seq;
   head_hash_ = hash;
+  note_index(e.type, t.received, seq);
   return AppendResult{seq, false};
 }
 
@@ -703,6 +793,10 @@ StoreResult<uint64_t> Store::append_record(std::string_view type, std::string fi
 
 StoreResult<Ok> Store::commit() {
   if (!in_transaction()) return Err{misuse("commit outside a transaction")};
+  if (auto ix = flush_index(); !ix) {
+    rollback();
+    return ix;
+  }
   sqlite3_stmt* st = stmts_->commit;
   int rc = sqlite3_step(st);
   sqlite3_reset(st);
@@ -717,6 +811,7 @@ StoreResult<Ok> Store::commit() {
 }
 
 void Store::rollback() {
+  index_delta_.clear();
   if (in_transaction()) {
     sqlite3_stmt* st = stmts_->rollback;
     sqlite3_step(st);

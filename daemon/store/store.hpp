@@ -186,7 +186,7 @@ class Store {
   // The first seal after `seq` (the one whose tree covers it), or the newest seal (latest).
   StoreResult<std::optional<std::pair<uint64_t, std::string>>> seal_after(uint64_t seq);
   StoreResult<std::optional<std::pair<uint64_t, std::string>>> latest_seal();
-  // The oldest `received` in the log (events_received index; nullopt when empty).
+  // The oldest `received` in the log (through time_seq when present; nullopt when empty).
   StoreResult<std::optional<int64_t>> min_received();
   StoreResult<StoreInfo> info();
   // Looks up one event by its sender's uid and idem key (tests, dedup diagnostics).
@@ -195,6 +195,10 @@ class Store {
   int schema_version() const { return schema_version_; }
 
   sqlite3* handle() { return db_; }  // for tests and benchmarks only
+  // Writer: keep the query index tables (time_seq, type_counts; query_engine.hpp) in
+  // step from now on. Called once they exist; a no-op if already attached. Reopening
+  // attaches again by itself when the tables are there.
+  StoreResult<Ok> attach_query_index();
 
  private:
   Store() = default;
@@ -210,6 +214,10 @@ class Store {
                                                  std::string* body);
   // Inserts the interior nodes the new leaf completes (append paths).
   StoreResult<Ok> add_leaf(const Hash& leaf);
+  // The query index's share of the open transaction: counted per append, written once
+  // per commit (one upsert per distinct type and time bucket, not two per record).
+  void note_index(std::string_view type, int64_t received, uint64_t seq);
+  StoreResult<Ok> flush_index();
 
   sqlite3* db_ = nullptr;
   OpenMode mode_ = OpenMode::readonly;
@@ -220,6 +228,18 @@ class Store {
   Hash head_hash_{};
   seal::Frontier frontier_;
   bool head_known_ = true;
+  struct IndexDelta {
+    std::vector<std::pair<std::string, int64_t>> types;  // type, records added
+    struct Bucket {
+      int64_t bucket;
+      uint64_t lo, hi;
+    };
+    std::vector<Bucket> buckets;
+    void clear() {
+      types.clear();
+      buckets.clear();
+    }
+  } index_delta_;
   struct Statements;
   std::unique_ptr<Statements> stmts_;
   std::unique_ptr<std::pair<void (*)(void*, int), void*>> hook_;  // wal hook target

@@ -24,6 +24,8 @@ struct Store::Statements {
   sqlite3_stmt* leaf = nullptr;         // hash of one record (tree level 0)
   sqlite3_stmt* node = nullptr;         // one interior node by postorder position
   sqlite3_stmt* insert_node = nullptr;  // writer
+  sqlite3_stmt* add_type = nullptr;     // writer, when the query index tables exist
+  sqlite3_stmt* add_bucket = nullptr;   // writer, likewise
   sqlite3_stmt* count = nullptr;      // info(), built on first use
   sqlite3_stmt* by_type = nullptr;    // info(), built on first use
   std::map<unsigned, sqlite3_stmt*> query;         // by filter mask, built on first use
