@@ -121,8 +121,10 @@ bool Writer::commit_inline() {
     return false;
   std::unique_lock turn(turn_, std::try_to_lock);
   if (!turn) return false;  // the writer thread is at work and will see the queue
+  // A big last commit means concurrent clients: their next events are on the way, and
+  // the thread overlaps reading them with this fsync (group commit).
   if (failed_ || !store_ || open_ > 0 || !waiting_.empty() || last_commit_ns_ > kInlineMaxCommitNs ||
-      (sealer_ && monotonic_ns() >= next_seal_ns_))
+      last_commit_events_ > kInlineMaxEvents || (sealer_ && monotonic_ns() >= next_seal_ns_))
     return false;
   auto taken = queue_.take(inline_group_);
   if (taken.stopping) {
@@ -387,6 +389,7 @@ void Writer::commit_open() {
     }
     commit_latency_.record(static_cast<uint64_t>((t1 - t0) / 1000));
     last_commit_ns_ = t1 - t0;
+    last_commit_events_ = open_;
     commits_ += 1;
     consecutive_failures_ = 0;
     events_committed_ += open_;

@@ -28,7 +28,7 @@
 // an IPI. So submit() only queues; at the end of the loop iteration (a uv_check
 // handle) the loop either wakes the writer thread or, when the writer thread is idle
 // (its turn is free), the mode is immediate, the queue holds at most kInlineMaxEvents
-// and the last commit was quick, takes the turn and runs the same steps itself,
+// and the last commit was quick and small (no sign of concurrent clients), takes the turn and runs the same steps itself,
 // handing the results straight to the sessions. Everything read in one iteration is
 // still one group (group commit), and a larger group or a slow disk goes to the thread,
 // so reading from sockets overlaps the fsync under load and a slow fsync never holds
@@ -201,7 +201,8 @@ class Writer {
   bool inline_ = false;               // the loop holds the turn: results go to inline_out_
   std::vector<WriteResult> inline_out_;
   std::deque<Submission> inline_group_;
-  int64_t last_commit_ns_ = 0;  // how long the last commit took (inline only when quick)
+  int64_t last_commit_ns_ = 0;     // how long the last commit took (inline only when quick)
+  uint64_t last_commit_events_ = 0;  // and how many events it held (inline only when few)
   int consecutive_failures_ = 0;      // storage failures since the last good commit
   static constexpr int kMaxConsecutiveFailures = 3;
   static constexpr size_t kAckBatch = 32;  // post ready acks at least every this many inserts
