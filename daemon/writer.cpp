@@ -140,6 +140,9 @@ bool Writer::commit_inline() {
   std::vector<WriteResult> out;
   out.swap(inline_out_);
   turn.unlock();
+  // A take need not empty the queue (the urgent part only, or a round of a fair share):
+  // the thread takes the rest.
+  if (!queue_.empty()) queue_.wake();
   // Whatever the writer thread posted before it went idle is older: answer it first,
   // so every connection's replies keep their order.
   std::vector<WriteResult> all;
