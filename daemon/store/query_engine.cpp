@@ -106,13 +106,32 @@ class ReadTxn {
 
 // ---- body filters (fields, text) ----
 
-bool ieq(char a, char b) {
-  auto low = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; };
-  return low(a) == low(b);
-}
+char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
 
+// ASCII case-insensitive substring. Candidates are found with memchr on the needle's
+// first byte in both cases (each side's next hit kept until used), so a scan runs at
+// memchr speed rather than a byte-by-byte compare (which was a quarter of a text-filter
+// scan's time).
 bool contains_ci(std::string_view hay, std::string_view needle) {
-  return std::search(hay.begin(), hay.end(), needle.begin(), needle.end(), ieq) != hay.end();
+  if (needle.empty()) return !hay.empty();  // as std::search has it
+  if (hay.size() < needle.size()) return false;
+  const char lo = ascii_lower(needle[0]);
+  const char up = lo >= 'a' && lo <= 'z' ? static_cast<char>(lo - 32) : lo;
+  const char* end = hay.data() + (hay.size() - needle.size() + 1);  // last start + 1
+  auto next = [&](const char* from, char c) -> const char* {
+    return from < end ? static_cast<const char*>(std::memchr(from, c, static_cast<size_t>(end - from))) : nullptr;
+  };
+  const char* a = next(hay.data(), lo);
+  const char* b = up == lo ? nullptr : next(hay.data(), up);
+  while (a != nullptr || b != nullptr) {
+    const char* p = a == nullptr ? b : b == nullptr ? a : std::min(a, b);
+    size_t i = 1;
+    while (i < needle.size() && ascii_lower(p[i]) == ascii_lower(needle[i])) ++i;
+    if (i == needle.size()) return true;
+    if (p == a) a = next(p + 1, lo);
+    else b = next(p + 1, up);
+  }
+  return false;
 }
 
 std::string_view sv(const msgpack_object& o) { return {o.via.str.ptr, o.via.str.size}; }
@@ -159,12 +178,37 @@ bool field_matches(const msgpack_object& fields, const proto::FieldMatch& f) {
   return std::find(f.values.begin(), f.values.end(), *t) != f.values.end();
 }
 
+// Whether a field match could hold for a body that does not contain any of its values'
+// bytes: a string is stored verbatim in msgpack, but an integer, bool or nil is compared
+// as its text ("42", "true", "null"), which the body does not hold.
+bool may_be_non_string(const std::string& v) {
+  if (v == "true" || v == "false" || v == "null") return true;
+  size_t i = (!v.empty() && v[0] == '-') ? 1 : 0;
+  if (i == v.size()) return false;
+  for (; i < v.size(); ++i)
+    if (v[i] < '0' || v[i] > '9') return false;
+  return true;
+}
+
+bool holds(std::string_view hay, const std::string& needle) {
+  return memmem(hay.data(), hay.size(), needle.data(), needle.size()) != nullptr;
+}
+
 class BodyFilter {
  public:
   explicit BodyFilter(const proto::QuerySpec& q) : q_(q) { msgpack_zone_init(&zone_, 4096); }
   ~BodyFilter() { msgpack_zone_destroy(&zone_); }
   bool active() const { return !q_.fields.empty() || q_.text.has_value(); }
   bool matches(std::string_view body) {
+    // Rows that cannot match are dropped on their raw bytes, before decoding (the decode
+    // was most of a filtered scan's time): message text and string values are stored
+    // verbatim, so a row whose body lacks them cannot match. Exact: never drops a match.
+    if (q_.text && !contains_ci(body, *q_.text)) return false;
+    for (const auto& fm : q_.fields) {
+      bool maybe = false;
+      for (const auto& v : fm.values) maybe = maybe || may_be_non_string(v) || holds(body, v);
+      if (!maybe) return false;
+    }
     msgpack_zone_clear(&zone_);
     msgpack_object o;
     size_t off = 0;
