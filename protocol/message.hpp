@@ -191,7 +191,7 @@ struct Stats {
 };
 
 // What `verify` found (PROTOCOL.md §8). `failure` names the class of the first
-// failure: gap, altered, column, hidden_row, tree, root, seal, key_chain, time,
+// failure: gap, altered, column, hidden_row, index, tree, root, seal, key_chain, time,
 // consistency, checkpoint, stale, loss, format.
 struct VerifyReport {
   bool valid = true;

@@ -78,11 +78,16 @@ class QueryEngine {
   sqlite3_stmt* statement(const std::string& sql, int* rc);
   StoreResult<std::optional<std::pair<uint64_t, uint64_t>>> time_bounds(const proto::QuerySpec& q);
   StoreResult<PageEnd> page_in_txn(const proto::QuerySpec& q, const RowFn& row);
+  sqlite3_stmt* kept(sqlite3_stmt** slot, const char* sql);
+  StoreResult<uint64_t> newest_seq(const char* what);
 
   Store& store_;
   sqlite3* db_;
   bool has_index_ = false;
   std::map<std::string, sqlite3_stmt*> cache_;  // by SQL text; cleared past kMaxCached
+  sqlite3_stmt* begin_ = nullptr;   // kept(): BEGIN, COMMIT, the newest seq
+  sqlite3_stmt* commit_ = nullptr;
+  sqlite3_stmt* head_ = nullptr;
 };
 
 }  // namespace cairn::store

@@ -239,10 +239,10 @@ StoreResult<Ok> setup_writer(sqlite3* db, const std::string& path) {
     return Err{StoreError{StoreErrorKind::io, 0,
                           path + ": cannot switch to WAL journal mode (still '" + mode.value() +
                               "'); is the file system able to share memory maps?"}};
-  // temp_store=MEMORY: an append fires the query-index trigger (two upserts), so SQLite
-  // keeps a statement journal for it; on disk that was a temp file written several
-  // times per event (2.5x fewer events/s at C=64). The statement journal only undoes a
-  // statement inside its transaction; durability is the WAL's and is unchanged.
+  // temp_store=MEMORY: SQLite keeps a statement journal for a statement that may need
+  // undoing inside its transaction (schema 3's query-index trigger made every append
+  // one); on disk that was a temp file written several times per event (2.5x fewer
+  // events/s at C=64). Durability is the WAL's and is unchanged.
   auto r = exec(db, "PRAGMA synchronous=FULL; PRAGMA cache_size=-8192; PRAGMA temp_store=MEMORY;", "pragmas");
   if (!r) return r;
   auto sync = query_text(db, "PRAGMA synchronous", "synchronous");

@@ -11,6 +11,9 @@
 //   column       an indexed column's value differs from the body
 //   hidden_row   a column stored with another SQLite type than the schema's (queries
 //                would not find it), or an index that does not hold every row once
+//   index        the query index (time_seq, type_counts: query_engine.hpp) disagrees
+//                with the events: not part of the signed log, but `cairn stats` and time
+//                windows would report what it says
 //   tree         a stored interior node differs from the one recomputed
 //   root         a seal's root is not the root of the records before it
 //   seal         a seal's signature (or its checkpoint signature) is not by the key of
@@ -34,6 +37,7 @@
 #include <map>
 
 #include "../../seal/record.hpp"
+#include "query_engine.hpp"
 #include "store_internal.hpp"
 
 namespace cairn::store {
@@ -644,6 +648,13 @@ StoreResult<Ok> Walk::run(Store& store) {
   if (hard_failed()) return Ok{};
   auto ix = check_indexes(scan);
   if (!ix) return ix;
+  if (!hard_failed()) {
+    // Its own snapshot, which may hold records appended since the walk began: the
+    // maintained figures change in the same transaction as the events they count.
+    auto qi = check_query_indexes(store);
+    if (!qi) return Err{qi.error()};
+    if (qi.value()) fail("index", 0, "query index: " + *qi.value());
+  }
   rep_.unsealed = rep_.head_seq - (rep_.sealed_seq == 0 ? 0 : rep_.sealed_seq);
   for (const auto& [size, s] : checkpoints_) {
     if (s.done) {

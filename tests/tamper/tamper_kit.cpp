@@ -307,6 +307,11 @@ void rebuild(sqlite3* db, const std::vector<Rec>& recs) {
   }
   sqlite3_finalize(ins);
   sqlite3_finalize(node);
+  // The query index as cairnd would have it for these records (the writer had counted
+  // the deleted ones too).
+  exec(db, "DELETE FROM time_seq; DELETE FROM type_counts;"
+           "INSERT INTO time_seq (bucket, lo, hi) SELECT received >> 30, MIN(seq), MAX(seq) FROM events GROUP BY 1;"
+           "INSERT INTO type_counts (type, n) SELECT type, COUNT(*) FROM events GROUP BY type;");
   exec(db, "COMMIT");
 }
 

@@ -60,7 +60,8 @@ struct Rec {
   std::string body;  // canonical msgpack
 };
 std::vector<Rec> read_records(sqlite3* db);
-// Rewrites events and tree from `recs` (seq = position + 1), every derived value recomputed.
+// Rewrites events and tree from `recs` (seq = position + 1), every derived value recomputed
+// (the query index too).
 void rebuild(sqlite3* db, const std::vector<Rec>& recs);
 
 // Decoded-and-reencoded body with top-level string key `key` set to `value`.

@@ -200,6 +200,34 @@ Test(tamper, hiding_a_record_from_queries_is_a_hidden_row) {
   expect(verify(dir), "hidden_row");
 }
 
+Test(tamper, editing_the_maintained_counts_or_time_buckets_is_an_index_failure) {
+  // `cairn stats` reads type_counts and time windows read time_seq; neither is signed,
+  // so verify recomputes both from the events. Each edit below leaves every record,
+  // hash and seal intact.
+  struct {
+    const char* name;
+    const char* sql;
+    const char* names;  // what the reason must mention
+  } edits[] = {
+      {"count-raised", "UPDATE type_counts SET n = n + 1000 WHERE type = 'cairn.seal'", "cairn.seal"},
+      {"count-dropped", "DELETE FROM type_counts WHERE type = 'cairn.seal'", "cairn.seal"},
+      {"count-invented", "INSERT INTO type_counts (type, n) VALUES ('Invented', 5)", "Invented"},
+      {"bucket-narrowed", "UPDATE time_seq SET lo = lo + 1 WHERE bucket = (SELECT MIN(bucket) FROM time_seq)",
+       "time_seq"},
+      {"bucket-dropped", "DELETE FROM time_seq WHERE bucket = (SELECT MAX(bucket) FROM time_seq)", "time_seq"},
+  };
+  for (const auto& e : edits) {
+    std::string dir = copy_golden(e.name);
+    sqlite3* db = open_rw(dir);
+    exec(db, e.sql);
+    sqlite3_close(db);
+    Verdict v = verify(dir);
+    expect(v, "index");
+    cr_assert(v.reason.find(e.names) != std::string::npos, "%s: the reason names %s: %s", e.name, e.names,
+              v.json.c_str());
+  }
+}
+
 Test(tamper, rolling_back_to_an_older_copy_is_caught) {
   const Golden& g = golden();
   std::string dir = copy_golden("rollback");

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <functional>
 
+#include "../../../daemon/store/query_engine.hpp"
 #include "../../../seal/note.hpp"
 #include "store_test.hpp"
 
@@ -334,6 +335,30 @@ Test(store_verify, a_partial_or_dropped_index_is_a_hidden_row) {
     auto v = verify_ok(*s);
     cr_assert_not(v.valid, "verify passed after: %s", sql);
     cr_assert_eq(v.failure, "hidden_row", "%s: %s", sql, v.reason.c_str());
+  }
+}
+
+Test(store_verify, an_edited_query_index_is_an_index_failure_and_an_intact_one_passes) {
+  TempDb t;
+  {
+    auto w = open_store(t.path);
+    fill(*w, 9);
+    cr_assert(ensure_query_indexes(*w).ok());
+    fill(*w, 4);  // counted by the trigger from here on
+  }
+  cr_assert(verify_ok(*open_store(t.path, OpenMode::readonly)).valid, "the maintained index agrees");
+  for (const char* sql : {"UPDATE type_counts SET n = n - 1 WHERE type = 'AuthFailure'",
+                          "DELETE FROM type_counts WHERE type = 'AuthFailure'",
+                          "UPDATE time_seq SET hi = hi - 1 WHERE bucket = (SELECT MAX(bucket) FROM time_seq)",
+                          "INSERT INTO time_seq (bucket, lo, hi) VALUES (1, 1, 1)"}) {
+    TempDb c;
+    std::filesystem::copy_file(t.path, c.path);
+    exec_on_file(c.path, sql);
+    auto v = verify_ok(*open_store(c.path, OpenMode::readonly));
+    cr_assert_not(v.valid, "verify passed after: %s", sql);
+    cr_assert_eq(v.failure, "index", "%s: %s", sql, v.reason.c_str());
+    cr_assert_eq(v.checked, 13u, "every record was checked before: %s", v.reason.c_str());
+    cr_assert(v.reason.find("query index: ") == 0, "%s", v.reason.c_str());
   }
 }
 
