@@ -137,15 +137,16 @@ class WriteQueue {
 
   // A uid's credit per round, and the size at which a group of several uids' work ends
   // (after a whole round). Small enough that a request of another uid waits for at most
-  // about two such groups however much one uid has queued; large enough that a flood
-  // still shares an fsync between a few hundred events.
-  static constexpr uint64_t kQuantumBytes = 16 * 1024;
-  static constexpr uint64_t kSharedGroupBytes = 128 * 1024;
+  // about two such groups however much one uid has queued (~50 small events each, a few
+  // ms of inserts); large enough that a flood still shares each fsync between dozens of
+  // events (an fsync costs ~0.2-1 ms here; the inserts are the bigger part).
+  static constexpr uint64_t kQuantumBytes = 8 * 1024;
+  static constexpr uint64_t kSharedGroupBytes = 32 * 1024;
   // Groups that stay bounded after the last one with several uids' work, though only one
   // uid has work queued: a closed-loop client of another uid is off the queue while its
   // ack travels and it sends the next request, and must not find one uid's whole backlog
   // taken as one group when it returns. A lone uid's bulk load pays nothing for this.
-  static constexpr uint32_t kSharedLingerGroups = 8;
+  static constexpr uint32_t kSharedLingerGroups = 16;
 
  private:
   // One uid's queued submissions. A uid is on ring_ exactly while its FIFO is not empty.
