@@ -119,8 +119,9 @@ const char* const kUsage =
     "Signals: SIGTERM/SIGINT stop accepting, commit and fsync everything accepted, send\n"
     "every ack, close, exit 0. A second signal does not skip the flush.\n"
     "SIGHUP reads the config file (and these flags) again and applies verbose,\n"
-    "query-uids, query-gids, max-connections, max-connections-per-uid, max-inflight and\n"
-    "shutdown-linger-ms at once; a change to any other option is logged as needing a\n"
+    "query-uids, query-gids, max-connections, max-connections-per-uid, max-inflight,\n"
+    "shutdown-linger-ms and the per-connection and per-uid limits (conn-max-bytes ..\n"
+    "uid-append-burst) at once; a change to any other option is logged as needing a\n"
     "restart and does not take effect. A file that does not parse changes nothing.\n";
 
 namespace {
@@ -255,11 +256,16 @@ const std::vector<std::string_view> kOptionNames = {
     // peer_limits.hpp
     "conn-max-bytes", "uid-max-bytes", "global-max-bytes", "uid-write-share-pct",
     "idle-timeout-ms", "frame-timeout-ms", "reserved-connections", "uid-append-rate",
+    "uid-append-burst",
 };
 
 const std::vector<std::string_view> kLiveOptions = {
     "verbose", "query-uids", "query-gids", "max-connections", "max-connections-per-uid",
     "max-inflight", "shutdown-linger-ms",
+    // peer_limits.hpp: every one (issue 11)
+    "conn-max-bytes", "uid-max-bytes", "global-max-bytes", "uid-write-share-pct",
+    "idle-timeout-ms", "frame-timeout-ms", "reserved-connections", "uid-append-rate",
+    "uid-append-burst",
 };
 
 bool is_option(std::string_view key) {
@@ -491,6 +497,7 @@ std::vector<std::pair<std::string, std::string>> config_values(const Config& c) 
       {"frame-timeout-ms", u(c.peer.frame_timeout_ms)},
       {"reserved-connections", u(c.peer.reserved_connections)},
       {"uid-append-rate", u(c.peer.uid_append_rate)},
+      {"uid-append-burst", u(c.peer.uid_append_burst)},
   };
   return out;
 }
@@ -514,6 +521,7 @@ ReloadOutcome apply_reload(Config& live, const Config& next) {
   live.max_connections_per_uid = next.max_connections_per_uid;
   live.max_inflight = next.max_inflight;
   live.shutdown_linger_ms = next.shutdown_linger_ms;
+  live.peer = next.peer;  // the caller tells the Server (Server::limits_changed)
   return out;
 }
 

@@ -160,6 +160,7 @@ void Daemon::on_reload(uv_signal_t* h, int) noexcept {
   }
   ReloadOutcome r = apply_reload(self->config_, parsed.value().config);
   log_set_verbose(self->config_.verbose);
+  if (self->server_) self->server_->limits_changed();
   auto list = [](const std::vector<std::string>& v) {
     std::string s;
     for (const auto& k : v) s += (s.empty() ? "" : ", ") + k;

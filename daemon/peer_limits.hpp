@@ -19,9 +19,14 @@
 //              whose replies make no write progress for idle_timeout_ms is closed too.
 //   reserved   the last reserved_connections of max-connections are only for root and
 //              cairnd's own uid; they are also exempt from max-connections-per-uid.
-//   rate       uid_append_rate appends per second per uid (token bucket, burst one
-//              second's worth; 0 = no limit; root and cairnd's uid are exempt). Over it,
-//              an append is refused `rate_limited`, named, never dropped silently.
+//   rate       uid_append_rate appends per second per uid (token bucket of
+//              uid_append_burst appends, 0 = one second's worth; rate 0 = no limit; root
+//              and cairnd's uid are exempt). Over it, an append is refused
+//              `rate_limited`, named, never dropped silently.
+//
+// Every limit here may change on SIGHUP (config.cpp's kLiveOptions): all are read on
+// the loop thread at the moment they apply, and Server::limits_changed() restarts the
+// sweep and lets paused connections look again.
 //
 // Header-only: parsed by config_set (config.cpp) through peer_limits_set.
 #pragma once
@@ -45,12 +50,13 @@ struct PeerLimits {
   uint32_t frame_timeout_ms = 10'000;  // 0: never
   uint32_t reserved_connections = 32;
   uint32_t uid_append_rate = 0;        // events/s per unprivileged uid; 0: unlimited
+  uint32_t uid_append_burst = 0;       // the bucket's size; 0: uid_append_rate (one second)
 };
 
 inline constexpr std::string_view kPeerLimitNames[] = {
     "conn-max-bytes",      "uid-max-bytes",        "global-max-bytes",
     "uid-write-share-pct", "idle-timeout-ms",      "frame-timeout-ms",
-    "reserved-connections", "uid-append-rate",
+    "reserved-connections", "uid-append-rate",     "uid-append-burst",
 };
 
 // Spliced into kUsage (config.cpp) as a string literal.
@@ -65,7 +71,9 @@ inline constexpr std::string_view kPeerLimitNames[] = {
     "                             long after it began; 0: never [10000]\n" \
     "  --reserved-connections N   of --max-connections, kept for root and cairnd's uid [32]\n" \
     "  --uid-append-rate N        appends per second per unprivileged uid, refused\n" \
-    "                             `rate_limited` above it; 0: no limit [0]\n"
+    "                             `rate_limited` above it; 0: no limit [0]\n" \
+    "  --uid-append-burst N       appends a uid may send at once before the rate applies;\n" \
+    "                             0: one second's worth [0]\n"
 
 // Sets `key` if it is one of ours: nullopt when it is not, else an empty string on
 // success or the message naming what is wrong.
@@ -91,6 +99,7 @@ inline std::optional<std::string> peer_limits_set(PeerLimits& p, std::string_vie
   if (key == "frame-timeout-ms") return num(0, 86'400'000, p.frame_timeout_ms);
   if (key == "reserved-connections") return num(0, 1'000'000, p.reserved_connections);
   if (key == "uid-append-rate") return num(0, 100'000'000, p.uid_append_rate);
+  if (key == "uid-append-burst") return num(0, 100'000'000, p.uid_append_burst);
   return std::nullopt;
 }
 

@@ -45,14 +45,30 @@ Server::Server(uv_loop_t* loop, const Config& config, Writer& writer, Reader& re
   uv_unref(reinterpret_cast<uv_handle_t*>(&sweep_));
   uv_unref(reinterpret_cast<uv_handle_t*>(&wake_));
   sweep_.data = wake_.data = this;
-  const PeerLimits& p = config.peer;
+  restart_sweep();
+}
+
+// The sweep runs at a quarter of the shortest timeout (a timeout fires at most a quarter
+// late), never more often than every 50 ms; not at all when both are off.
+void Server::restart_sweep() {
+  const PeerLimits& p = config_.peer;
   uint64_t shortest = 0;
   for (uint64_t ms : {uint64_t{p.idle_timeout_ms}, uint64_t{p.frame_timeout_ms}})
     if (ms != 0 && (shortest == 0 || ms < shortest)) shortest = ms;
+  uv_timer_stop(&sweep_);
   if (shortest != 0) {
-    // A timeout fires at most a quarter late; never more often than every 50 ms.
     uint64_t period = std::clamp<uint64_t>(shortest / 4, 50, 1000);
     uv_timer_start(&sweep_, &Server::on_sweep, period, period);
+  }
+}
+
+void Server::limits_changed() {
+  restart_sweep();
+  // A raised budget or share lets some waiting connections read again; one still over
+  // waits again. Each uid's rate bucket is clamped to the new burst at its next append.
+  if (!waiting_budget_.empty() && !wake_armed_) {
+    wake_armed_ = true;
+    uv_timer_start(&wake_, &Server::on_wake, 0, 0);
   }
 }
 
@@ -112,15 +128,21 @@ bool Server::light_writer(uid_t uid) const {
   return it == per_uid_.end() || it->second.write_bytes < config_.peer.fair_floor_bytes;
 }
 
+double Server::append_burst() const {
+  const PeerLimits& p = config_.peer;
+  return p.uid_append_burst != 0 ? p.uid_append_burst : p.uid_append_rate;
+}
+
 bool Server::take_append_token(uid_t uid) {
   const uint32_t rate = config_.peer.uid_append_rate;
   if (rate == 0 || privileged(uid)) return true;
   UidBooks& b = per_uid_[uid];
   uint64_t now = uv_now(loop_);
+  const double burst = append_burst();
   if (b.tokens < 0) {
-    b.tokens = rate;  // a burst of one second's worth
+    b.tokens = burst;
   } else {
-    b.tokens = std::min<double>(rate, b.tokens + static_cast<double>(now - b.refilled_ms) * rate / 1000.0);
+    b.tokens = std::min(burst, b.tokens + static_cast<double>(now - b.refilled_ms) * rate / 1000.0);
   }
   b.refilled_ms = now;
   if (b.tokens < 1) return false;
@@ -134,8 +156,9 @@ void Server::forget_uid_if_unused(uid_t uid) {
   const UidBooks& b = it->second;
   if (b.conns != 0 || b.held != 0 || b.write_bytes != 0) return;
   // Keep a drained rate bucket: reconnecting must not refill it.
-  if (b.tokens >= 0 && b.tokens < config_.peer.uid_append_rate &&
-      uv_now(loop_) - b.refilled_ms < 1000)
+  const uint32_t rate = config_.peer.uid_append_rate;
+  if (rate != 0 && b.tokens >= 0 && b.tokens < append_burst() &&
+      static_cast<double>(uv_now(loop_) - b.refilled_ms) * rate / 1000.0 < append_burst() - b.tokens)
     return;
   per_uid_.erase(it);
 }

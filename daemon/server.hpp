@@ -82,6 +82,8 @@ class Server {
   bool light_writer(uid_t uid) const;
   // An append by `uid` now: false if the uid is over --uid-append-rate.
   bool take_append_token(uid_t uid);
+  // The options of peer_limits.hpp changed (SIGHUP; the Config is already updated).
+  void limits_changed();
   uint64_t held_total() const { return held_total_; }
   // Drops a uid's books once it has no connection and holds nothing (session teardown).
   void forget_uid_if_unused(uid_t uid);
@@ -98,6 +100,8 @@ class Server {
   static void on_sweep(uv_timer_t* t) noexcept;
   static void on_wake(uv_timer_t* t) noexcept;
   void check_drained();
+  void restart_sweep();
+  double append_burst() const;  // the rate bucket's size in appends
 
   uv_loop_t* loop_;
   const Config& config_;

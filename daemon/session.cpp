@@ -30,14 +30,17 @@ constexpr size_t kInitialRead = 16 * 1024;
 constexpr size_t kMaxWriteBuf = size_t{1} << 30;
 
 // What an append holds while it waits for the writer (issue 11 item 9): the request,
-// its body and every string the store still needs beside it, plus allocator overhead.
-// message and fields were freed once they were in the body.
-uint64_t append_cost(const WriteRequest& w) {
-  auto opt = [](const std::optional<std::string>& o) { return o ? o->size() : 0; };
-  return sizeof(WriteRequest) + w.body.size() + w.event.type.size() + opt(w.event.actor) +
-         opt(w.event.action) + opt(w.event.target) + w.event.idem.size() + w.trusted.comm.size() +
-         w.trusted.exe.size() + w.trusted.cgroup.size() +
-         64;
+// its body and every string the store still needs beside it (WriteRequest::cost, the
+// writer queue's own measure), plus allocator overhead.
+uint64_t append_cost(const WriteRequest& w) { return w.cost() + 64; }
+
+// At least WriteRequest::cost of any append a frame of `payload` bytes from `peer` can
+// become, known before the frame is parsed: its strings are at most the payload; its
+// stored body at most twice the payload (a float32 is stored as a float64) plus the
+// keys cairnd adds and the peer's trusted strings, which are also kept beside it.
+uint64_t append_cost_bound(size_t payload, const proto::Trusted& peer) {
+  uint64_t trusted = peer.comm.size() + peer.exe.size() + peer.cgroup.size();
+  return sizeof(WriteRequest) + 3 * uint64_t{payload} + 2 * trusted + 256;
 }
 
 // Peer-chosen or peer-named text goes into the log as printable ASCII only, so it can
@@ -287,6 +290,7 @@ void Session::read_frames() {
       input_broken();
       break;
     }
+    if (!writer_has_room(fv.payload.size())) break;
     start_ += fv.consumed;
     bool admitted = admit_frame(fv.payload);
     consumed_total_ += fv.consumed;
@@ -386,6 +390,8 @@ void Session::dispatch(std::span<const uint8_t> payload) {
       WriteRequest w;
       w.kind = WriteRequest::Kind::flush;
       w.session = this;
+      w.trusted.uid = peer_.uid;  // the writer queue's fairness key: behind our appends
+      staged_cost_ += w.cost();
       w.conn = serial_;
       w.slot = new_slot();
       w.id = req.id;
@@ -519,13 +525,29 @@ void Session::stage_append(const proto::Request& req, uint64_t slot) {
   sl.charge = sl.write_charge = cost;
   charge(static_cast<int64_t>(cost), static_cast<int64_t>(cost));
   ref();
+  staged_cost_ += w.cost();
   staged_.push_back(std::move(w));
   if (urgent) staged_urgent_ = staged_.size();
 }
 
 // ---- enqueue ----
 
+// The writer queue's limit is hard (issue 11 item 9): a frame is taken only if the
+// queue has room for it as an append at its largest beside what this read staged (all
+// on the loop thread, so no other session has anything staged now). Else it stays
+// buffered and we wait for the writer, resumed below half like a paused uid.
+bool Session::writer_has_room(size_t payload) {
+  if (server_.writer().has_room(staged_.size() + 1, staged_cost_ + append_cost_bound(payload, peer_)))
+    return true;
+  if (!paused_on_writer_) {
+    paused_on_writer_ = true;
+    server_.wait_for_writer(this);
+  }
+  return false;
+}
+
 void Session::submit_staged() {
+  staged_cost_ = 0;
   if (staged_.empty()) return;
   // Up to the last urgent event: ahead of the writer's queue; the rest: in line.
   if (staged_urgent_ > 0) {

@@ -137,6 +137,7 @@ class Session {
   void maybe_finish();
   void charge(int64_t held_delta, int64_t write_delta);
   bool may_dispatch();  // budget and in-flight limits allow one more request
+  bool writer_has_room(size_t payload);  // else waits for the writer (issue 11 item 9)
   void note_partial();  // starts or stops the slow-frame clock
   void grow_read_buffer();
   bool may_query() const;
@@ -167,6 +168,7 @@ class Session {
   uint64_t first_slot_ = 0;  // slot number of slots_.front()
   std::vector<WriteRequest> staged_;  // appends for the writer, submitted per read
   size_t staged_urgent_ = 0;          // staged_[0, this) ends with an event that forces a commit
+  uint64_t staged_cost_ = 0;          // the writer queue's measure of staged_ (WriteRequest::cost)
 
   std::string out_;      // replies waiting for the current write to finish
   std::string writing_;  // bytes owned by the in-flight uv_write

@@ -121,6 +121,7 @@ class Writer {
 
   bool over_limit() const { return queue_.over_limit(); }      // backpressure: pause reading
   bool below_resume() const { return queue_.below_resume(); }  // ... resume at this
+  bool has_room(uint64_t events, uint64_t bytes) const { return queue_.has_room(events, bytes); }
   // Loop: some session is paused on the queue (true) / all were resumed (false). While
   // true, the writer wakes the loop when a group leaves the queue drained.
   void set_sessions_paused(bool paused) { sessions_paused_.store(paused, std::memory_order_release); }

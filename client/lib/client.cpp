@@ -47,6 +47,7 @@ int code_for(std::optional<proto::ErrorCode> e) {
     case proto::ErrorCode::overloaded: return CAIRN_E_OVERLOADED;
     case proto::ErrorCode::permission_denied: return CAIRN_E_DENIED;
     case proto::ErrorCode::unsupported_version: return CAIRN_E_UNSUPPORTED;
+    case proto::ErrorCode::rate_limited: return CAIRN_E_RATE_LIMITED;
     case proto::ErrorCode::internal: return CAIRN_E_PROTOCOL;
     default: return CAIRN_E_REJECTED;
   }
@@ -801,6 +802,7 @@ const char* cairn_strerror(int err) {
     case CAIRN_E_TIMEOUT: return "timed out";
     case CAIRN_E_NOMEM: return "out of memory";
     case CAIRN_E_UNSUPPORTED: return "protocol version not supported by cairnd";
+    case CAIRN_E_RATE_LIMITED: return "over this uid's append rate (rate_limited); not stored, retry later";
     default: return "unknown error";
   }
 }

@@ -16,7 +16,9 @@ the daemon answers shutting_down, it reconnects with exponential backoff for up 
 `reconnect_timeout` seconds and sends the request again. An append is resent with the
 same idempotency key, so the daemon answers duplicate:true with the original seq if it
 had stored it: nothing is lost and nothing is stored twice. Refusals (invalid_field,
-storage_failed, permission_denied ...) are raised as CairnError, never retried.
+storage_failed, permission_denied ...) are raised as CairnError, never retried;
+rate_limited (the caller's uid is over cairnd's --uid-append-rate) as its subclass
+CairnRateLimited: that event was not stored, append it again later.
 `timeout` bounds each call as a whole (connect, hello, reconnects, send, reply); when
 it runs out the call raises CairnTimeout and the connection is closed: an append in
 flight may or may not be stored (append it again with the same `idem` to learn which).
@@ -31,7 +33,7 @@ import sys
 import time
 
 __all__ = ["Client", "CairnError", "CairnTimeout", "CairnConnectionError", "CairnProtocolError",
-           "packb", "unpackb"]
+           "CairnRateLimited", "packb", "unpackb"]
 __version__ = "0.1.0"
 
 
@@ -193,6 +195,11 @@ class CairnError(Exception):
         self.rule = reply.get("rule")
         self.message = reply.get("message")
         super().__init__("%s: %s" % (self.code, self.message))
+
+
+class CairnRateLimited(CairnError):
+    """rate_limited: this uid is over cairnd's --uid-append-rate. The event was not
+    stored and is not resent by the client: append it again later (same idem)."""
 
 
 class CairnTimeout(CairnError, TimeoutError):
@@ -415,7 +422,7 @@ class Client:
             if reply.get("id") != rid:
                 self.close()
                 raise CairnProtocolError("reply id %r to request %d" % (reply.get("id"), rid))
-            raise CairnError(reply)
+            raise (CairnRateLimited if code == "rate_limited" else CairnError)(reply)
         if reply.get("id") != rid:
             self.close()
             raise CairnProtocolError("reply id %r to request %d" % (reply.get("id"), rid))

@@ -30,10 +30,13 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <algorithm>
 #include <sstream>
+#include <tuple>
 #include <string>
 #include <vector>
 
+#include "../../daemon/write_queue.hpp"  // the round-robin's constants, for a bound
 #include "../../protocol/message.hpp"
 #include "harness.hpp"
 #include "raw_client.hpp"
@@ -292,6 +295,98 @@ bool wait_connections(RawClient& root, const std::function<bool(uint64_t)>& pred
     if (pred(st.value().connections)) return true;
   }
   return false;
+}
+
+// ---- reads, fills, the daemon's work ----
+
+// Root appends `n` events (message "filler"), pipelined in chunks; true if all acked.
+bool fill_log(TestDaemon& d, int n) {
+  RawClient c(d.socket());
+  constexpr int kChunk = 2000;
+  for (int done = 0; done < n;) {
+    int k = std::min(kChunk, n - done);
+    std::string frames;
+    for (int i = 0; i < k; ++i)
+      frames += event_frame(static_cast<uint64_t>(done + i + 1), "Filler", "root", {}, "filler");
+    if (!c.send_bytes(frames)) return false;
+    for (int i = 0; i < k; ++i) {
+      auto f = c.read_frame(60'000);
+      auto r = f ? decode_reply(*f) : std::nullopt;
+      if (!r || !r->ok) return false;
+    }
+    done += k;
+  }
+  return true;
+}
+
+// A query that walks the whole log (a text filter no index serves, oldest first, one
+// page of up to kMaxScan rows) looking for `marker`, which only an event stored after the
+// query began can hold: its page is empty exactly when it ran before that event existed.
+std::string heavy_queries(uint64_t first_id, int n, const std::string& marker) {
+  std::string out;
+  for (int i = 0; i < n; ++i) {
+    proto::QuerySpec q;
+    q.text = marker;
+    q.oldest_first = true;
+    q.limit = 1;
+    q.scan = proto::kMaxScan;
+    proto::encode_query(out, first_id + static_cast<uint64_t>(i), q);
+  }
+  return out;
+}
+
+std::optional<proto::QueryPage> page_of(const std::string& frame) {
+  auto d = proto::Decoded::parse({reinterpret_cast<const uint8_t*>(frame.data()), frame.size()}, 16);
+  if (!d) return std::nullopt;
+  auto rep = proto::reply_from(d.value());
+  if (!rep) return std::nullopt;
+  auto page = proto::query_page_from(rep.value());
+  if (!page) return std::nullopt;
+  return page.value();
+}
+
+// CPU time cairnd has used so far, in clock ticks (utime + stime): a count of work done,
+// which a test compares with the work of one request measured in the same run.
+uint64_t cpu_ticks(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string all((std::istreambuf_iterator<char>(in)), {});
+  size_t close = all.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream rest(all.substr(close + 2));
+  std::string field;
+  uint64_t utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {  // field 3 is the state
+    if (i == 14) utime = std::strtoull(field.c_str(), nullptr, 10);
+    if (i == 15) stime = std::strtoull(field.c_str(), nullptr, 10);
+  }
+  return utime + stime;
+}
+
+// Like flood(), but keeps every connection sending until the parent releases the child
+// (the daemon reads on as the writer drains, so the flood never runs dry); reports
+// "flooding" once a first megabyte went out.
+void flood_until_released(const ChildCtx& ctx, const std::vector<int>& fds, const std::string& frames) {
+  std::vector<size_t> off(fds.size(), 0);
+  uint64_t total = 0;
+  bool reported = false;
+  for (;;) {
+    std::vector<pollfd> p;
+    for (int fd : fds) p.push_back({fd, POLLOUT, 0});
+    p.push_back({ctx.release_fd, POLLIN, 0});
+    if (poll(p.data(), p.size(), 1000) < 0 && errno != EINTR) return;
+    if (p.back().revents != 0) return;  // released (EOF)
+    for (size_t i = 0; i < fds.size(); ++i) {
+      if ((p[i].revents & POLLOUT) == 0) continue;
+      ssize_t n = send(fds[i], frames.data() + off[i], frames.size() - off[i], MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n <= 0) continue;
+      off[i] = (off[i] + static_cast<size_t>(n)) % frames.size();
+      total += static_cast<uint64_t>(n);
+    }
+    if (!reported && total >= (1u << 20)) {
+      ctx.report("flooding");
+      reported = true;
+    }
+  }
 }
 
 }  // namespace
@@ -686,4 +781,331 @@ Test(hostile, a_chosen_comm_is_recorded_beside_the_real_executable) {
   cr_assert(body.find(std::string("exe")) != std::string::npos, "the body has no exe");
   cr_assert(body.find(std::string(exe, static_cast<size_t>(n))) != std::string::npos,
             "the body does not name the real executable %s", exe);
+}
+
+// ---- fairness between uids, the hard writer-queue limit, rates (issue 11) ----
+
+namespace {
+
+std::optional<proto::Stats> stats_of(RawClient& c, uint64_t id) {
+  std::string f;
+  proto::encode_simple(f, id, proto::Op::stats);
+  if (!c.send_bytes(f)) return std::nullopt;
+  auto r = c.read_frame(60'000);
+  if (!r) return std::nullopt;
+  auto d = proto::Decoded::parse({reinterpret_cast<const uint8_t*>(r->data()), r->size()}, 16);
+  if (!d) return std::nullopt;
+  auto rep = proto::reply_from(d.value());
+  if (!rep) return std::nullopt;
+  auto st = proto::stats_from(rep.value());
+  if (!st) return std::nullopt;
+  return st.value();
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::trunc);
+  out << text;
+}
+
+}  // namespace
+
+// Issue 11 item 4: one uid's pipelined reads (verifies and whole-log queries) held the
+// query threads while everyone else's stats waited. Reads start fairly between uids, so
+// root's stats goes before most of what mallory had queued. An ordering property, read
+// from the data: each of mallory's queries looks for a marker root stores right after its
+// stats is answered, so the queries that ran before it come back empty.
+Test(hostile, one_uids_pipelined_reads_do_not_starve_another_uids_stats) {
+  TestDaemon d("hostile");
+  cr_assert(start_shared(d, {"--query-uids", std::to_string(kMallory)}));
+  cr_assert(fill_log(d, 40'000));
+  const std::string marker = "marker-after-roots-stats";
+  constexpr int kPerConn = 40;  // queries on each of two connections (2 x 40 x 64 KiB reserved)
+  const std::string queries = heavy_queries(1, kPerConn, marker);
+  std::string verifies;
+  for (int i = 0; i < 10; ++i) proto::encode_simple(verifies, static_cast<uint64_t>(i + 1), proto::Op::verify);
+  Child mallory(kMallory, [&](const ChildCtx& ctx) {
+    RawClient v(d.socket()), q1(d.socket()), q2(d.socket());
+    if (!v.send_bytes(verifies) || !q1.send_bytes(queries) || !q2.send_bytes(queries)) return 1;
+    ctx.report("sent");
+    int before = 0, after = 0, bad = 0, verified = 0;
+    for (RawClient* c : {&q1, &q2})
+      for (int i = 0; i < kPerConn; ++i) {
+        auto f = c->read_frame(300'000);
+        auto page = f ? page_of(*f) : std::nullopt;
+        if (!page) {
+          ++bad;
+          continue;
+        }
+        (page->events.empty() ? before : after) += 1;
+      }
+    for (int i = 0; i < 10; ++i) {
+      auto f = v.read_frame(300'000);
+      auto r = f ? decode_reply(*f) : std::nullopt;
+      if (r && r->ok) ++verified;
+    }
+    ctx.report(std::to_string(before) + " " + std::to_string(after) + " " + std::to_string(bad) + " " +
+               std::to_string(verified));
+    return 0;
+  });
+  cr_assert(mallory.next().has_value(), "mallory could not send");
+  RawClient root(d.socket());
+  cr_assert(stats_of(root, 1).has_value(), "root's stats was not answered");
+  auto m = call(root, event_frame(2, "Marker", "root", {}, marker));
+  cr_assert(m && m->ok, "root's marker was not stored");
+  auto counts = mallory.next(600'000);
+  cr_assert(counts.has_value(), "mallory's reads were not all answered");
+  int before = -1, after = -1, bad = -1, verified = -1;
+  std::istringstream(*counts) >> before >> after >> bad >> verified;
+  cr_log_info("reads: %d of mallory's %d queries ran before root's stats was answered (+ marker stored)",
+              before, 2 * kPerConn);
+  cr_assert_eq(bad, 0, "a query reply did not read back");
+  cr_assert_eq(verified, 10, "every verify was answered ok");
+  cr_assert_eq(before + after, 2 * kPerConn);
+  // Served in arrival order, root's stats would have come after all 80. Fair, it waits
+  // for the few running when it arrived (two query threads), plus what ran while the
+  // marker was stored.
+  cr_assert_leq(before, 2 * kPerConn / 4, "root's stats waited behind %d of mallory's %d queued queries", before,
+                2 * kPerConn);
+  cr_assert_eq(mallory.finish(), 0);
+  cr_assert_eq(exit_code(d.stop(SIGTERM)), 0);
+}
+
+// Issue 11 item 4 (second half): the reads of a connection that closed went on running.
+// Now they are taken off the queue unrun. Counted as work: cairnd's CPU time while
+// mallory's queued queries would have run, against one such query measured first.
+Test(hostile, a_closed_connections_queued_reads_are_cancelled) {
+  TestDaemon d("hostile");
+  cr_assert(start_shared(d, {"--query-uids", std::to_string(kMallory)}));
+  cr_assert(fill_log(d, 40'000));
+  const std::string marker = "never-stored";
+  constexpr int kBaseline = 10, kQueued = 90;
+  uint64_t baseline;  // ticks for kBaseline queries, one at a time
+  {
+    RawClient root(d.socket());
+    uint64_t t0 = cpu_ticks(d.pid());
+    for (int i = 0; i < kBaseline; ++i) {
+      auto f = call(root, heavy_queries(static_cast<uint64_t>(i + 1), 1, marker));
+      cr_assert(f.has_value() && f->ok, "baseline query %d", i);
+    }
+    baseline = cpu_ticks(d.pid()) - t0;
+  }
+  cr_log_info("%d whole-log queries: %llu ticks of cairnd's CPU", kBaseline, static_cast<unsigned long long>(baseline));
+  cr_assert_geq(baseline, static_cast<uint64_t>(kBaseline), "the queries are too light to count (fill more)");
+  uint64_t t1 = cpu_ticks(d.pid());
+  Child mallory(kMallory, [&](const ChildCtx& ctx) {
+    {
+      RawClient a(d.socket());
+      if (!a.send_bytes(heavy_queries(1, kQueued, marker))) return 1;
+      auto first = a.read_frame(300'000);  // they are running: then leave
+      if (!first) return 2;
+    }  // closed, kQueued - 1 unanswered
+    // The same uid asks again: served after what it still had queued, if anything.
+    RawClient b(d.socket());
+    auto r = call(b, heavy_queries(1, 1, marker));
+    ctx.report(r && r->ok ? "ok" : "failed");
+    return 0;
+  });
+  auto line = mallory.next(600'000);
+  cr_assert(line.has_value() && *line == "ok", "mallory's new connection was not served");
+  uint64_t used = cpu_ticks(d.pid()) - t1;
+  cr_log_info("cancel: %llu ticks for %d queued queries (%d alone: %llu)", static_cast<unsigned long long>(used),
+              kQueued, kBaseline, static_cast<unsigned long long>(baseline));
+  // Run to the end, the queue would have cost ~kQueued queries; cancelled, a few (those
+  // running when the connection closed, the first and the new one). A third of it:
+  cr_assert_lt(used * kBaseline * 3, baseline * kQueued,
+               "cairnd did %llu ticks of work for a closed connection (%llu for %d queries alone)",
+               static_cast<unsigned long long>(used), static_cast<unsigned long long>(baseline), kBaseline);
+  cr_assert_eq(mallory.finish(), 0);
+  cr_assert_eq(exit_code(d.stop(SIGTERM)), 0);
+}
+
+// Issue 11 item 5, writer fairness: while one uid floods, another uid's appends (one at a
+// time, each after the last ack) are committed between the flood's groups, not after
+// its backlog. An ordering property, read back from the database: the flood's events
+// stored between two consecutive appends of alice stay under a bound set by the writer
+// queue's round-robin (WriteQueue::kSharedGroupBytes), where served in arrival order they
+// were the flood's whole queued share (~6,000 events with this queue size).
+Test(hostile, a_floods_backlog_is_not_committed_ahead_of_another_uids_appends) {
+  TestDaemon d("hostile");
+  cr_assert(start_shared(d, {"--queue-max-bytes", "67108864"}));
+  constexpr int kConns = 16, kAppends = 60;
+  Child mallory(kMallory, [&](const ChildCtx& ctx) {
+    std::vector<int> fds;
+    for (int i = 0; i < kConns; ++i)
+      if (int fd = connect_fd(d.socket()); fd >= 0) fds.push_back(fd);
+    std::string frames;
+    for (int i = 0; i < 4000; ++i) frames += event_frame(static_cast<uint64_t>(i + 1), "Flood", "mallory");
+    flood_until_released(ctx, fds, frames);
+    for (int fd : fds) ::close(fd);
+    return 0;
+  });
+  cr_assert(mallory.next().has_value(), "the flood did not start");
+  Child alice(kAlice, [&](const ChildCtx& ctx) {
+    RawClient c(d.socket());
+    std::string seqs;
+    for (int i = 0; i < kAppends; ++i) {
+      auto r = call(c, event_frame(static_cast<uint64_t>(i + 1), "GoodEvent", "alice-" + std::to_string(i)));
+      if (!r || !r->ok) break;
+      seqs += std::to_string(r->seq) + " ";
+    }
+    ctx.report(seqs);
+    return 0;
+  });
+  auto line = alice.next(300'000);
+  cr_assert(line.has_value());
+  std::vector<uint64_t> seqs;
+  std::istringstream in(*line);
+  for (uint64_t s; in >> s;) seqs.push_back(s);
+  cr_assert_eq(seqs.size(), static_cast<size_t>(kAppends), "alice was not served during the flood");
+  cr_assert_eq(alice.finish(), 0);
+  mallory.release();
+  cr_assert_eq(mallory.finish(), 0);
+  cr_assert_eq(exit_code(d.stop(SIGTERM)), 0);
+
+  auto flood_rows = rows_of(d.db(), kMallory);
+  std::vector<uint64_t> gaps;
+  uint64_t during = 0;
+  for (size_t k = 0; k + 1 < seqs.size(); ++k) {
+    uint64_t n = 0;
+    for (auto& r : flood_rows) n += (r.seq > seqs[k] && r.seq < seqs[k + 1]) ? 1 : 0;
+    gaps.push_back(n);
+    during += n;
+  }
+  std::vector<uint64_t> sorted = gaps;
+  std::sort(sorted.begin(), sorted.end());
+  uint64_t median = sorted[sorted.size() / 2], worst = sorted.back();
+  // The flood's part of a group is at most a group's bytes plus a round's credit and a
+  // request; between two of alice's appends come the rest of her group, the group taken
+  // while her ack travels, and the head of hers: three. Each request costs at least
+  // sizeof(WriteRequest) in the queue.
+  const uint64_t bound = 3 * (daemon::WriteQueue::kSharedGroupBytes + daemon::WriteQueue::kQuantumBytes + 4096) /
+                         sizeof(daemon::WriteRequest);
+  cr_log_info("flood events between alice's appends: median %llu, worst %llu, bound %llu, %llu in all",
+              static_cast<unsigned long long>(median), static_cast<unsigned long long>(worst),
+              static_cast<unsigned long long>(bound), static_cast<unsigned long long>(during));
+  cr_assert_geq(during, 1000u, "the flood was not running while alice appended (the test proves nothing)");
+  // The median, not the worst: a client descheduled for long enough on a loaded machine
+  // may come back after the queue went back to whole groups; most of the time it does not.
+  cr_assert_leq(median, bound, "alice's appends waited behind %llu of the flood's events (median)",
+                static_cast<unsigned long long>(median));
+  cr_assert_eq(rows_of(d.db(), kAlice).size(), static_cast<size_t>(kAppends));
+}
+
+// Issue 11 item 9: each readable connection could add a read's worth of frames past the
+// writer queue's limit, and a request's cost ignored long strings. Many uids with many
+// connections flood events with three 1000-byte strings; the queue's bytes (what stats
+// reports, the queue's own measure) never pass --queue-max-bytes.
+Test(hostile, many_readable_connections_do_not_push_the_writer_queue_past_its_limit) {
+  TestDaemon d("hostile");
+  constexpr uint64_t kLimit = 1u << 20;
+  cr_assert(start_shared(d, {"--queue-max-bytes", std::to_string(kLimit), "--uid-write-share-pct", "100"}));
+  uint64_t hwm0 = status_kib(d.pid(), "VmHWM");
+  constexpr int kUids = 4, kConns = 16;
+  std::string frames;
+  {
+    std::string big(1000, 'b');
+    for (int i = 0; i < 200; ++i) {
+      proto::EventView ev;
+      ev.type = "Big";
+      ev.actor = big;
+      ev.action = big;
+      ev.target = big;
+      proto::encode_append(frames, static_cast<uint64_t>(i + 1), ev);
+    }
+  }
+  std::vector<std::unique_ptr<Child>> attackers;
+  for (int u = 0; u < kUids; ++u)
+    attackers.push_back(std::make_unique<Child>(attacker(u), [&](const ChildCtx& ctx) {
+      std::vector<int> fds;
+      for (int i = 0; i < kConns; ++i)
+        if (int fd = connect_fd(d.socket()); fd >= 0) fds.push_back(fd);
+      flood_until_released(ctx, fds, frames);
+      for (int fd : fds) ::close(fd);
+      return 0;
+    }));
+  for (auto& a : attackers) cr_assert(a->next().has_value(), "an attacker did not start");
+  RawClient root(d.socket());
+  uint64_t most = 0, samples = 0;
+  for (uint64_t id = 1; id <= 400; ++id) {
+    auto st = stats_of(root, id);
+    cr_assert(st.has_value(), "root's stats was not answered during the flood");
+    most = std::max(most, st->queue_bytes);
+    ++samples;
+  }
+  uint64_t hwm = status_kib(d.pid(), "VmHWM");
+  cr_log_info("writer queue under %d connections: at most %llu bytes of %llu in %llu samples; VmHWM %llu -> %llu KiB",
+              kUids * kConns, static_cast<unsigned long long>(most), static_cast<unsigned long long>(kLimit),
+              static_cast<unsigned long long>(samples), static_cast<unsigned long long>(hwm0),
+              static_cast<unsigned long long>(hwm));
+  cr_assert_gt(most, kLimit / 4, "the flood never filled the queue (the test proves nothing)");
+  cr_assert_leq(most, kLimit, "the writer queue held %llu bytes, past its limit of %llu",
+                static_cast<unsigned long long>(most), static_cast<unsigned long long>(kLimit));
+  cr_assert_lt(hwm - hwm0, kMaxGrowthKiB);
+  for (auto& a : attackers) {
+    a->release();
+    cr_assert_eq(a->finish(), 0);
+  }
+  cr_assert_eq(exit_code(d.stop(SIGTERM)), 0);
+}
+
+// Issue 11, rates: a per-uid rate limit (with its burst) set by SIGHUP applies at once;
+// an append over it is refused `rate_limited`, named, and not stored; root is exempt; an
+// option that cannot change live is named as needing a restart.
+Test(hostile, a_rate_limit_set_by_reload_refuses_by_name) {
+  TestDaemon d("hostile");
+  const std::string conf = d.dir() + "/cairnd.conf";
+  write_text(conf, "uid-append-rate = 0\n");
+  cr_assert(start_shared(d, {"--config", conf}));
+  auto burst_of = [&](uid_t uid, int n, uint64_t first_id) {
+    Child c(uid, [&](const ChildCtx& ctx) {
+      RawClient rc(d.socket());
+      std::string frames;
+      for (int i = 0; i < n; ++i)
+        frames += event_frame(first_id + static_cast<uint64_t>(i), "Rated", "u" + std::to_string(uid));
+      if (!rc.send_bytes(frames)) return 1;
+      int acked = 0, limited = 0, other = 0;
+      std::string msg;
+      for (int i = 0; i < n; ++i) {
+        auto f = rc.read_frame(60'000);
+        auto r = f ? decode_reply(*f) : std::nullopt;
+        if (r && r->ok) ++acked;
+        else if (r && r->error == "rate_limited") {
+          ++limited;
+          msg = r->message;
+        } else ++other;
+      }
+      ctx.report(std::to_string(acked) + " " + std::to_string(limited) + " " + std::to_string(other));
+      ctx.report(msg);
+      return 0;
+    });
+    auto counts = c.next();
+    auto msg = c.next();
+    cr_assert(counts.has_value() && msg.has_value());
+    int a = -1, l = -1, o = -1;
+    std::istringstream(*counts) >> a >> l >> o;
+    cr_assert_eq(c.finish(), 0);
+    return std::make_tuple(a, l, o, *msg);
+  };
+  [[maybe_unused]] auto [a0, l0, o0, m0] = burst_of(kMallory, 30, 1);
+  cr_assert_eq(a0, 30, "no rate limit yet: every append acked");
+
+  write_text(conf, "uid-append-rate = 1\nuid-append-burst = 10\nqueue-max-bytes = 2097152\n");
+  kill(d.pid(), SIGHUP);
+  cr_assert(d.notify().wait_for("reloaded", 10'000), "no reload status");
+  const std::string& status = d.notify().log().back();
+  cr_assert(status.find("applied uid-append-rate, uid-append-burst") != std::string::npos, "%s", status.c_str());
+  cr_assert(status.find("needs a restart: queue-max-bytes") != std::string::npos, "%s", status.c_str());
+
+  [[maybe_unused]] auto [a1, l1, o1, m1] = burst_of(kMallory, 50, 100);
+  cr_log_info("after reload: %d acked, %d rate_limited, %d other", a1, l1, o1);
+  cr_assert_eq(o1, 0, "every append was acked or refused rate_limited");
+  cr_assert_eq(a1 + l1, 50);
+  cr_assert_geq(a1, 10, "the burst of 10 was not allowed");
+  cr_assert_leq(a1, 20, "%d appends went through a rate of 1/s with a burst of 10", a1);
+  cr_assert(m1.find("--uid-append-rate") != std::string::npos, "the refusal names the limit: %s", m1.c_str());
+  [[maybe_unused]] auto [a2, l2, o2, m2] = burst_of(0, 50, 1000);
+  cr_assert_eq(a2, 50, "root is exempt from the rate");
+  cr_assert_eq(exit_code(d.stop(SIGTERM)), 0);
+  cr_assert_eq(rows_of(d.db(), kMallory).size(), static_cast<size_t>(30 + a1),
+               "every acked append is stored and no refused one");
 }

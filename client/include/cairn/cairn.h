@@ -57,7 +57,10 @@ enum {
   CAIRN_E_DENIED = -9,        /* permission_denied (query/stats/verify) */
   CAIRN_E_TIMEOUT = -10,      /* cairn_options.timeout_ms ran out (see there) */
   CAIRN_E_NOMEM = -11,
-  CAIRN_E_UNSUPPORTED = -12   /* unsupported_version */
+  CAIRN_E_UNSUPPORTED = -12,  /* unsupported_version */
+  CAIRN_E_RATE_LIMITED = -13  /* rate_limited: the caller's uid is over its append rate
+                               * (cairnd --uid-append-rate); this event was not stored,
+                               * not resent: append it again later (same idem) */
 };
 
 typedef struct cairn_options {

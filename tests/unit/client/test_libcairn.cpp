@@ -149,8 +149,8 @@ Test(libcairn, shutting_down_reply_is_resent_after_reconnect_not_reported) {
   cr_assert_eq(idem3, idem1);
 }
 
-// invalid_field and storage_failed belong to their event: reported with the daemon's
-// details, not resent, and the connection carries on.
+// invalid_field, storage_failed and rate_limited belong to their event: reported with
+// the daemon's details, not resent, and the connection carries on.
 Test(libcairn, refusals_are_reported_per_event_and_not_resent) {
   FakeDaemon d([&](FakeDaemon& s) {
     int fd = s.accept_one();
@@ -159,6 +159,8 @@ Test(libcairn, refusals_are_reported_per_event_and_not_resent) {
     s.error(fd, a.id, proto::ErrorCode::invalid_field, "fields.user", "control_char");
     s.ack(fd, b.id, 1);
     s.error(fd, e.id, proto::ErrorCode::storage_failed);
+    Request r = s.append(fd);
+    s.error(fd, r.id, proto::ErrorCode::rate_limited);
     Request p = s.read_request(fd);
     if (p.op != "ping") s.problem("expected ping");
     std::string f;
@@ -167,7 +169,7 @@ Test(libcairn, refusals_are_reported_per_event_and_not_resent) {
     s.until_closed(fd);
   });
   cairn_client* c = open_client(d, 5000);
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < 4; ++i) {
     cairn_event ev = event("Test.Event");
     uint64_t t = 0;
     cr_assert_eq(cairn_append_async(c, &ev, &t), 0);
@@ -185,11 +187,15 @@ Test(libcairn, refusals_are_reported_per_event_and_not_resent) {
   cr_assert_eq(cairn_next_ack(c, &t, &ack), CAIRN_E_STORAGE);
   cairn_last_error(c, &code, nullptr, nullptr, nullptr);
   cr_assert_str_eq(code, "storage_failed");
+  // A rate limit has its own code, so a caller can tell "later" from "never".
+  cr_assert_eq(cairn_next_ack(c, &t, &ack), CAIRN_E_RATE_LIMITED);
+  cairn_last_error(c, &code, nullptr, nullptr, nullptr);
+  cr_assert_str_eq(code, "rate_limited");
   cr_assert_eq(cairn_ping(c), 0);
   cairn_close(c);
   assert_clean(d);
   cr_assert_eq(d.connections, 1, "no reconnect for a refusal");
-  cr_assert_eq(d.ops.size(), 5u, "hello, three appends, ping: nothing resent");
+  cr_assert_eq(d.ops.size(), 6u, "hello, four appends, ping: nothing resent");
 }
 
 Test(libcairn, without_reconnect_a_lost_connection_fails_the_event_never_acks_it) {

@@ -233,6 +233,28 @@ Test(config, reload_applies_live_options_and_names_the_rest) {
   cr_assert(same.applied.empty() && same.restart.empty());
 }
 
+// Issue 11: every per-connection and per-uid limit changes on SIGHUP; the writer queue's
+// size (fixed when the queue is built) is named as needing a restart.
+Test(config, reload_applies_the_peer_limits) {
+  auto a = parse({"--no-config"});
+  auto b = parse({"--no-config", "--uid-append-rate", "100", "--uid-append-burst", "500",
+                  "--conn-max-bytes", "1048576", "--uid-write-share-pct", "10", "--idle-timeout-ms", "0",
+                  "--reserved-connections", "4", "--queue-max-bytes", "1048576"});
+  cr_assert(a.ok() && b.ok());
+  Config live = a.value().config;
+  ReloadOutcome out = apply_reload(live, b.value().config);
+  cr_assert_eq(live.peer.uid_append_rate, 100u);
+  cr_assert_eq(live.peer.uid_append_burst, 500u);
+  cr_assert_eq(live.peer.conn_max_bytes, 1048576u);
+  cr_assert_eq(live.peer.uid_write_share_pct, 10u);
+  cr_assert_eq(live.peer.idle_timeout_ms, 0u);
+  cr_assert_eq(live.peer.reserved_connections, 4u);
+  cr_assert_eq(live.queue_max_bytes, a.value().config.queue_max_bytes, "the queue's size needs a restart");
+  cr_assert_eq(out.applied.size(), 6u);
+  cr_assert_eq(out.restart.size(), 1u);
+  cr_assert_eq(out.restart[0], "queue-max-bytes");
+}
+
 // ---- the shipped etc/cairnd.conf documents every option with its true default ----
 
 Test(config, shipped_config_file_lists_every_option_with_its_default) {
