@@ -95,6 +95,7 @@ const char* const kUsage =
     "  --max-connections-per-uid N  connections per peer uid (root and cairnd's uid: no\n"
     "                             cap but the total) [64]\n"
     CAIRN_PEER_LIMITS_USAGE
+    CAIRN_DISK_POLICY_USAGE
     "  --query-threads N          threads answering query/stats/verify [2]\n"
     "  --seal-interval DURATION   close the epoch with a signed seal and a new key this\n"
     "                             often (30s, 500ms, 2m; 0 or off: no sealing) [30s]\n"
@@ -119,8 +120,9 @@ const char* const kUsage =
     "Signals: SIGTERM/SIGINT stop accepting, commit and fsync everything accepted, send\n"
     "every ack, close, exit 0. A second signal does not skip the flush.\n"
     "SIGHUP reads the config file (and these flags) again and applies verbose,\n"
-    "query-uids, query-gids, max-connections, max-connections-per-uid, max-inflight and\n"
-    "shutdown-linger-ms at once; a change to any other option is logged as needing a\n"
+    "query-uids, query-gids, max-connections, max-connections-per-uid, max-inflight,\n"
+    "shutdown-linger-ms, disk-reserve, disk-full-action and disk-check-interval-ms at\n"
+    "once; a change to any other option is logged as needing a\n"
     "restart and does not take effect. A file that does not parse changes nothing.\n";
 
 namespace {
@@ -255,11 +257,13 @@ const std::vector<std::string_view> kOptionNames = {
     // peer_limits.hpp
     "conn-max-bytes", "uid-max-bytes", "global-max-bytes", "uid-write-share-pct",
     "idle-timeout-ms", "frame-timeout-ms", "reserved-connections", "uid-append-rate",
+    // disk_policy.hpp
+    "disk-reserve", "disk-full-action", "disk-check-interval-ms",
 };
 
 const std::vector<std::string_view> kLiveOptions = {
     "verbose", "query-uids", "query-gids", "max-connections", "max-connections-per-uid",
-    "max-inflight", "shutdown-linger-ms",
+    "max-inflight", "shutdown-linger-ms", "disk-reserve", "disk-full-action", "disk-check-interval-ms",
 };
 
 bool is_option(std::string_view key) {
@@ -277,6 +281,10 @@ Result<Ok, std::string> config_set(Config& c, const std::string& key, const std:
   };
   if (auto peer = peer_limits_set(c.peer, key, v)) {
     if (!peer->empty()) return Err{*peer};
+    return Ok{};
+  }
+  if (auto disk = disk_policy_set(c.disk, key, v)) {
+    if (!disk->empty()) return Err{*disk};
     return Ok{};
   }
   if (key == "socket") {
@@ -491,6 +499,9 @@ std::vector<std::pair<std::string, std::string>> config_values(const Config& c) 
       {"frame-timeout-ms", u(c.peer.frame_timeout_ms)},
       {"reserved-connections", u(c.peer.reserved_connections)},
       {"uid-append-rate", u(c.peer.uid_append_rate)},
+      {"disk-reserve", disk_reserve_text(c.disk)},
+      {"disk-full-action", disk_full_action_name(c.disk.action)},
+      {"disk-check-interval-ms", u(c.disk.check_interval_ms)},
   };
   return out;
 }
@@ -514,6 +525,7 @@ ReloadOutcome apply_reload(Config& live, const Config& next) {
   live.max_connections_per_uid = next.max_connections_per_uid;
   live.max_inflight = next.max_inflight;
   live.shutdown_linger_ms = next.shutdown_linger_ms;
+  live.disk = next.disk;  // read by the DiskGuard on the loop at its next look
   return out;
 }
 

@@ -16,7 +16,8 @@ the daemon answers shutting_down, it reconnects with exponential backoff for up 
 `reconnect_timeout` seconds and sends the request again. An append is resent with the
 same idempotency key, so the daemon answers duplicate:true with the original seq if it
 had stored it: nothing is lost and nothing is stored twice. Refusals (invalid_field,
-storage_failed, permission_denied ...) are raised as CairnError, never retried.
+storage_failed, permission_denied ...) are raised as CairnError, never retried;
+storage_full (cairnd's disk is below its reserve) as its subclass CairnStorageFull.
 `timeout` bounds each call as a whole (connect, hello, reconnects, send, reply); when
 it runs out the call raises CairnTimeout and the connection is closed: an append in
 flight may or may not be stored (append it again with the same `idem` to learn which).
@@ -30,8 +31,8 @@ import struct
 import sys
 import time
 
-__all__ = ["Client", "CairnError", "CairnTimeout", "CairnConnectionError", "CairnProtocolError",
-           "packb", "unpackb"]
+__all__ = ["Client", "CairnError", "CairnStorageFull", "CairnTimeout", "CairnConnectionError",
+           "CairnProtocolError", "packb", "unpackb"]
 __version__ = "0.1.0"
 
 
@@ -193,6 +194,12 @@ class CairnError(Exception):
         self.rule = reply.get("rule")
         self.message = reply.get("message")
         super().__init__("%s: %s" % (self.code, self.message))
+
+
+class CairnStorageFull(CairnError):
+    """storage_full: the filesystem holding cairnd's database is below cairnd's reserve
+    (disk-reserve) or full. The event was NOT stored; .message names the free and
+    reserved bytes. Not retried here: resend it (same idem) once space is freed."""
 
 
 class CairnTimeout(CairnError, TimeoutError):
@@ -415,6 +422,8 @@ class Client:
             if reply.get("id") != rid:
                 self.close()
                 raise CairnProtocolError("reply id %r to request %d" % (reply.get("id"), rid))
+            if code == "storage_full":
+                raise CairnStorageFull(reply)
             raise CairnError(reply)
         if reply.get("id") != rid:
             self.close()

@@ -57,7 +57,10 @@ enum {
   CAIRN_E_DENIED = -9,        /* permission_denied (query/stats/verify) */
   CAIRN_E_TIMEOUT = -10,      /* cairn_options.timeout_ms ran out (see there) */
   CAIRN_E_NOMEM = -11,
-  CAIRN_E_UNSUPPORTED = -12   /* unsupported_version */
+  CAIRN_E_UNSUPPORTED = -12,  /* unsupported_version */
+  CAIRN_E_STORAGE_FULL = -13  /* storage_full: the disk holding the database is below
+                               * cairnd's reserve (or full); the event was not stored.
+                               * Not resent by libcairn: resend it once space is freed */
 };
 
 typedef struct cairn_options {
