@@ -92,6 +92,15 @@ void DiskGuard::release_held() {
 
 void DiskGuard::note_store_error(int sqlite_code) {
   if ((sqlite_code & 0xff) != SQLITE_FULL) return;
+  // Only a filesystem that statvfs shows full (below the level the guard would resume
+  // at) is waited out. ENOSPC with room left (a quota, a thin volume, an injected fault)
+  // is a disk that fails: it stays on the storage_failed path, where three failed
+  // transactions in a row make cairnd exit for systemd to restart it. A failure path:
+  // the syscall costs nothing here.
+  struct statvfs st {};
+  if (statvfs(dir_.c_str(), &st) == 0 &&
+      static_cast<uint64_t>(st.f_bavail) * st.f_frsize >= resume_at_.load(std::memory_order_relaxed))
+    return;
   // Writer first, then the loop's hint: a loop that sees the hint sees the block.
   blocked_.store(true, std::memory_order_relaxed);
   enospc_seen_.store(true, std::memory_order_release);
@@ -118,6 +127,7 @@ void DiskGuard::look() {
   reserve_ = p.reserve_for(fs_bytes_);
   const bool enospc = enospc_seen_.exchange(false, std::memory_order_acquire);
   const uint64_t resume_at = reserve_ + DiskPolicy::resume_margin(reserve_);
+  resume_at_.store(resume_at, std::memory_order_relaxed);
   if (!full_ && (enospc || (seen && free_ < reserve_))) {
     full_ = true;
     enospc_full_ = enospc;

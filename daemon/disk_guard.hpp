@@ -14,7 +14,9 @@
 //             in its buffer, stops reading and waits on our list until the disk is no
 //             longer full (or a reload switches to refuse).
 //   blocked   the one flag the writer thread reads (Writer::insert): set only when the
-//             writer itself met ENOSPC, so appends already queued are refused
+//             writer itself met ENOSPC on a filesystem statvfs shows full (ENOSPC with
+//             room left, e.g. a quota, is a failing disk: storage_failed, and three in a
+//             row make cairnd exit as before), so appends already queued are refused
 //             storage_full instead of each failing a transaction (three failed ones in a
 //             row make cairnd exit; a full disk is not a reason to). Below the reserve but
 //             not blocked, the writer still writes what was accepted: the reserve is what
@@ -90,8 +92,9 @@ class DiskGuard {
 
   // ---- writer thread ----
   bool writes_blocked() const { return blocked_.load(std::memory_order_relaxed); }
-  // A store operation failed with this SQLite (extended) code: ENOSPC blocks writes and
-  // makes the loop look at the disk at the next admission.
+  // A store operation failed with this SQLite (extended) code: ENOSPC on a filesystem
+  // that is really full blocks writes and makes the loop look at the disk at the next
+  // admission.
   void note_store_error(int sqlite_code);
 
  private:
@@ -117,6 +120,9 @@ class DiskGuard {
   // Writer -> loop.
   std::atomic<bool> blocked_{false};
   std::atomic<bool> enospc_seen_{false};
+  // Loop -> writer: the free bytes at which a full disk counts as recovered (the
+  // writer's config_ may change under SIGHUP; this copy is what it reads).
+  std::atomic<uint64_t> resume_at_{0};
 };
 
 }  // namespace cairn::daemon
