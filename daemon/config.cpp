@@ -95,6 +95,7 @@ const char* const kUsage =
     "  --max-connections-per-uid N  connections per peer uid (root and cairnd's uid: no\n"
     "                             cap but the total) [64]\n"
     CAIRN_PEER_LIMITS_USAGE
+    CAIRN_DISK_POLICY_USAGE
     "  --query-threads N          threads answering query/stats/verify [2]\n"
     "  --seal-interval DURATION   close the epoch with a signed seal and a new key this\n"
     "                             often (30s, 500ms, 2m; 0 or off: no sealing) [30s]\n"
@@ -120,8 +121,9 @@ const char* const kUsage =
     "every ack, close, exit 0. A second signal does not skip the flush.\n"
     "SIGHUP reads the config file (and these flags) again and applies verbose,\n"
     "query-uids, query-gids, max-connections, max-connections-per-uid, max-inflight,\n"
-    "shutdown-linger-ms and the per-connection and per-uid limits (conn-max-bytes ..\n"
-    "uid-append-burst) at once; a change to any other option is logged as needing a\n"
+    "shutdown-linger-ms, the per-connection and per-uid limits (conn-max-bytes ..\n"
+    "uid-append-burst), disk-reserve, disk-full-action and disk-check-interval-ms at\n"
+    "once; a change to any other option is logged as needing a\n"
     "restart and does not take effect. A file that does not parse changes nothing.\n";
 
 namespace {
@@ -257,6 +259,8 @@ const std::vector<std::string_view> kOptionNames = {
     "conn-max-bytes", "uid-max-bytes", "global-max-bytes", "uid-write-share-pct",
     "idle-timeout-ms", "frame-timeout-ms", "reserved-connections", "uid-append-rate",
     "uid-append-burst",
+    // disk_policy.hpp
+    "disk-reserve", "disk-full-action", "disk-check-interval-ms",
 };
 
 const std::vector<std::string_view> kLiveOptions = {
@@ -266,6 +270,7 @@ const std::vector<std::string_view> kLiveOptions = {
     "conn-max-bytes", "uid-max-bytes", "global-max-bytes", "uid-write-share-pct",
     "idle-timeout-ms", "frame-timeout-ms", "reserved-connections", "uid-append-rate",
     "uid-append-burst",
+    "disk-reserve", "disk-full-action", "disk-check-interval-ms",
 };
 
 bool is_option(std::string_view key) {
@@ -283,6 +288,10 @@ Result<Ok, std::string> config_set(Config& c, const std::string& key, const std:
   };
   if (auto peer = peer_limits_set(c.peer, key, v)) {
     if (!peer->empty()) return Err{*peer};
+    return Ok{};
+  }
+  if (auto disk = disk_policy_set(c.disk, key, v)) {
+    if (!disk->empty()) return Err{*disk};
     return Ok{};
   }
   if (key == "socket") {
@@ -498,6 +507,9 @@ std::vector<std::pair<std::string, std::string>> config_values(const Config& c) 
       {"reserved-connections", u(c.peer.reserved_connections)},
       {"uid-append-rate", u(c.peer.uid_append_rate)},
       {"uid-append-burst", u(c.peer.uid_append_burst)},
+      {"disk-reserve", disk_reserve_text(c.disk)},
+      {"disk-full-action", disk_full_action_name(c.disk.action)},
+      {"disk-check-interval-ms", u(c.disk.check_interval_ms)},
   };
   return out;
 }
@@ -522,6 +534,7 @@ ReloadOutcome apply_reload(Config& live, const Config& next) {
   live.max_inflight = next.max_inflight;
   live.shutdown_linger_ms = next.shutdown_linger_ms;
   live.peer = next.peer;  // the caller tells the Server (Server::limits_changed)
+  live.disk = next.disk;  // read by the DiskGuard on the loop at its next look
   return out;
 }
 

@@ -21,6 +21,7 @@
 
 #include "../protocol/event.hpp"
 #include "../protocol/result.hpp"
+#include "disk_policy.hpp"
 #include "peer_limits.hpp"
 
 namespace cairn::daemon {
@@ -43,6 +44,7 @@ struct Config {
   uint32_t max_connections = 1024;
   uint32_t max_connections_per_uid = 64;  // well below the total (issue 11)
   PeerLimits peer;  // budgets, timeouts, reserved connections, rates (peer_limits.hpp)
+  DiskPolicy disk;  // reserve and disk-full action (disk_policy.hpp)
   uint32_t query_threads = 2;
   // Each query thread maps up to this much of the database (SQLite mmap_size; SQLite
   // caps it just under 2 GiB): a page read is a memory access, not a pread + copy.

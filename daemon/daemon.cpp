@@ -27,7 +27,10 @@ std::string Daemon::status_line() const {
          ", connections " + std::to_string(server_ ? server_->sessions() : 0) + ", commits " +
          std::to_string(f.commits) + ", storage errors " + std::to_string(f.storage_errors) +
          (f.lost_nondurable ? ", LOST durable:false " + std::to_string(f.lost_nondurable) : std::string()) +
-         ", seals " + std::to_string(f.seals);
+         ", seals " + std::to_string(f.seals) + (disk_ ? [&] {
+           std::string note = disk_->status_note();
+           return note.empty() ? note : ", " + note;
+         }() : std::string());
 }
 
 int Daemon::run() {
@@ -72,6 +75,11 @@ int Daemon::run() {
             static_cast<unsigned long long>(k.epoch), static_cast<unsigned long long>(k.sealed_seq),
             key_file_path(config_).c_str());
   }
+  disk_ = std::make_unique<DiskGuard>(&loop_, config_);
+  if ((rc = disk_->start()) < 0) {
+    log_msg(LogLevel::err, "cannot start the disk guard: %s", uv_strerror(rc));
+    return 1;
+  }
   writer_ = std::make_unique<Writer>(
       &loop_, std::move(store.value()), std::move(sealer), config_,
       [this](std::vector<WriteResult>& results) {
@@ -93,7 +101,8 @@ int Daemon::run() {
   Server::Hooks hooks;
   hooks.all_drained = [this] { on_all_drained(); };
   hooks.all_closed = [this] { on_all_closed(); };
-  server_ = std::make_unique<Server>(&loop_, config_, *writer_, *reader_, std::move(hooks));
+  writer_->attach_disk_guard(disk_.get());
+  server_ = std::make_unique<Server>(&loop_, config_, *writer_, *reader_, *disk_, std::move(hooks));
 
   if ((rc = writer_->start()) < 0 || (rc = reader_->start()) < 0) {
     log_msg(LogLevel::err, "cannot start worker threads: %s", uv_strerror(rc));
@@ -190,6 +199,9 @@ void Daemon::begin_shutdown(const char* why) {
   uv_timer_start(&deadline_, &Daemon::on_deadline, config_.shutdown_linger_ms, 0);
   uv_timer_start(&read_deadline_, &Daemon::on_read_deadline, config_.shutdown_linger_ms, 0);
   server_->begin_shutdown();
+  // Connections pushed back on a full disk must not wait out the drain deadline: their
+  // appends are now refused storage_full (DiskGuard::admit during a drain).
+  disk_->release_held();
 }
 
 void Daemon::on_deadline(uv_timer_t* t) noexcept {

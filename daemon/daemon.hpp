@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "config.hpp"
+#include "disk_guard.hpp"
 #include "notify.hpp"
 #include "reader.hpp"
 #include "server.hpp"
@@ -63,6 +64,8 @@ class Daemon {
   std::vector<std::string> args_;
   uv_loop_t loop_{};
   bool loop_ready_ = false;
+  // Before writer_: destroyed after it, so the writer thread never outlives its flag.
+  std::unique_ptr<DiskGuard> disk_;
   std::unique_ptr<Writer> writer_;
   std::unique_ptr<Reader> reader_;
   std::unique_ptr<Server> server_;

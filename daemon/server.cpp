@@ -30,8 +30,9 @@ bool socket_is_live(const std::string& path) {
 
 }  // namespace
 
-Server::Server(uv_loop_t* loop, const Config& config, Writer& writer, Reader& reader, Hooks hooks)
-    : loop_(loop), config_(config), writer_(writer), reader_(reader), hooks_(std::move(hooks)) {
+Server::Server(uv_loop_t* loop, const Config& config, Writer& writer, Reader& reader, DiskGuard& disk,
+               Hooks hooks)
+    : loop_(loop), config_(config), writer_(writer), reader_(reader), disk_(disk), hooks_(std::move(hooks)) {
   hello_.server = std::string("cairnd ") + CAIRN_VERSION;
   hello_.flush_mode = flush_mode_name(config.flush_mode);
   hello_.limits = config.limits;
@@ -318,6 +319,7 @@ void Server::session_closed(Session* s) {
   forget_uid_if_unused(s->peer().uid);  // its held bytes were released by Session::close
   std::erase(waiting_writer_, s);
   std::erase(waiting_budget_, s);
+  disk_.forget(s);
   if (count_ == 0 && closing_all_ && hooks_.all_closed)
     hooks_.all_closed();
 }
@@ -364,6 +366,12 @@ void Server::fill_stats(proto::Stats& st) const {
   st.connections = count_;
   st.flush_mode = flush_mode_name(config_.flush_mode);
   st.uptime_s = static_cast<uint64_t>((monotonic_ns() - started_ns_) / 1'000'000'000);
+  DiskFigures d = disk_.figures();
+  st.disk_free_bytes = d.free_bytes;
+  st.disk_reserve_bytes = d.reserve_bytes;
+  st.storage_full = d.full;
+  st.disk_full_action = d.action;
+  st.storage_full_refusals = d.refusals;
 }
 
 }  // namespace cairn::daemon

@@ -21,6 +21,7 @@
 
 #include "../protocol/message.hpp"
 #include "config.hpp"
+#include "disk_guard.hpp"
 #include "reader.hpp"
 #include "writer.hpp"
 
@@ -35,7 +36,8 @@ class Server {
     std::function<void()> all_closed;   // shutdown: no session left
   };
 
-  Server(uv_loop_t* loop, const Config& config, Writer& writer, Reader& reader, Hooks hooks);
+  Server(uv_loop_t* loop, const Config& config, Writer& writer, Reader& reader, DiskGuard& disk,
+         Hooks hooks);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -63,6 +65,7 @@ class Server {
   const Config& config() const { return config_; }
   Writer& writer() { return writer_; }
   Reader& reader() { return reader_; }
+  DiskGuard& disk_guard() { return disk_; }
   const proto::HelloInfo& hello_info() const { return hello_; }
   void fill_stats(proto::Stats& stats) const;
   bool may_query(uid_t uid, gid_t gid) const;
@@ -107,6 +110,7 @@ class Server {
   const Config& config_;
   Writer& writer_;
   Reader& reader_;
+  DiskGuard& disk_;
   Hooks hooks_;
   proto::HelloInfo hello_;
   uv_pipe_t listener_{};

@@ -176,7 +176,7 @@ void Session::refuse(proto::ErrorCode code, const std::string& message) {
 // the Server lists us and resume_budget() runs once bytes are released; when it is our
 // own budget, our own write completions (on_write) bring us back.
 bool Session::may_dispatch() {
-  return !paused_on_writer_ && slots_.size() < server_.config().max_inflight &&
+  return !paused_on_writer_ && !paused_on_disk_ && slots_.size() < server_.config().max_inflight &&
          server_.may_read(this, held_);
 }
 
@@ -290,6 +290,7 @@ void Session::read_frames() {
       input_broken();
       break;
     }
+    if (held_for_disk(fv.payload)) break;
     if (!writer_has_room(fv.payload.size())) break;
     start_ += fv.consumed;
     bool admitted = admit_frame(fv.payload);
@@ -317,6 +318,17 @@ bool Session::admit_frame(std::span<const uint8_t> payload) {
   }
   reply_error(id, proto::ErrorCode::shutting_down, "cairnd is shutting down; reconnect and resend");
   return false;
+}
+
+// Disk-full pushback (disk_guard.hpp): an append is left in the buffer, unread, and the
+// connection waits on the guard's list; the client blocks once the socket fills. Only an
+// open connection waits: a draining one has its appends refused (DiskGuard::admit).
+bool Session::held_for_disk(std::span<const uint8_t> payload) {
+  DiskGuard& disk = server_.disk_guard();
+  if (state_ != State::open || !disk.holding() || !DiskGuard::is_append(payload, kMaxRequestDepth)) return false;
+  paused_on_disk_ = true;
+  disk.hold(this);
+  return true;
 }
 
 void Session::input_broken() {
@@ -474,6 +486,11 @@ void Session::stage_append(const proto::Request& req, uint64_t slot) {
     proto::encode_error(f, req.id, code, msg, field, rule);
     fill(slot, std::move(f));
   };
+  // Below the disk reserve (disk_guard.hpp): refused by name, nothing stored.
+  if (!server_.disk_guard().admit(request_bytes_, state_ == State::draining)) {
+    fail(proto::ErrorCode::storage_full, server_.disk_guard().refusal_message());
+    return;
+  }
   if (!server_.take_append_token(peer_.uid)) {
     fail(proto::ErrorCode::rate_limited,
          "uid " + std::to_string(peer_.uid) + " is over its append rate of " +
@@ -602,6 +619,9 @@ void Session::complete_write(const WriteResult& res) {
                           "uid " + std::to_string(peer_.uid) +
                               " already stored a different event under this idem key (seq " +
                               std::to_string(res.seq) + "); nothing was stored: use a new key");
+    } else if (!res.ok && res.error == proto::ErrorCode::storage_full) {
+      server_.disk_guard().count_refusal();  // refused by the writer after an ENOSPC
+      proto::encode_error(out, res.id, res.error, server_.disk_guard().refusal_message());
     } else if (!res.ok) {
       proto::encode_error(out, res.id, res.error,
                           res.error == proto::ErrorCode::storage_failed
@@ -710,6 +730,12 @@ void Session::resume() {
 void Session::resume_budget() {
   if (state_ == State::closed) return;
   read_frames();
+}
+
+void Session::resume_disk() {
+  paused_on_disk_ = false;
+  if (state_ == State::closed) return;
+  read_frames();  // the held append first; it may be held again
 }
 
 void Session::sweep(uint64_t now) {

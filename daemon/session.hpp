@@ -84,6 +84,8 @@ class Session {
   void resume();
   // Bytes were released by this uid or the daemon: read again if the budget allows.
   void resume_budget();
+  // The disk guard stopped pushing back (disk_guard.hpp): read the held append again.
+  void resume_disk();
   // Periodic (Server's sweep timer): closes an idle connection, one stuck mid-frame, or
   // one that does not read its replies (peer_limits.hpp); shrinks an idle read buffer.
   void sweep(uint64_t now_ms);
@@ -138,6 +140,7 @@ class Session {
   void charge(int64_t held_delta, int64_t write_delta);
   bool may_dispatch();  // budget and in-flight limits allow one more request
   bool writer_has_room(size_t payload);  // else waits for the writer (issue 11 item 9)
+  bool held_for_disk(std::span<const uint8_t> payload);  // pushback: leave it unread
   void note_partial();  // starts or stops the slow-frame clock
   void grow_read_buffer();
   bool may_query() const;
@@ -178,6 +181,7 @@ class Session {
   bool refused_ = false;
   bool reading_ = false;           // uv_read_start is active
   bool paused_on_writer_ = false;  // on the server's list until the writer queue drains
+  bool paused_on_disk_ = false;    // on the disk guard's list until there is space
 
   // Budget (peer_limits.hpp) and timeouts (uv_now milliseconds).
   uint64_t held_ = 0;

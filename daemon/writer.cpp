@@ -6,6 +6,7 @@
 #include <sched.h>
 
 #include "../seal/record.hpp"
+#include "disk_guard.hpp"
 #include "log.hpp"
 
 namespace cairn::daemon {
@@ -322,6 +323,12 @@ void Writer::insert(WriteRequest& req) {
     waiting_.push_back(res);
     return;
   }
+  if (disk_ && disk_->writes_blocked()) {
+    // The disk met ENOSPC (disk_guard.hpp): refused by name, the store not touched.
+    res.error = proto::ErrorCode::storage_full;
+    ready_.push_back(res);
+    return;
+  }
   auto refuse = [&](const store::StoreError& err, const char* what) {
     fail_open(err, what);
     res.error = proto::ErrorCode::storage_failed;
@@ -423,6 +430,9 @@ void Writer::seal_epoch() {
   if (open_ > 0 || !waiting_.empty()) commit_open();
   if (failed_ || !store_ || !sealer_) return;
   next_seal_ns_ = monotonic_ns() + sealer_->interval_ns();
+  // After an ENOSPC the seal waits for space (the epoch just runs longer): a seal that
+  // fails counts toward giving up, and a full disk is no reason to stop cairnd.
+  if (disk_ && disk_->writes_blocked()) return;
   auto r = timed([&] { return sealer_->seal(*store_); });
   if (!r) {
     fail_open(r.error(), "seal");
@@ -442,6 +452,7 @@ void Writer::seal_epoch() {
 void Writer::fail_open(const store::StoreError& err, const char* what) {
   last_failure_ = std::string(what) + " failed: " + err.message;
   storage_errors_ += 1;
+  if (disk_) disk_->note_store_error(err.sqlite_code);
   ++consecutive_failures_;
   if (store_ && store_->in_transaction()) store_->rollback();
   std::vector<uint64_t> told;

@@ -66,6 +66,8 @@
 
 namespace cairn::daemon {
 
+class DiskGuard;
+
 struct WriteResult {
   Session* session = nullptr;
   uint64_t conn = 0;  // WriteRequest::conn
@@ -129,6 +131,9 @@ class Writer {
   const FlushPolicy& policy() const { return policy_; }
   // Watchdog: true if one store operation has been running longer than `limit_ns`.
   bool stuck(int64_t limit_ns) const;
+  // Before start(): the guard whose flag insert() reads and that hears of ENOSPC
+  // (disk_guard.hpp). It outlives the thread. Without one, no disk policy applies.
+  void attach_disk_guard(DiskGuard* disk) { disk_ = disk; }
 
  private:
   // The steps, in order (writer thread).
@@ -204,6 +209,7 @@ class Writer {
   std::deque<Submission> inline_group_;
   int64_t last_commit_ns_ = 0;     // how long the last commit took (inline only when quick)
   uint64_t last_commit_events_ = 0;  // and how many events it held (inline only when few)
+  DiskGuard* disk_ = nullptr;         // disk_guard.hpp; borrowed
   int consecutive_failures_ = 0;      // storage failures since the last good commit
   static constexpr int kMaxConsecutiveFailures = 3;
   static constexpr size_t kAckBatch = 32;  // post ready acks at least every this many inserts

@@ -8,7 +8,7 @@
 namespace cairn::proto {
 namespace {
 
-constexpr std::array<std::pair<ErrorCode, std::string_view>, 13> kNames{{
+constexpr std::array<std::pair<ErrorCode, std::string_view>, 14> kNames{{
     {ErrorCode::frame_too_large, "frame_too_large"},
     {ErrorCode::malformed, "malformed"},
     {ErrorCode::invalid_field, "invalid_field"},
@@ -22,6 +22,7 @@ constexpr std::array<std::pair<ErrorCode, std::string_view>, 13> kNames{{
     {ErrorCode::events_lost, "events_lost"},
     {ErrorCode::idem_conflict, "idem_conflict"},
     {ErrorCode::rate_limited, "rate_limited"},
+    {ErrorCode::storage_full, "storage_full"},
 }};
 
 }  // namespace

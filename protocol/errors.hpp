@@ -26,6 +26,9 @@ enum class ErrorCode {
                         // nothing was stored
   rate_limited,         // the peer's uid is over a per-uid limit (rate, bytes in flight);
                         // the request did not take effect, retry later
+  storage_full,         // the database's filesystem is below cairnd's disk reserve
+                        // (disk-reserve) or full; the append was NOT stored; the message
+                        // names the free and reserved bytes; retry once space is freed
 };
 
 std::string_view error_code_name(ErrorCode code);

@@ -566,10 +566,10 @@ void encode_query_reply(std::string& out, uint64_t id, const QueryPage& page) {
 }
 
 void encode_stats_reply(std::string& out, uint64_t id, const Stats& s, uint32_t max_payload) {
-  // Everything but by_type fits in 768 bytes (22 short keys, numbers, a flush mode name,
-  // 13 histogram counts); by_type gets the rest, most frequent types first, and says how
-  // many it left out.
-  constexpr size_t kFixed = 768;
+  // Everything but by_type fits in 1024 bytes (27 short keys, numbers, a flush mode and a
+  // disk action name, 13 histogram counts); by_type gets the rest, most frequent types
+  // first, and says how many it left out.
+  constexpr size_t kFixed = 1024;
   size_t room = max_payload > kFixed ? max_payload - kFixed : 0;
   size_t shown = 0, used = 5;  // the map header
   for (const auto& [t, n] : s.by_type) {
@@ -581,7 +581,7 @@ void encode_stats_reply(std::string& out, uint64_t id, const Stats& s, uint32_t 
   size_t omitted = s.by_type.size() - shown;
   size_t at = begin_frame(out);
   Packer pk(out);
-  pk.map(22 + (omitted > 0 ? 1 : 0));
+  pk.map(27 + (omitted > 0 ? 1 : 0));
   pk.str("id"); pk.u64(id);
   pk.str("ok"); pk.boolean(true);
   pk.str("events"); pk.u64(s.events);
@@ -609,6 +609,11 @@ void encode_stats_reply(std::string& out, uint64_t id, const Stats& s, uint32_t 
   pk.array(s.commit_hist.size());
   for (uint64_t n : s.commit_hist) pk.u64(n);
   pk.str("commit_us_sum"); pk.u64(s.commit_us_sum);
+  pk.str("disk_free_bytes"); pk.u64(s.disk_free_bytes);
+  pk.str("disk_reserve_bytes"); pk.u64(s.disk_reserve_bytes);
+  pk.str("storage_full"); pk.boolean(s.storage_full);
+  pk.str("disk_full_action"); pk.str(s.disk_full_action);
+  pk.str("storage_full_refusals"); pk.u64(s.storage_full_refusals);
   finish_frame(out, at);
 }
 
@@ -864,6 +869,12 @@ Result<Stats, std::string> stats_from(const Reply& reply) {
       if (h->via.array.ptr[i].type == MSGPACK_OBJECT_POSITIVE_INTEGER)
         s.commit_hist.push_back(h->via.array.ptr[i].via.u64);
   s.commit_us_sum = u("commit_us_sum");
+  s.disk_free_bytes = u("disk_free_bytes");
+  s.disk_reserve_bytes = u("disk_reserve_bytes");
+  if (const msgpack_object* f = map_get(m, "storage_full"); f && f->type == MSGPACK_OBJECT_BOOLEAN)
+    s.storage_full = f->via.boolean;
+  s.disk_full_action = get_str(m, "disk_full_action");
+  s.storage_full_refusals = u("storage_full_refusals");
   return s;
 }
 

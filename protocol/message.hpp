@@ -188,6 +188,15 @@ struct Stats {
   // time; empty/0 from a daemon that does not send them.
   std::vector<uint64_t> commit_hist;
   uint64_t commit_us_sum = 0;
+  // The database's filesystem (issue 14 part 2; 0/false/"" from a daemon that does not
+  // send them): bytes free to cairnd, the reserve it keeps, whether it is below it
+  // (appends refused or pushed back), the action, and appends refused storage_full
+  // since start.
+  uint64_t disk_free_bytes = 0;
+  uint64_t disk_reserve_bytes = 0;
+  bool storage_full = false;
+  std::string disk_full_action;
+  uint64_t storage_full_refusals = 0;
 };
 
 // What `verify` found (PROTOCOL.md §8). `failure` names the class of the first

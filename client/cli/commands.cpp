@@ -183,7 +183,10 @@ int request(cairn_client* c, const char* op, const std::string& args, RawReply& 
 // ..., or one libcairn made before sending, like frame_too_large); 2 for everything else:
 // the connection, the daemon's refusal of the request, or a reply that could not be read.
 int exit_for(int rc) {
-  return rc == CAIRN_E_REJECTED || rc == CAIRN_E_STORAGE || rc == CAIRN_E_INVALID_ARG ? 1 : 2;
+  return rc == CAIRN_E_REJECTED || rc == CAIRN_E_STORAGE || rc == CAIRN_E_STORAGE_FULL ||
+                 rc == CAIRN_E_INVALID_ARG
+             ? 1
+             : 2;
 }
 
 std::optional<uint8_t> severity_arg(const std::string& s) {

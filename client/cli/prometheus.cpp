@@ -113,6 +113,17 @@ std::string render_prometheus(const proto::Stats& s, bool from_file) {
   x.single("cairn_lost_nondurable_events_total", "counter",
            "Events acked durable:false whose commit then failed, since cairnd started.", s.lost_nondurable);
   x.single("cairn_seals_total", "counter", "Epochs sealed since cairnd started.", s.seals);
+  x.single("cairn_disk_free_bytes", "gauge",
+           "Bytes free to cairnd on the filesystem holding the database, at cairnd's last look.",
+           s.disk_free_bytes);
+  x.single("cairn_disk_reserve_bytes", "gauge",
+           "Free space cairnd keeps on that filesystem (disk-reserve); below it appends are refused or pushed back.",
+           s.disk_reserve_bytes);
+  x.single("cairn_storage_full", "gauge",
+           "1 while the database's filesystem is below the reserve (or met ENOSPC) and appends are not taken.",
+           uint64_t{s.storage_full ? 1u : 0u});
+  x.single("cairn_storage_full_refusals_total", "counter",
+           "Appends answered storage_full since cairnd started.", s.storage_full_refusals);
   x.single("cairn_connections", "gauge", "Client connections open.", s.connections);
   x.single("cairn_uptime_seconds", "gauge", "Seconds since cairnd started.", s.uptime_s);
   log_figures(x, s);

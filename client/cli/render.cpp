@@ -151,7 +151,12 @@ void print_stats(FILE* out, const proto::Stats& s, Output mode, bool from_file) 
          ",\"db_bytes\":" + std::to_string(s.db_bytes) +
          ",\"connections\":" + std::to_string(s.connections) + ",\"flush_mode\":";
     json_escape(s.flush_mode, j);
-    j += ",\"uptime_s\":" + std::to_string(s.uptime_s) + "}";
+    j += ",\"uptime_s\":" + std::to_string(s.uptime_s) +
+         ",\"disk_free_bytes\":" + std::to_string(s.disk_free_bytes) +
+         ",\"disk_reserve_bytes\":" + std::to_string(s.disk_reserve_bytes) +
+         ",\"storage_full\":" + (s.storage_full ? "true" : "false") + ",\"disk_full_action\":";
+    json_escape(s.disk_full_action, j);
+    j += ",\"storage_full_refusals\":" + std::to_string(s.storage_full_refusals) + "}";
     std::fprintf(out, "%s\n", j.c_str());
     return;
   }
@@ -173,6 +178,14 @@ void print_stats(FILE* out, const proto::Stats& s, Output mode, bool from_file) 
                  static_cast<unsigned long long>(s.storage_errors),
                  static_cast<unsigned long long>(s.lost_nondurable));
     std::fprintf(out, "seals             %llu since start\n", static_cast<unsigned long long>(s.seals));
+    if (s.disk_reserve_bytes != 0 || s.disk_free_bytes != 0 || s.storage_full)
+      std::fprintf(out, "disk              %.1f MiB free, reserve %.1f MiB%s (%llu appends refused storage_full)\n",
+                   static_cast<double>(s.disk_free_bytes) / (1 << 20),
+                   static_cast<double>(s.disk_reserve_bytes) / (1 << 20),
+                   !s.storage_full ? ""
+                   : s.disk_full_action == "pushback" ? ": FULL, appends pushed back"
+                                                      : ": FULL, appends refused",
+                   static_cast<unsigned long long>(s.storage_full_refusals));
     std::fprintf(out, "connections       %llu\n", static_cast<unsigned long long>(s.connections));
     std::fprintf(out, "uptime            %llu s\n", static_cast<unsigned long long>(s.uptime_s));
   }

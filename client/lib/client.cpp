@@ -43,6 +43,7 @@ int code_for(std::optional<proto::ErrorCode> e) {
   switch (*e) {
     case proto::ErrorCode::storage_failed: return CAIRN_E_STORAGE;
     case proto::ErrorCode::events_lost: return CAIRN_E_STORAGE;
+    case proto::ErrorCode::storage_full: return CAIRN_E_STORAGE_FULL;
     case proto::ErrorCode::shutting_down: return CAIRN_E_SHUTTING_DOWN;
     case proto::ErrorCode::overloaded: return CAIRN_E_OVERLOADED;
     case proto::ErrorCode::permission_denied: return CAIRN_E_DENIED;
@@ -803,6 +804,7 @@ const char* cairn_strerror(int err) {
     case CAIRN_E_NOMEM: return "out of memory";
     case CAIRN_E_UNSUPPORTED: return "protocol version not supported by cairnd";
     case CAIRN_E_RATE_LIMITED: return "over this uid's append rate (rate_limited); not stored, retry later";
+    case CAIRN_E_STORAGE_FULL: return "cairnd's disk is full (storage_full): the event was not stored";
     default: return "unknown error";
   }
 }

@@ -19,6 +19,7 @@ had stored it: nothing is lost and nothing is stored twice. Refusals (invalid_fi
 storage_failed, permission_denied ...) are raised as CairnError, never retried;
 rate_limited (the caller's uid is over cairnd's --uid-append-rate) as its subclass
 CairnRateLimited: that event was not stored, append it again later.
+storage_full (cairnd's disk is below its reserve) as its subclass CairnStorageFull.
 `timeout` bounds each call as a whole (connect, hello, reconnects, send, reply); when
 it runs out the call raises CairnTimeout and the connection is closed: an append in
 flight may or may not be stored (append it again with the same `idem` to learn which).
@@ -32,8 +33,8 @@ import struct
 import sys
 import time
 
-__all__ = ["Client", "CairnError", "CairnTimeout", "CairnConnectionError", "CairnProtocolError",
-           "CairnRateLimited", "packb", "unpackb"]
+__all__ = ["Client", "CairnError", "CairnStorageFull", "CairnTimeout", "CairnConnectionError",
+           "CairnProtocolError", "CairnRateLimited", "packb", "unpackb"]
 __version__ = "0.1.0"
 
 
@@ -200,6 +201,12 @@ class CairnError(Exception):
 class CairnRateLimited(CairnError):
     """rate_limited: this uid is over cairnd's --uid-append-rate. The event was not
     stored and is not resent by the client: append it again later (same idem)."""
+
+
+class CairnStorageFull(CairnError):
+    """storage_full: the filesystem holding cairnd's database is below cairnd's reserve
+    (disk-reserve) or full. The event was NOT stored; .message names the free and
+    reserved bytes. Not retried here: resend it (same idem) once space is freed."""
 
 
 class CairnTimeout(CairnError, TimeoutError):
@@ -422,6 +429,8 @@ class Client:
             if reply.get("id") != rid:
                 self.close()
                 raise CairnProtocolError("reply id %r to request %d" % (reply.get("id"), rid))
+            if code == "storage_full":
+                raise CairnStorageFull(reply)
             raise (CairnRateLimited if code == "rate_limited" else CairnError)(reply)
         if reply.get("id") != rid:
             self.close()

@@ -16,7 +16,7 @@ import time
 import unittest
 
 import cairn_client
-from cairn_client import CairnConnectionError, CairnError, CairnTimeout, Client
+from cairn_client import CairnConnectionError, CairnError, CairnStorageFull, CairnTimeout, Client
 
 CAIRND = os.environ["CAIRND"]
 
@@ -163,6 +163,24 @@ class ClientTests(unittest.TestCase):
             self.assertGreaterEqual(st["events_committed"], 1)
             rep = c.verify()
             self.assertTrue(rep["valid"], rep)
+
+    def test_storage_full_is_raised_by_name_and_nothing_is_stored(self):
+        # A reserve larger than any filesystem: cairnd is below it from the start (the
+        # real small-filesystem test is tests/diskfull).
+        self.d.stop()
+        self.d.start("--disk-reserve", "1024T")
+        with Client(self.d.sock, timeout=10) as c:
+            with self.assertRaises(CairnStorageFull) as cm:
+                c.append({"type": "DiskFull", "idem": "py-disk-full-1"})
+            self.assertEqual(cm.exception.code, "storage_full")
+            self.assertIn("bytes free", cm.exception.message)
+            self.assertEqual(c.reconnects, 0)
+            st = c.stats()
+            self.assertTrue(st["storage_full"])
+            self.assertEqual(st["disk_reserve_bytes"], 1 << 50)
+            self.assertGreaterEqual(st["storage_full_refusals"], 1)
+            self.assertEqual(c.query(type="DiskFull")["events"], [])
+
 
 
 if __name__ == "__main__":

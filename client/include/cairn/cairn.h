@@ -58,9 +58,12 @@ enum {
   CAIRN_E_TIMEOUT = -10,      /* cairn_options.timeout_ms ran out (see there) */
   CAIRN_E_NOMEM = -11,
   CAIRN_E_UNSUPPORTED = -12,  /* unsupported_version */
-  CAIRN_E_RATE_LIMITED = -13  /* rate_limited: the caller's uid is over its append rate
+  CAIRN_E_RATE_LIMITED = -13, /* rate_limited: the caller's uid is over its append rate
                                * (cairnd --uid-append-rate); this event was not stored,
                                * not resent: append it again later (same idem) */
+  CAIRN_E_STORAGE_FULL = -14  /* storage_full: the disk holding the database is below
+                               * cairnd's reserve (or full); the event was not stored.
+                               * Not resent by libcairn: resend it once space is freed */
 };
 
 typedef struct cairn_options {

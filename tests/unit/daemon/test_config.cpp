@@ -294,3 +294,50 @@ Test(config, shipped_config_file_lists_every_option_with_its_default) {
   }
   cr_assert_eq(key_file_path(shipped.value().config), key_file_path(def.value().config));
 }
+
+// ---- the disk reserve (disk_policy.hpp) ----
+
+Test(config, disk_reserve_takes_a_size_a_percentage_or_both_and_names_bad_values) {
+  auto r = parse({"--disk-reserve", "128M,5%", "--disk-full-action", "pushback"});
+  cr_assert(r.ok(), "%s", r.ok() ? "" : r.error().c_str());
+  const DiskPolicy& p = r.value().config.disk;
+  cr_assert_eq(p.reserve_bytes, 128ull << 20);
+  cr_assert_eq(p.reserve_pct, 5u);
+  cr_assert(p.action == DiskFullAction::pushback);
+  // The larger of the two applies: 5% of 10 GiB is 512 MiB, 5% of 1 GiB is 51 MiB < 128.
+  cr_assert_eq(p.reserve_for(10ull << 30), (10ull << 30) / 100 * 5);
+  cr_assert_eq(p.reserve_for(1ull << 30), 128ull << 20);
+
+  auto pct = parse({"--disk-reserve", "3%"});
+  cr_assert(pct.ok());
+  cr_assert_eq(pct.value().config.disk.reserve_bytes, 0u);
+  cr_assert_eq(pct.value().config.disk.reserve_pct, 3u);
+  auto off = parse({"--disk-reserve", "0"});
+  cr_assert(off.ok());
+  cr_assert_eq(off.value().config.disk.reserve_for(1ull << 40), 0u);
+
+  for (const char* bad : {"lots", "5%,6%", "1M,2M", "64Q", "60%", "-1"}) {
+    auto b = parse({"--disk-reserve", bad});
+    cr_assert_not(b.ok(), "disk-reserve %s was accepted", bad);
+    cr_assert(b.error().find("disk-reserve") != std::string::npos, "%s", b.error().c_str());
+  }
+  auto act = parse({"--disk-full-action", "panic"});
+  cr_assert_not(act.ok());
+  cr_assert(act.error().find("disk-full-action: 'panic' is not refuse or pushback") != std::string::npos, "%s",
+            act.error().c_str());
+  // --check-config prints it the way it reads back.
+  for (const auto& [k, v] : config_values(r.value().config))
+    if (k == "disk-reserve") cr_assert_eq(v, "128M,5%");
+}
+
+Test(config, disk_policy_changes_on_reload) {
+  Config live;
+  Config next = live;
+  next.disk.action = DiskFullAction::pushback;
+  next.disk.reserve_bytes = 1u << 20;
+  ReloadOutcome out = apply_reload(live, next);
+  cr_assert(live.disk.action == DiskFullAction::pushback);
+  cr_assert_eq(live.disk.reserve_bytes, 1u << 20);
+  cr_assert(out.restart.empty());
+  cr_assert_eq(out.applied.size(), 2u);
+}

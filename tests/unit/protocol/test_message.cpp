@@ -96,7 +96,8 @@ Test(message, error_reply_carries_code_field_and_rule) {
 Test(message, every_error_code_has_a_stable_name) {
   const char* names[] = {"frame_too_large", "malformed",     "invalid_field",
                          "unsupported_version", "unknown_op", "storage_failed",
-                         "shutting_down", "overloaded",      "permission_denied", "internal"};
+                         "shutting_down", "overloaded",      "permission_denied", "internal",
+                         "events_lost", "idem_conflict", "rate_limited", "storage_full"};
   for (const char* n : names) {
     auto c = error_code_from_name(n);
     cr_assert(c.has_value(), "%s", n);
@@ -612,6 +613,11 @@ Test(message, full_stats_round_trip) {
   s.connections = 13;
   s.flush_mode = "batched";
   s.uptime_s = 14;
+  s.disk_free_bytes = 15;
+  s.disk_reserve_bytes = 1ull << 36;
+  s.storage_full = true;
+  s.disk_full_action = "pushback";
+  s.storage_full_refusals = 17;
   std::string f;
   encode_stats_reply(f, 1, s);
   Decoded d = decode_frame(f);
@@ -635,6 +641,11 @@ Test(message, full_stats_round_trip) {
   cr_assert_eq(t.connections, 13u);
   cr_assert_eq(t.flush_mode, "batched");
   cr_assert_eq(t.uptime_s, 14u);
+  cr_assert_eq(t.disk_free_bytes, 15u);
+  cr_assert_eq(t.disk_reserve_bytes, 1ull << 36);
+  cr_assert(t.storage_full);
+  cr_assert_eq(t.disk_full_action, "pushback");
+  cr_assert_eq(t.storage_full_refusals, 17u);
 }
 
 Test(message, valid_verify_report_round_trips_without_break) {
