@@ -63,6 +63,7 @@ class Daemon {
   std::vector<std::string> args_;
   uv_loop_t loop_{};
   bool loop_ready_ = false;
+  std::unique_ptr<Retention> retention_;  // null: no retention rule; outlives writer_
   std::unique_ptr<Writer> writer_;
   std::unique_ptr<Reader> reader_;
   std::unique_ptr<Server> server_;

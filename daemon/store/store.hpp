@@ -194,6 +194,29 @@ class Store {
   // Schema version of the open file (readers may open an older readable one).
   int schema_version() const { return schema_version_; }
 
+  // ---- retention (archive_store.cpp; segments in archive.hpp) ----
+  // Records 1..archived_through() are out of the events table (meta, 0 when none).
+  StoreResult<uint64_t> archived_through();
+  // The cairn.retention.removed record that removed the oldest records for good (meta
+  // 'removal_seq'; 0 when nothing was removed).
+  StoreResult<uint64_t> removal_seq();
+  // Readers: bodies of records [from, to] in seq order, and their range of `received`.
+  // Fails unless every one of them is in the events table.
+  StoreResult<Ok> bodies(uint64_t from, uint64_t to, std::vector<std::string>& out, int64_t& min_received,
+                         int64_t& max_received);
+  // Writer, no transaction open: moves records (archived_through(), through] out of the
+  // live tables in one transaction, once their segment is durable: the query index is
+  // adjusted, meta 'archived_through' raised, and the rows deleted with the append-only
+  // trigger dropped and re-created inside the same transaction (so no other statement
+  // ever sees the table deletable). The newest seal and the head always stay live.
+  StoreResult<Ok> archive_commit(uint64_t through);
+  // Writer, no transaction open: appends the removal record (type kRemovalType, canonical
+  // `fields`, removing records 1..last) and points meta 'removal_seq' at it and
+  // 'removed_through' at `last`, in one transaction. Returns its seq.
+  StoreResult<uint64_t> append_removal(std::string fields, uint64_t last, const proto::Trusted& trusted);
+  StoreResult<uint64_t> removed_through();
+  const std::string& path() const { return path_; }
+
   sqlite3* handle() { return db_; }  // for tests and benchmarks only
 
  private:

@@ -26,13 +26,20 @@
 //                off the end (tail deleted, -wal deleted, an older copy restored)
 //   key_file     the key file is missing or damaged
 //   format       a record that cannot be decoded, or an unknown cairn.* record
+//   archive      an archive segment missing, unreadable, altered or cut, or not where the
+//                horizon says (the records it should hold are named)
+//   retention    the removal record that meta names is missing or inconsistent, a later
+//                removal than the one the walk began after, or a removal no seal covers
 #include <msgpack.h>
 #include <sodium.h>
 
 #include <cstring>
 #include <map>
 
+#include <time.h>
+
 #include "../../seal/record.hpp"
+#include "archive.hpp"
 #include "store_internal.hpp"
 
 namespace cairn::store {
@@ -246,6 +253,11 @@ class Walk {
   StoreResult<Ok> check_nodes(uint64_t from_pos, uint64_t to_pos);
   StoreResult<Ok> check_indexes(const IndexScan& scan);
   void check_key_file();
+  // Retention (PROTOCOL.md §11): where the walk begins, the archived records, removals.
+  StoreResult<Ok> setup_retention(Store& store, const std::vector<SegmentFile>& segs);
+  StoreResult<Ok> walk_archive(const std::vector<SegmentFile>& segs, uint64_t horizon, uint64_t* next);
+  void check_body(std::string_view body, uint64_t seq);
+  void check_removal(const msgpack_object& fields, uint64_t seq, int64_t received);
 
   sqlite3* db_;
   const VerifyOptions& opt_;
@@ -273,6 +285,9 @@ class Walk {
     bool done = false;
   };
   std::multimap<uint64_t, Saved> checkpoints_;  // by size
+
+  uint64_t removed_through_ = 0;  // records 1..this were removed for good (0: none)
+  uint64_t removal_seq_ = 0;      // the removal record that says so
 
   IndexDigest digests_[4] = {{kIndexNames[0], kIndexCols[0]}, {kIndexNames[1], kIndexCols[1]},
                              {kIndexNames[2], kIndexCols[2]}, {kIndexNames[3], kIndexCols[3]}};
@@ -393,6 +408,7 @@ void Walk::check_system(std::string_view type, const msgpack_object& body, uint6
     max_received_ = INT64_MIN;
     return;
   }
+  if (type == kRemovalType) return check_removal(fields ? *fields : body, seq, received);
   fail("format", seq, "unknown record type '" + std::string(type) + "'");
 }
 
@@ -432,6 +448,238 @@ void Walk::check_record(sqlite3_stmt* st, uint64_t seq) {
     nodes_.emplace_back(seal::postorder(level, index), h);
   });
   check_checkpoints_at_size();
+}
+
+namespace {
+
+std::string utc_date(int64_t ns) {
+  time_t t = static_cast<time_t>(ns / 1'000'000'000);
+  struct tm tm {};
+  gmtime_r(&t, &tm);
+  char buf[40];
+  strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
+  return buf;
+}
+
+std::optional<uint64_t> u64_of(const msgpack_object* o) {
+  if (o == nullptr || o->type != MSGPACK_OBJECT_POSITIVE_INTEGER) return std::nullopt;
+  return o->via.u64;
+}
+
+std::optional<std::string_view> str_of(const msgpack_object* o) {
+  if (o == nullptr || o->type != MSGPACK_OBJECT_STR) return std::nullopt;
+  return std::string_view(o->via.str.ptr, o->via.str.size);
+}
+
+// A removal record's fields (PROTOCOL.md §11), decoded.
+struct Removal {
+  uint64_t first = 0, last = 0;
+  std::vector<Hash> frontier;  // the compact range of records 1..last, largest first
+  std::string seal_body;       // record `last`: the last removed seal
+  std::string reason;
+};
+
+std::optional<Removal> parse_removal(const msgpack_object& f) {
+  Removal r;
+  auto first = u64_of(map_get(f, "first"));
+  auto last = u64_of(map_get(f, "last"));
+  auto seal_b64 = str_of(map_get(f, "seal"));
+  auto reason = str_of(map_get(f, "reason"));
+  const msgpack_object* fr = map_get(f, "frontier");
+  if (!first || !last || !seal_b64 || !reason || fr == nullptr || fr->type != MSGPACK_OBJECT_ARRAY ||
+      *first == 0 || *first > *last)
+    return std::nullopt;
+  for (uint32_t i = 0; i < fr->via.array.size; ++i) {
+    Hash h;
+    auto s = str_of(&fr->via.array.ptr[i]);
+    if (!s || !seal::unb64_into(*s, h)) return std::nullopt;
+    r.frontier.push_back(h);
+  }
+  if (r.frontier.size() != static_cast<size_t>(__builtin_popcountll(*last))) return std::nullopt;
+  auto body = seal::unb64(*seal_b64);
+  if (!body) return std::nullopt;
+  r.first = *first;
+  r.last = *last;
+  r.seal_body = std::move(*body);
+  r.reason = std::string(*reason);
+  return r;
+}
+
+}  // namespace
+
+// The walk begins after the newest removal (meta 'removal_seq' names its record): the
+// tree from the compact range the record carries, the key chain from the last removed
+// seal. Whether the record is genuine is settled later in the walk: it is a leaf of the
+// tree, so a seal after it must cover it (checked at the end), and that seal's root is
+// computed from this compact range, so a forged range fails as `root`.
+StoreResult<Ok> Walk::setup_retention(Store& store, const std::vector<SegmentFile>& segs) {
+  auto rs = store.removal_seq();
+  if (!rs) return Err{rs.error()};
+  uint64_t r = rs.value();
+  if (r == 0) return Ok{};
+  auto live = store.body_of(r);
+  if (!live) return Err{live.error()};
+  std::string body;
+  if (live.value()) {
+    body = std::move(*live.value());
+  } else {
+    for (const auto& f : segs) {
+      if (f.first > r || f.last < r) continue;
+      auto seg = read_segment(f.path);
+      if (!seg) {
+        fail("archive", f.first, seg.error());
+        return Ok{};
+      }
+      body = std::string(seg.value().body(r));
+      break;
+    }
+  }
+  if (body.empty()) {
+    fail("retention", r, "the removal record this database names is in neither the database nor an archive segment");
+    return Ok{};
+  }
+  msgpack_zone zone;
+  msgpack_zone_init(&zone, 1024);
+  msgpack_object obj;
+  size_t off = 0;
+  std::optional<Removal> rm;
+  const msgpack_object* type = nullptr;
+  const msgpack_object* received = nullptr;
+  if (msgpack_unpack(body.data(), body.size(), &off, &zone, &obj) == MSGPACK_UNPACK_SUCCESS &&
+      obj.type == MSGPACK_OBJECT_MAP) {
+    type = map_get(obj, "type");
+    received = map_get(obj, "received");
+    const msgpack_object* fields = map_get(obj, "fields");
+    if (fields && str_of(type) == kRemovalType) rm = parse_removal(*fields);
+  }
+  int64_t when = received && received->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? static_cast<int64_t>(received->via.u64) : 0;
+  msgpack_zone_destroy(&zone);
+  if (!rm) {
+    fail("retention", r, "the record this database names as its removal record is not a well-formed removal record");
+    return Ok{};
+  }
+  auto s = seal::parse_seal_body(rm->seal_body);
+  if (rm->last >= r || !s || s->size + 1 != rm->last) {
+    fail("retention", r, "the removal record's last removed seal is not record " + std::to_string(rm->last) +
+                             " of a log that goes on to seq " + std::to_string(r));
+    return Ok{};
+  }
+  size_t i = 0;
+  auto f = seal::Frontier::load(rm->last, [&](unsigned, uint64_t) { return std::optional<Hash>(rm->frontier[i++]); });
+  // The smallest subtree of an odd size is the last record itself: the seal it carries.
+  if (!f || ((rm->last & 1) && rm->frontier.back() != seal::leaf_hash(rm->seal_body))) {
+    fail("retention", r, "the removal record's compact range does not end with its seal's leaf");
+    return Ok{};
+  }
+  tree_ = std::move(*f);
+  checked_pos_ = seal::postorder(0, rm->last);
+  if (pk_ || opt_.key) {
+    pk_ = s->next_key;
+    epoch_ = s->epoch + 1;
+  }
+  prev_window_start_ = s->prev_time;
+  window_start_ = s->time;
+  window_first_seq_ = rm->last + 1;
+  rep_.epochs = s->epoch + 1;
+  rep_.sealed_seq = rm->last;
+  rep_.sealed_time = s->time;
+  removed_through_ = rm->last;
+  removal_seq_ = r;
+  rep_.notes.push_back("records 1.." + std::to_string(rm->last) + " removed by retention on " + utc_date(when) +
+                       " (removal record seq " + std::to_string(r) + ", " + rm->reason +
+                       "); seals after them are checked with the key the last removed seal named");
+  return Ok{};
+}
+
+// Records (removed_through_, horizon] from the segments, which must tile that range.
+StoreResult<Ok> Walk::walk_archive(const std::vector<SegmentFile>& segs, uint64_t horizon, uint64_t* next) {
+  size_t used = 0;
+  while (*next <= horizon && !hard_failed()) {
+    const SegmentFile* f = nullptr;
+    for (const auto& s : segs)
+      if (s.first <= *next && s.last >= *next) {
+        f = &s;
+        break;
+      }
+    if (f == nullptr) {
+      fail("archive", *next, "records " + std::to_string(*next) + ".." + std::to_string(horizon) +
+                                 " are archived, but no segment holds seq " + std::to_string(*next) +
+                                 " (deleted or renamed?)");
+      break;
+    }
+    if (f->first != *next || f->last > horizon) {
+      fail("archive", *next, f->path + " holds records " + std::to_string(f->first) + ".." + std::to_string(f->last) +
+                                 ", not a run starting at " + std::to_string(*next) + " and ending by the horizon " +
+                                 std::to_string(horizon));
+      break;
+    }
+    auto seg = read_segment(f->path);
+    if (!seg) {
+      fail("archive", f->first, seg.error());
+      break;
+    }
+    nodes_.clear();
+    for (uint64_t seq = f->first; seq <= f->last && !hard_failed(); ++seq) {
+      check_body(seg.value().body(seq), seq);
+      if (hard_failed()) break;
+      rep_.head_seq = seq;
+      ++rep_.checked;
+    }
+    if (hard_failed()) break;
+    if (!nodes_.empty()) {
+      auto c = check_nodes(checked_pos_, nodes_.back().first);
+      if (!c) return c;
+      checked_pos_ = nodes_.back().first + 1;
+    }
+    *next = f->last + 1;
+    ++used;
+  }
+  if (used > 0 && rep_.valid)
+    rep_.notes.push_back("records " + std::to_string(removed_through_ + 1) + ".." + std::to_string(horizon) +
+                         " read from " + std::to_string(used) + " archive segment(s)");
+  return Ok{};
+}
+
+// An archived record: only its body is left, so the checks are those a body allows
+// (its leaf is recomputed and the tree compared; there are no columns or index entries).
+void Walk::check_body(std::string_view body, uint64_t seq) {
+  Hash leaf = seal::leaf_hash(body);
+  size_t off = 0;
+  msgpack_object obj;
+  msgpack_zone_clear(&zone_);
+  if (msgpack_unpack(body.data(), body.size(), &off, &zone_, &obj) != MSGPACK_UNPACK_SUCCESS || off != body.size() ||
+      obj.type != MSGPACK_OBJECT_MAP)
+    return fail("format", seq, "archived body is not one msgpack map");
+  auto type = str_of(map_get(obj, "type"));
+  const msgpack_object* rcv = map_get(obj, "received");
+  if (!type || rcv == nullptr || rcv->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+    return fail("format", seq, "archived body has no type or received");
+  int64_t received = static_cast<int64_t>(rcv->via.u64);
+  if (type->substr(0, seal::kReservedPrefix.size()) == seal::kReservedPrefix) {
+    check_system(*type, obj, seq, received);
+    if (hard_failed()) return;
+  } else {
+    min_received_ = std::min(min_received_, received);
+    max_received_ = std::max(max_received_, received);
+  }
+  tree_.push(leaf, [&](unsigned level, uint64_t index, const Hash& h) {
+    nodes_.emplace_back(seal::postorder(level, index), h);
+  });
+  rep_.head_hash = leaf;
+  check_checkpoints_at_size();
+}
+
+void Walk::check_removal(const msgpack_object& fields, uint64_t seq, int64_t received) {
+  auto rm = parse_removal(fields);
+  if (!rm || rm->last >= seq) return fail("format", seq, "malformed removal record");
+  if (rm->last > removed_through_)
+    return fail("retention", seq,
+                "this removal record removes records through " + std::to_string(rm->last) +
+                    " but the database says only " + std::to_string(removed_through_) +
+                    " were removed (its meta 'removal_seq' was altered)");
+  if (seq != removal_seq_ && rep_.notes.size() < 100)
+    rep_.notes.push_back("seq " + std::to_string(seq) + ": records " + std::to_string(rm->first) + ".." +
+                         std::to_string(rm->last) + " removed by retention on " + utc_date(received));
 }
 
 StoreResult<Ok> Walk::check_nodes(uint64_t from_pos, uint64_t to_pos) {
@@ -578,9 +826,22 @@ StoreResult<Ok> Walk::run(Store& store) {
   IndexScan scan;
   if (store.schema_version() < 3) digests_[3].index = scan.seen[3].index = kV2IdemIndex;
   msgpack_zone_init(&zone_, 4096);
+  // Retention: records up to the horizon are read from archive segments (after the
+  // newest removal), the rest from the events table, as one log.
   uint64_t next = 1;
   StoreResult<Ok> res = Ok{};
-  while (next <= end && !hard_failed()) {
+  auto horizon = store.archived_through();
+  auto segs = list_segments(archive_dir(store.path()));
+  if (!horizon) res = Err{horizon.error()};
+  else if (!segs) fail("archive", 0, segs.error());
+  else res = setup_retention(store, segs.value());
+  if (res && !hard_failed()) {
+    next = removed_through_ + 1;
+    res = walk_archive(segs.value(), horizon.value(), &next);
+  }
+  if (res && !hard_failed() && end > 0 && end < next)
+    fail("gap", end, "the newest live record is at or below the archive horizon " + std::to_string(next - 1));
+  while (res && next <= end && !hard_failed()) {
     uint64_t before = next;
     res = chunk(next, end, &next);
     if (!res) break;
@@ -620,10 +881,20 @@ StoreResult<Ok> Walk::run(Store& store) {
       rep_.checkpoints += 1;
       continue;
     }
+    if (size <= removed_through_) {  // its records are gone: nothing to recompute it from
+      rep_.notes.push_back("a saved checkpoint of size " + std::to_string(size) +
+                           " lies within the removed records and was not checked");
+      continue;
+    }
     fail("consistency", rep_.head_seq,
          "a saved checkpoint covers " + std::to_string(size) + " records but the log has only " +
              std::to_string(rep_.head_seq) + " (truncated or rolled back)");
   }
+  // A removal record is a claim cairnd makes; a seal after it is what makes it the log's.
+  if (removal_seq_ > 0 && removal_seq_ > rep_.sealed_seq)
+    fail("retention", removal_seq_,
+         "the removal record is not covered by a seal yet, so nothing tells it from a forgery "
+         "(cairnd seals right after a removal)");
   check_key_file();
   if (opt_.fresh_ns && rep_.epochs == 0) fail("stale", rep_.head_seq, "the log has no seal at all");
   if (opt_.fresh_ns && rep_.epochs > 0 && opt_.now_ns - rep_.sealed_time > *opt_.fresh_ns)
