@@ -108,7 +108,9 @@ bool Retention::prepare(store::Store& ro) {
       if (f.last <= rt.value())
         if (auto r = store::remove_segment(f.path); !r) log_msg(LogLevel::err, "retention: %s", r.error().c_str());
   }
-  return prepare_archive(ro, h.value()) || prepare_removal(ro, h.value());
+  // Removal first: archive steps can follow one another for long (a backlog), and
+  // segments due for removal must not wait behind them.
+  return prepare_removal(ro, h.value()) || prepare_archive(ro, h.value());
 }
 
 bool Retention::prepare_archive(store::Store& ro, uint64_t horizon) {
@@ -146,6 +148,9 @@ bool Retention::prepare_archive(store::Store& ro, uint64_t horizon) {
                  static_cast<int64_t>(horizon), target);
   int64_t newest = scalar(db, "SELECT IFNULL(MAX(seq), 0) FROM events WHERE type = 'cairn.seal'", 0, 0);
   if (end <= 0 || end >= newest) return false;
+  // By age alone, a quarter segment at least: an idle log still gains a seal every
+  // seal-interval, and archiving each as it ages would make one tiny file per seal.
+  if (why == "age" && static_cast<uint64_t>(end) - horizon < config_.segment_events / 4) return false;
   std::vector<std::string> bodies;
   int64_t lo = 0, hi = 0;
   auto b = ro.bodies(horizon + 1, static_cast<uint64_t>(end), bodies, lo, hi);
