@@ -138,19 +138,23 @@ bool Retention::prepare_archive(store::Store& ro, uint64_t horizon) {
     }
   }
   if (target <= static_cast<int64_t>(horizon)) return false;
-  // The segment ends at a seal: the largest one within segment-events records, or the
-  // first one if an epoch is longer than that. The newest seal always stays live.
+  // The segment ends at a seal: the largest one within segment-events records, or, if
+  // that leaves less than a quarter segment (an epoch longer than the rest), the first
+  // one past them. The newest seal always stays live.
+  const int64_t quarter = static_cast<int64_t>(config_.segment_events / 4);
   int64_t lim = std::min<int64_t>(target, static_cast<int64_t>(horizon + config_.segment_events));
   int64_t end = scalar(db, "SELECT IFNULL(MAX(seq), 0) FROM events WHERE type = 'cairn.seal' AND seq > ?1 AND seq <= ?2",
                        static_cast<int64_t>(horizon), lim);
-  if (end == 0)
-    end = scalar(db, "SELECT IFNULL(MIN(seq), 0) FROM events WHERE type = 'cairn.seal' AND seq > ?1 AND seq <= ?2",
-                 static_cast<int64_t>(horizon), target);
+  if (end - static_cast<int64_t>(horizon) < quarter) {
+    int64_t past = scalar(db, "SELECT IFNULL(MIN(seq), 0) FROM events WHERE type = 'cairn.seal' AND seq > ?1 AND seq <= ?2",
+                          lim, target);
+    if (past > 0) end = past;
+  }
   int64_t newest = scalar(db, "SELECT IFNULL(MAX(seq), 0) FROM events WHERE type = 'cairn.seal'", 0, 0);
   if (end <= 0 || end >= newest) return false;
   // By age alone, a quarter segment at least: an idle log still gains a seal every
   // seal-interval, and archiving each as it ages would make one tiny file per seal.
-  if (why == "age" && static_cast<uint64_t>(end) - horizon < config_.segment_events / 4) return false;
+  if (why == "age" && end - static_cast<int64_t>(horizon) < quarter) return false;
   std::vector<std::string> bodies;
   int64_t lo = 0, hi = 0;
   auto b = ro.bodies(horizon + 1, static_cast<uint64_t>(end), bodies, lo, hi);
