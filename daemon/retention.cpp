@@ -130,7 +130,8 @@ bool Retention::prepare_archive(store::Store& ro, uint64_t horizon) {
     int64_t pages = scalar(db, "PRAGMA page_count", 0, 0) - scalar(db, "PRAGMA freelist_count", 0, 0);
     int64_t used = pages * scalar(db, "PRAGMA page_size", 0, 0);
     int64_t cap = static_cast<int64_t>(config_.max_live_mb) << 20;
-    int64_t live = static_cast<int64_t>(ro.head_seq()) - static_cast<int64_t>(horizon);
+    // Not ro.head_seq(): a read-only Store's head is the one it saw when it opened.
+    int64_t live = scalar(db, "SELECT IFNULL(MAX(seq), 0) FROM events", 0, 0) - static_cast<int64_t>(horizon);
     if (used > cap && live > 0) {
       int64_t per = std::max<int64_t>(1, used / live);
       int64_t t = static_cast<int64_t>(horizon) + (used - cap) / per + 1;
@@ -150,6 +151,11 @@ bool Retention::prepare_archive(store::Store& ro, uint64_t horizon) {
                           lim, target);
     if (past > 0) end = past;
   }
+  // Over the size cap by less than an epoch: the segment must still end at a seal, so it
+  // takes the records up to the next one (the age rule never does: those may be young).
+  if (end == 0 && why == "size")
+    end = scalar(db, "SELECT IFNULL(MIN(seq), 0) FROM events WHERE type = 'cairn.seal' AND seq > ?1",
+                 static_cast<int64_t>(horizon), 0);
   int64_t newest = scalar(db, "SELECT IFNULL(MAX(seq), 0) FROM events WHERE type = 'cairn.seal'", 0, 0);
   if (end <= 0 || end >= newest) return false;
   // By age alone, a quarter segment at least: an idle log still gains a seal every

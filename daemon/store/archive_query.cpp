@@ -18,7 +18,30 @@
 
 namespace cairn::store {
 
+namespace {
+// One read snapshot for the whole page: the horizon and the live rows must be read at
+// the same moment, or records the writer archives in between would be in neither part.
+// page_live's own ReadTxn joins it (it only begins one on a connection in autocommit).
+class Snapshot {
+ public:
+  explicit Snapshot(sqlite3* db) : db_(db), own_(sqlite3_get_autocommit(db) != 0) {
+    if (own_) rc_ = sqlite3_exec(db_, "BEGIN", nullptr, nullptr, nullptr);
+  }
+  ~Snapshot() {
+    if (own_ && rc_ == SQLITE_OK) (void)sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
+  }
+  int rc() const { return rc_; }
+
+ private:
+  sqlite3* db_;
+  bool own_;
+  int rc_ = SQLITE_OK;
+};
+}  // namespace
+
 StoreResult<QueryEngine::PageEnd> QueryEngine::page(const proto::QuerySpec& q, const RowFn& row) {
+  Snapshot snap(db_);
+  if (snap.rc() != SQLITE_OK) return Err{make_error(db_, snap.rc(), "query")};
   auto h = store_.archived_through();
   if (!h) return Err{h.error()};
   const uint64_t horizon = h.value();
