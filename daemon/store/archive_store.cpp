@@ -65,6 +65,54 @@ StoreResult<uint64_t> Store::archived_through() { return meta_u64(*this, "archiv
 StoreResult<uint64_t> Store::removal_seq() { return meta_u64(*this, "removal_seq"); }
 StoreResult<uint64_t> Store::removed_through() { return meta_u64(*this, "removed_through"); }
 
+std::optional<std::string> Store::archived_body(uint64_t seq) {
+  auto h = archived_through();
+  auto r = removed_through();
+  if (!h || !r || seq > h.value() || seq <= r.value()) return std::nullopt;
+  if (!segment_ || seq < segment_->first || seq > segment_->last) {
+    segment_.reset();
+    auto files = list_segments(archive_dir(path_));
+    if (!files) return std::nullopt;
+    for (const auto& f : files.value()) {
+      if (f.first > seq || f.last < seq) continue;
+      auto seg = read_segment(f.path);
+      if (seg) segment_ = std::make_shared<const Segment>(std::move(seg.value()));
+      break;
+    }
+    if (!segment_) return std::nullopt;
+  }
+  return std::string(segment_->body(seq));
+}
+
+std::vector<std::pair<uint64_t, std::string>> Store::archived_seals(uint64_t from, uint64_t to, size_t most) {
+  std::vector<std::pair<uint64_t, std::string>> out;
+  auto h = archived_through();
+  auto r = removed_through();
+  if (!h || !r) return out;
+  from = std::max(from, r.value() + 1);
+  to = std::min(to, h.value());
+  if (from > to) return out;
+  auto files = list_segments(archive_dir(path_));
+  if (!files) return out;
+  // A canonical body opens with its map header, then "type" and its value: a seal's
+  // bytes say so without decoding the map.
+  static const std::string kTag = std::string("\xa4type\xaa") + std::string(seal::kSealType);
+  for (const auto& f : files.value()) {
+    if (f.last < from || f.first > to || f.last > h.value()) continue;
+    auto seg = read_segment(f.path);
+    if (!seg) continue;
+    for (uint64_t q = std::max(from, f.first); q <= std::min(to, f.last) && out.size() < most; ++q) {
+      std::string_view b = seg.value().body(q);
+      for (size_t at : {size_t{1}, size_t{3}})
+        if (b.size() > at + kTag.size() && b.compare(at, kTag.size(), kTag) == 0) {
+          out.emplace_back(q, std::string(b));
+          break;
+        }
+    }
+  }
+  return out;
+}
+
 StoreResult<Ok> Store::bodies(uint64_t from, uint64_t to, std::vector<std::string>& out, int64_t& min_received,
                               int64_t& max_received) {
   sqlite3_stmt* st = nullptr;

@@ -53,8 +53,6 @@ StoreResult<uint64_t> ensure_query_indexes_on(sqlite3* db);
 // nullopt when they agree (or when the file has no query index). O(n): for verify.
 StoreResult<std::optional<std::string>> check_query_indexes(Store& store);
 
-struct Segment;  // archive.hpp
-
 // Every filter of `q` (but the seq cursor) evaluated on a canonical body alone: how a page
 // filters archived records, which have no columns (archive_query.cpp).
 bool body_matches_query(const proto::QuerySpec& q, std::string_view body);

@@ -39,6 +39,8 @@ namespace cairn::store {
 
 using proto::Hash;
 
+struct Segment;  // archive.hpp
+
 // Hash of an empty log's head (no leaf yet): 32 zero bytes.
 inline constexpr Hash kGenesis{};
 
@@ -215,6 +217,12 @@ class Store {
   // 'removed_through' at `last`, in one transaction. Returns its seq.
   StoreResult<uint64_t> append_removal(std::string fields, uint64_t last, const proto::Trusted& trusted);
   StoreResult<uint64_t> removed_through();
+  // The body of an archived record (at or below the horizon, above the removal horizon)
+  // from its segment; nullopt otherwise. Proofs and `cairn prove` read archived leaves
+  // and seals through this (one decoded segment is kept).
+  std::optional<std::string> archived_body(uint64_t seq);
+  // The seal records (seq, body) in [from, to] that are archived.
+  std::vector<std::pair<uint64_t, std::string>> archived_seals(uint64_t from, uint64_t to, size_t most = SIZE_MAX);
   const std::string& path() const { return path_; }
 
   sqlite3* handle() { return db_; }  // for tests and benchmarks only
@@ -246,6 +254,7 @@ class Store {
   struct Statements;
   std::unique_ptr<Statements> stmts_;
   std::unique_ptr<std::pair<void (*)(void*, int), void*>> hook_;  // wal hook target
+  std::shared_ptr<const Segment> segment_;  // archived_body's cache
 };
 
 }  // namespace cairn::store

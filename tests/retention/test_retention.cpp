@@ -440,6 +440,19 @@ Test(retention, query_across_archive_and_live_returns_every_record_once, .timeou
   Run v = verify_db(d.db());
   cr_assert_eq(v.code, 0, "verify: %s", v.out.c_str());
   cr_assert(v.out.find("archive segment") != std::string::npos, "%s", v.out.c_str());
+  // Proof bundles for an archived record and for the first live ones (whose path may
+  // need an archived leaf) check out with the key alone.
+  Run key = run({cli_path(), "key", "--db", d.db()});
+  cr_assert_eq(key.code, 0, "%s", key.out.c_str());
+  std::string k = key.out.substr(0, key.out.find('\n'));
+  for (uint64_t seq : {uint64_t{5}, horizon / 2, horizon + 1, horizon + 2}) {
+    Run p = run({cli_path(), "prove", std::to_string(seq), "--db", d.db()});
+    cr_assert_eq(p.code, 0, "prove %llu: %s", static_cast<unsigned long long>(seq), p.out.c_str());
+    std::string path = d.dir() + "/proof.txt";
+    std::ofstream(path, std::ios::trunc) << p.out;
+    Run c = run({cli_path(), "verify", "--proof", path, "--key", k});
+    cr_assert_eq(c.code, 0, "proof of %llu: %s", static_cast<unsigned long long>(seq), c.out.c_str());
+  }
 }
 
 // A database with archives and a removal, for the tamper tests below.
