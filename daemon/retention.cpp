@@ -143,6 +143,8 @@ bool Retention::prepare_archive(store::Store& ro, uint64_t horizon) {
   // that leaves less than a quarter segment (an epoch longer than the rest), the first
   // one past them. The newest seal always stays live.
   const int64_t quarter = static_cast<int64_t>(config_.segment_events / 4);
+  int64_t newest = scalar(db, "SELECT IFNULL(MAX(seq), 0) FROM events WHERE type = 'cairn.seal'", 0, 0);
+  target = std::min(target, newest - 1);  // (when everything is old, the newest seal was the pick)
   int64_t lim = std::min<int64_t>(target, static_cast<int64_t>(horizon + config_.segment_events));
   int64_t end = scalar(db, "SELECT IFNULL(MAX(seq), 0) FROM events WHERE type = 'cairn.seal' AND seq > ?1 AND seq <= ?2",
                        static_cast<int64_t>(horizon), lim);
@@ -154,15 +156,15 @@ bool Retention::prepare_archive(store::Store& ro, uint64_t horizon) {
   // Over the size cap by less than an epoch: the segment must still end at a seal, so it
   // takes the records up to the next one (the age rule never does: those may be young).
   if (end == 0 && why == "size")
-    end = scalar(db, "SELECT IFNULL(MIN(seq), 0) FROM events WHERE type = 'cairn.seal' AND seq > ?1",
-                 static_cast<int64_t>(horizon), 0);
-  int64_t newest = scalar(db, "SELECT IFNULL(MAX(seq), 0) FROM events WHERE type = 'cairn.seal'", 0, 0);
+    end = scalar(db, "SELECT IFNULL(MIN(seq), 0) FROM events WHERE type = 'cairn.seal' AND seq > ?1 AND seq < ?2",
+                 static_cast<int64_t>(horizon), newest);
   if (end <= 0 || end >= newest) return false;
   // By age alone, a quarter segment at least: an idle log still gains a seal every
   // seal-interval, and archiving each as it ages would make one tiny file per seal.
   if (why == "age" && end - static_cast<int64_t>(horizon) < quarter) return false;
   std::vector<std::string> bodies;
   int64_t lo = 0, hi = 0;
+  const int64_t t0 = monotonic_ns();
   auto b = ro.bodies(horizon + 1, static_cast<uint64_t>(end), bodies, lo, hi);
   if (!b) {
     log_msg(LogLevel::err, "retention: %s", b.error().message.c_str());
@@ -177,7 +179,8 @@ bool Retention::prepare_archive(store::Store& ro, uint64_t horizon) {
   first_ = horizon + 1;
   last_ = static_cast<uint64_t>(end);
   what_ = w.value().path + " (" + why + ", " + std::to_string(w.value().raw_bytes) + " -> " +
-          std::to_string(w.value().file_bytes) + " bytes)";
+          std::to_string(w.value().file_bytes) + " bytes, read + compressed + written in " +
+          std::to_string((monotonic_ns() - t0) / 1'000'000) + " ms)";
   due_.store(true, std::memory_order_release);
   return true;
 }
@@ -270,10 +273,12 @@ store::StoreResult<bool> Retention::turn(store::Store& store, const proto::Trust
   bool removal = kind_ == Kind::removal;
   store::StoreResult<bool> out = removal;
   if (!removal) {
+    const int64_t t0 = monotonic_ns();
     auto r = store.archive_commit(last_);
     if (r) {
-      log_msg(LogLevel::notice, "retention: records %llu..%llu archived into %s", static_cast<unsigned long long>(first_),
-              static_cast<unsigned long long>(last_), what_.c_str());
+      log_msg(LogLevel::notice, "retention: records %llu..%llu archived into %s; rows out in %lld ms",
+              static_cast<unsigned long long>(first_), static_cast<unsigned long long>(last_), what_.c_str(),
+              static_cast<long long>((monotonic_ns() - t0) / 1'000'000));
     } else if (r.error().kind == store::StoreErrorKind::misuse) {
       // The horizon or the newest seal moved since the step was prepared: prepare again.
       log_msg(LogLevel::info, "retention: step dropped: %s", r.error().message.c_str());

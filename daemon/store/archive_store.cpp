@@ -10,7 +10,7 @@
 // accept it: records at or below the horizon must be in a segment that recomputes the
 // tree, or be declared removed by a sealed cairn.retention.removed record.
 //
-// The tree table is kept whole: interior nodes cost ~70 bytes a record and keep every
+// The tree table is kept whole: interior nodes cost 40-70 bytes a record and keep every
 // root and consistency proof of the live log answerable. Leaf hashes of archived
 // records leave with their rows.
 #include <cstring>
