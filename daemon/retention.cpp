@@ -15,7 +15,11 @@
 namespace cairn::daemon {
 namespace {
 
-constexpr int kZstdLevel = 3;  // zstd's default: ~10x on audit records at >100 MB/s (bench/run)
+constexpr int kZstdLevel = 3;
+// Rows one writer turn moves out: ~0.1 s of deletes (index and query-index upkeep
+// included) on a loaded disk, so appends wait that long at most; a segment takes as many
+// turns as it needs.
+constexpr uint64_t kRowsPerTurn = 5000;  // zstd's default: ~10x on audit records at >100 MB/s (bench/run)
 
 // First column of a one-row query binding ?1, ?2 (0 for NULL or no row; -1 on error).
 int64_t scalar(sqlite3* db, const char* sql, int64_t a, int64_t b) {
@@ -103,14 +107,33 @@ bool Retention::prepare(store::Store& ro) {
     return false;
   }
   // A removal that committed before its segments were unlinked (a crash in between).
-  if (auto segs = store::list_segments(archive_dir_)) {
+  // Only once a seal covers the removal record: until then verify still reads those
+  // records from their segments (an unsealed removal is a claim nothing attests).
+  auto rs = ro.removal_seq();
+  int64_t sealed = scalar(ro.handle(), "SELECT IFNULL(MAX(seq), 0) FROM events WHERE type = 'cairn.seal'", 0, 0);
+  bool removal_sealed = rs && rs.value() > 0 && sealed > static_cast<int64_t>(rs.value());
+  if (auto segs = store::list_segments(archive_dir_); segs && removal_sealed) {
     for (const auto& f : segs.value())
       if (f.last <= rt.value())
         if (auto r = store::remove_segment(f.path); !r) log_msg(LogLevel::err, "retention: %s", r.error().c_str());
   }
   // Removal first: archive steps can follow one another for long (a backlog), and
   // segments due for removal must not wait behind them.
-  return prepare_removal(ro, h.value()) || prepare_archive(ro, h.value());
+  if (prepare_removal(ro, h.value())) return true;
+  // A segment the horizon is inside of (a run of turns cut by a stop or a crash): its
+  // file is durable and holds the records still live, so the turns go on with it.
+  if (auto segs = store::list_segments(archive_dir_)) {
+    for (const auto& f : segs.value())
+      if (f.first <= h.value() && f.last > h.value()) {
+        kind_ = Kind::archive;
+        first_ = f.first;
+        last_ = f.last;
+        what_ = f.path + " (resumed)";
+        due_.store(true, std::memory_order_release);
+        return true;
+      }
+  }
+  return prepare_archive(ro, h.value());
 }
 
 bool Retention::prepare_archive(store::Store& ro, uint64_t horizon) {
@@ -242,7 +265,8 @@ bool Retention::prepare_removal(store::Store& ro, uint64_t horizon) {
   std::string out;
   msgpack_packer pk;
   msgpack_packer_init(&pk, &out, &append_to_string);
-  msgpack_pack_map(&pk, 6);  // keys in bytewise order (canonical body, PROTOCOL.md §4)
+  auto prev = ro.removal_seq();
+  msgpack_pack_map(&pk, 7);  // keys in bytewise order (canonical body, PROTOCOL.md §4)
   pack_str(pk, "first");
   msgpack_pack_uint64(&pk, chosen.front().first);
   pack_str(pk, "frontier");
@@ -250,6 +274,8 @@ bool Retention::prepare_removal(store::Store& ro, uint64_t horizon) {
   for (const auto& h : f->subtrees()) pack_str(pk, seal::b64(h));
   pack_str(pk, "last");
   msgpack_pack_uint64(&pk, last);
+  pack_str(pk, "previous");  // the removal before this one (0: none)
+  msgpack_pack_uint64(&pk, prev ? prev.value() : 0);
   pack_str(pk, "reason");
   std::string reason = why == "age" ? "remove-after " + std::to_string(config_.remove_after_ms / 1000) + "s"
                                     : "max-archive-mb " + std::to_string(config_.max_archive_mb);
@@ -274,11 +300,17 @@ store::StoreResult<bool> Retention::turn(store::Store& store, const proto::Trust
   store::StoreResult<bool> out = removal;
   if (!removal) {
     const int64_t t0 = monotonic_ns();
-    auto r = store.archive_commit(last_);
+    auto h = store.archived_through();
+    if (!h) return Err{h.error()};
+    uint64_t to = std::min(last_, h.value() + kRowsPerTurn);
+    auto r = store.archive_commit(to);
+    if (r) turn_ns_ += monotonic_ns() - t0;
+    if (r && to < last_) return false;  // more turns for this segment (due_ stays set)
     if (r) {
       log_msg(LogLevel::notice, "retention: records %llu..%llu archived into %s; rows out in %lld ms",
               static_cast<unsigned long long>(first_), static_cast<unsigned long long>(last_), what_.c_str(),
-              static_cast<long long>((monotonic_ns() - t0) / 1'000'000));
+              static_cast<long long>(turn_ns_ / 1'000'000));
+      turn_ns_ = 0;
     } else if (r.error().kind == store::StoreErrorKind::misuse) {
       // The horizon or the newest seal moved since the step was prepared: prepare again.
       log_msg(LogLevel::info, "retention: step dropped: %s", r.error().message.c_str());
@@ -295,6 +327,7 @@ store::StoreResult<bool> Retention::turn(store::Store& store, const proto::Trust
     else
       out = Err{r.error()};
   }
+  turn_ns_ = 0;
   due_.store(false, std::memory_order_release);
   {
     std::lock_guard<std::mutex> lk(mu_);

@@ -8,9 +8,9 @@
 //             connection: choose the step, read and compress the records, write the
 //             segment durably, or build the removal record's fields
 //   turn      what the writer thread does between two groups, in its own transactions:
-//             raise the horizon and delete the archived rows, or append the removal
-//             record and seal it at once. A turn is short (a delete of at most
-//             segment-events rows, or one record and a seal).
+//             raise the horizon and delete archived rows (at most kRowsPerTurn a turn,
+//             so a segment may take several: the horizon can sit inside a segment), or
+//             append the removal record and seal it at once. A turn is short.
 //
 // Why the writer takes the turn: the database has one writer (a lock), and a removal
 // record must get a seq and a seal like every record. Why a thread prepares: reading
@@ -87,6 +87,7 @@ class Retention {
   uint64_t first_ = 0, last_ = 0;
   std::string fields_;  // removal: the record's canonical fields
   std::string what_;    // for the log line
+  int64_t turn_ns_ = 0;  // writer thread: time the turns of this segment took so far
 };
 
 }  // namespace cairn::daemon

@@ -98,7 +98,7 @@ std::vector<std::pair<uint64_t, std::string>> Store::archived_seals(uint64_t fro
   // bytes say so without decoding the map.
   static const std::string kTag = std::string("\xa4type\xaa") + std::string(seal::kSealType);
   for (const auto& f : files.value()) {
-    if (f.last < from || f.first > to || f.last > h.value()) continue;
+    if (f.last < from || f.first > to) continue;
     auto seg = read_segment(f.path);
     if (!seg) continue;
     for (uint64_t q = std::max(from, f.first); q <= std::min(to, f.last) && out.size() < most; ++q) {

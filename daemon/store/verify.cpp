@@ -289,6 +289,7 @@ class Walk {
   uint64_t removed_through_ = 0;  // records 1..this were removed for good (0: none)
   uint64_t removal_seq_ = 0;      // the removal record that says so
   uint64_t first_found_ = 0;      // chunk: the seq found where the chunk's first was expected
+  uint64_t pending_removal_ = 0;  // an unsealed removal record: its records are still walked
 
   IndexDigest digests_[4] = {{kIndexNames[0], kIndexCols[0]}, {kIndexNames[1], kIndexCols[1]},
                              {kIndexNames[2], kIndexCols[2]}, {kIndexNames[3], kIndexCols[3]}};
@@ -475,6 +476,7 @@ std::optional<std::string_view> str_of(const msgpack_object* o) {
 // A removal record's fields (PROTOCOL.md §11), decoded.
 struct Removal {
   uint64_t first = 0, last = 0;
+  uint64_t previous = 0;       // the removal record before this one (0: none)
   std::vector<Hash> frontier;  // the compact range of records 1..last, largest first
   std::string seal_body;       // record `last`: the last removed seal
   std::string reason;
@@ -486,8 +488,9 @@ std::optional<Removal> parse_removal(const msgpack_object& f) {
   auto last = u64_of(map_get(f, "last"));
   auto seal_b64 = str_of(map_get(f, "seal"));
   auto reason = str_of(map_get(f, "reason"));
+  auto previous = u64_of(map_get(f, "previous"));
   const msgpack_object* fr = map_get(f, "frontier");
-  if (!first || !last || !seal_b64 || !reason || fr == nullptr || fr->type != MSGPACK_OBJECT_ARRAY ||
+  if (!first || !last || !previous || !seal_b64 || !reason || fr == nullptr || fr->type != MSGPACK_OBJECT_ARRAY ||
       *first == 0 || *first > *last)
     return std::nullopt;
   for (uint32_t i = 0; i < fr->via.array.size; ++i) {
@@ -501,6 +504,7 @@ std::optional<Removal> parse_removal(const msgpack_object& f) {
   if (!body) return std::nullopt;
   r.first = *first;
   r.last = *last;
+  r.previous = *previous;
   r.seal_body = std::move(*body);
   r.reason = std::string(*reason);
   return r;
@@ -517,6 +521,10 @@ StoreResult<Ok> Walk::setup_retention(Store& store, const std::vector<SegmentFil
   auto rs = store.removal_seq();
   if (!rs) return Err{rs.error()};
   uint64_t r = rs.value();
+  auto newest = store.latest_seal();
+  if (!newest) return Err{newest.error()};
+  const uint64_t sealed_to = newest.value() ? newest.value()->first : 0;
+  for (;;) {
   if (r == 0) return Ok{};
   auto live = store.body_of(r);
   if (!live) return Err{live.error()};
@@ -539,6 +547,7 @@ StoreResult<Ok> Walk::setup_retention(Store& store, const std::vector<SegmentFil
     fail("retention", r, "the removal record this database names is in neither the database nor an archive segment");
     return Ok{};
   }
+
   msgpack_zone zone;
   msgpack_zone_init(&zone, 1024);
   msgpack_object obj;
@@ -558,6 +567,17 @@ StoreResult<Ok> Walk::setup_retention(Store& store, const std::vector<SegmentFil
   if (!rm) {
     fail("retention", r, "the record this database names as its removal record is not a well-formed removal record");
     return Ok{};
+  }
+  // Not sealed yet (cairnd stopped between the removal and the seal it makes right
+  // after): nothing attests the claim, so the walk begins after the removal before it
+  // and reads these records from their segments, which cairnd unlinks only once the
+  // removal is sealed.
+  if (sealed_to < r && pending_removal_ == 0 && rm->previous < r) {
+    pending_removal_ = r;
+    rep_.notes.push_back("the removal record at seq " + std::to_string(r) +
+                         " is not sealed yet: the records it names were checked from their segments");
+    r = rm->previous;
+    continue;
   }
   auto s = seal::parse_seal_body(rm->seal_body);
   if (rm->last >= r || !s || s->size + 1 != rm->last) {
@@ -590,6 +610,7 @@ StoreResult<Ok> Walk::setup_retention(Store& store, const std::vector<SegmentFil
                        " (removal record seq " + std::to_string(r) + ", " + rm->reason +
                        "); seals after them are checked with the key the last removed seal named");
   return Ok{};
+  }
 }
 
 // Records (removed_through_, horizon] from the segments, which must tile that range.
@@ -608,19 +629,18 @@ StoreResult<Ok> Walk::walk_archive(const std::vector<SegmentFile>& segs, uint64_
                                  " (deleted or renamed?)");
       break;
     }
-    if (f->first != *next || f->last > horizon) {
-      fail("archive", *next, f->path + " holds records " + std::to_string(f->first) + ".." + std::to_string(f->last) +
-                                 ", not a run starting at " + std::to_string(*next) + " and ending by the horizon " +
-                                 std::to_string(horizon));
-      break;
-    }
+    // The horizon may sit inside the newest segment (its rows leave over several writer
+    // turns): records above it are read live, and a walk that saw the horizon rise goes
+    // on from the middle of that segment. Every record read is a leaf of the tree, so a
+    // segment overlapping another cannot change what the walk accepts.
+    const uint64_t from = *next, upto = std::min(f->last, horizon);
     auto seg = read_segment(f->path);
     if (!seg) {
       fail("archive", f->first, seg.error());
       break;
     }
     nodes_.clear();
-    for (uint64_t seq = f->first; seq <= f->last && !hard_failed(); ++seq) {
+    for (uint64_t seq = from; seq <= upto && !hard_failed(); ++seq) {
       check_body(seg.value().body(seq), seq);
       if (hard_failed()) break;
       rep_.head_seq = seq;
@@ -632,7 +652,7 @@ StoreResult<Ok> Walk::walk_archive(const std::vector<SegmentFile>& segs, uint64_
       if (!c) return c;
       checked_pos_ = nodes_.back().first + 1;
     }
-    *next = f->last + 1;
+    *next = upto + 1;
     ++used;
   }
   if (used > 0 && rep_.valid)
@@ -673,7 +693,7 @@ void Walk::check_body(std::string_view body, uint64_t seq) {
 void Walk::check_removal(const msgpack_object& fields, uint64_t seq, int64_t received) {
   auto rm = parse_removal(fields);
   if (!rm || rm->last >= seq) return fail("format", seq, "malformed removal record");
-  if (rm->last > removed_through_)
+  if (rm->last > removed_through_ && seq != pending_removal_)
     return fail("retention", seq,
                 "this removal record removes records through " + std::to_string(rm->last) +
                     " but the database says only " + std::to_string(removed_through_) +
