@@ -28,8 +28,8 @@
 //   format       a record that cannot be decoded, or an unknown cairn.* record
 //   archive      an archive segment missing, unreadable, altered or cut, or not where the
 //                horizon says (the records it should hold are named)
-//   retention    the removal record that meta names is missing or inconsistent, a later
-//                removal than the one the walk began after, or a removal no seal covers
+//   retention    the removal record that meta names is missing or not one, or a later
+//                removal than the one the walk began after
 #include <msgpack.h>
 #include <sodium.h>
 
