@@ -331,7 +331,7 @@ void Writer::upkeep_wal() {
 
 // Retention (retention.hpp): a step prepared off this thread (a durable segment, or a
 // removal record's fields) is applied here in its own transaction, between groups. A
-// removal is sealed at once: verify accepts a removal record only once a seal covers it.
+// removal is sealed at once: verify honours a removal record only once a seal covers it.
 void Writer::retention_turn() {
   if (open_ > 0 || !waiting_.empty()) commit_open();
   if (failed_ || !store_) return;
