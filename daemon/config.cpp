@@ -46,6 +46,7 @@ static std::optional<uint64_t> parse_duration_ms(const std::string& v) {
   if (unit == "s" || unit.empty()) return n * 1000;
   if (unit == "m" || unit == "min") return n * 60'000;
   if (unit == "h") return n * 3'600'000;
+  if (unit == "d") return n * 86'400'000;
   return std::nullopt;
 }
 
@@ -104,6 +105,18 @@ const char* const kUsage =
     "                             [cairn/<machine-id>]\n"
     "  --accept-loss              start although the database lacks records the key\n"
     "                             file says were sealed; the loss is recorded in the log\n"
+    "  --archive-after DURATION   move records received longer ago than this into\n"
+    "                             compressed archive segments (DB.archive/; 30d, 12h;\n"
+    "                             0 or off: not by age) [off]\n"
+    "  --max-live-mb MB           move the oldest records into segments while the\n"
+    "                             database is larger than this (0: no cap) [0]\n"
+    "  --remove-after DURATION    remove segments for good once their newest record is\n"
+    "                             this old (365d; 0 or off: never by age); each removal\n"
+    "                             is a record in the log [off]\n"
+    "  --max-archive-mb MB        remove the oldest segments while all of them take more\n"
+    "                             than this (0: no cap) [0]\n"
+    "  --retention-check DURATION how often the retention rules are applied [10m]\n"
+    "  --segment-events N         records per archive segment at most [100000]\n"
     "  --query-mmap-mb N          MiB of the database each query thread memory-maps; 0 reads\n"
     "                             with pread instead [2047]\n"
     "  --query-uids UID,...       uids (or user names) allowed to query, verify and\n"
@@ -255,6 +268,7 @@ const std::vector<std::string_view> kOptionNames = {
     "queue-max-bytes", "max-connections", "max-connections-per-uid", "query-threads",
     "query-mmap-mb", "query-uids", "query-gids", "shutdown-linger-ms", "seal-interval",
     "key-file", "origin", "accept-loss", "verbose",
+    "archive-after", "max-live-mb", "remove-after", "max-archive-mb", "retention-check", "segment-events",
     // peer_limits.hpp
     "conn-max-bytes", "uid-max-bytes", "global-max-bytes", "uid-write-share-pct",
     "idle-timeout-ms", "frame-timeout-ms", "reserved-connections", "uid-append-rate",
@@ -357,6 +371,20 @@ Result<Ok, std::string> config_set(Config& c, const std::string& key, const std:
     if (!ms || *ms > 86'400'000 || (*ms != 0 && *ms < 10))
       return Err{"seal-interval: '" + v + "' is not a duration from 10ms to 24h (e.g. 30s, 500ms, 2m) or 0/off"};
     c.seal_interval_ms = static_cast<uint32_t>(*ms);
+  } else if (key == "archive-after" || key == "remove-after" || key == "retention-check") {
+    auto ms = parse_duration_ms(v);
+    bool check = key == "retention-check";
+    if (!ms || *ms > 36'500ull * 86'400'000 || (check && *ms < 100))
+      return Err{key + ": '" + v + "' is not a duration (e.g. 30d, 12h, 90m" +
+                 (check ? ", at least 100ms)" : "; 0 or off: no such rule)")};
+    (key == "archive-after" ? c.archive_after_ms : key == "remove-after" ? c.remove_after_ms
+                                                                        : c.retention_check_ms) = *ms;
+  } else if (key == "max-live-mb") {
+    return num(0, 1ull << 30, c.max_live_mb);
+  } else if (key == "max-archive-mb") {
+    return num(0, 1ull << 30, c.max_archive_mb);
+  } else if (key == "segment-events") {
+    return num(2, 10'000'000, c.segment_events);
   } else if (key == "key-file") {
     if (v.empty()) return Err{std::string("key-file: empty path")};
     c.key_file = v;
@@ -498,6 +526,12 @@ std::vector<std::pair<std::string, std::string>> config_values(const Config& c) 
       {"origin", c.origin},
       {"accept-loss", b(c.accept_loss)},
       {"verbose", b(c.verbose)},
+      {"archive-after", c.archive_after_ms == 0 ? "off" : u(c.archive_after_ms) + "ms"},
+      {"max-live-mb", u(c.max_live_mb)},
+      {"remove-after", c.remove_after_ms == 0 ? "off" : u(c.remove_after_ms) + "ms"},
+      {"max-archive-mb", u(c.max_archive_mb)},
+      {"retention-check", u(c.retention_check_ms) + "ms"},
+      {"segment-events", u(c.segment_events)},
       {"conn-max-bytes", u(c.peer.conn_max_bytes)},
       {"uid-max-bytes", u(c.peer.uid_max_bytes)},
       {"global-max-bytes", u(c.peer.global_max_bytes)},

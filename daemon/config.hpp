@@ -63,6 +63,15 @@ struct Config {
   std::string key_file;  // default: db_path + ".key"
   std::string origin;    // default: "cairn/" + /etc/machine-id
   bool accept_loss = false;  // start although the database is behind the key file
+  // Retention (PROTOCOL.md §11, daemon/retention.hpp). Each rule is off at 0. Records
+  // move into archive segments by age or when the live database is too large; segments
+  // are removed for good by age or when all of them are too large.
+  uint64_t archive_after_ms = 0;       // archive records received longer ago than this
+  uint64_t max_live_mb = 0;            // archive the oldest while the database is larger
+  uint64_t remove_after_ms = 0;        // remove segments whose newest record is this old
+  uint64_t max_archive_mb = 0;         // remove the oldest segments while they are larger
+  uint64_t retention_check_ms = 600'000;  // how often the rules are applied
+  uint32_t segment_events = 100'000;   // records per segment at most (it ends at a seal)
 };
 // The key file path in effect.
 std::string key_file_path(const Config& c);

@@ -80,6 +80,12 @@ int Daemon::run() {
     log_msg(LogLevel::err, "cannot start the disk guard: %s", uv_strerror(rc));
     return 1;
   }
+  auto ret = Retention::create(config_);
+  if (!ret) {
+    log_msg(LogLevel::err, "%s", ret.error().c_str());
+    return 1;
+  }
+  retention_ = std::move(ret.value());
   writer_ = std::make_unique<Writer>(
       &loop_, std::move(store.value()), std::move(sealer), config_,
       [this](std::vector<WriteResult>& results) {
@@ -104,10 +110,12 @@ int Daemon::run() {
   writer_->attach_disk_guard(disk_.get());
   server_ = std::make_unique<Server>(&loop_, config_, *writer_, *reader_, *disk_, std::move(hooks));
 
+  if (retention_) writer_->set_retention(retention_.get());
   if ((rc = writer_->start()) < 0 || (rc = reader_->start()) < 0) {
     log_msg(LogLevel::err, "cannot start worker threads: %s", uv_strerror(rc));
     return 1;
   }
+  if (retention_) retention_->start();
 
   uv_signal_init(&loop_, &sigterm_);
   uv_signal_init(&loop_, &sigint_);
@@ -272,6 +280,9 @@ void Daemon::finish() {
   std::signal(SIGINT, SIG_IGN);
   std::signal(SIGHUP, SIG_IGN);
   if (notifier_) notifier_->close();
+  // The writer thread has exited: no turn can be taken any more. A step half prepared
+  // is dropped (its segment is rewritten at the next start).
+  if (retention_) retention_->stop();
   writer_->close();
   // The loop ends by itself once these close callbacks have run.
 }

@@ -66,6 +66,7 @@ class Daemon {
   bool loop_ready_ = false;
   // Before writer_: destroyed after it, so the writer thread never outlives its flag.
   std::unique_ptr<DiskGuard> disk_;
+  std::unique_ptr<Retention> retention_;  // null: no retention rule; outlives writer_
   std::unique_ptr<Writer> writer_;
   std::unique_ptr<Reader> reader_;
   std::unique_ptr<Server> server_;

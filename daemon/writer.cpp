@@ -211,6 +211,7 @@ int64_t Writer::next_deadline() const {
   int64_t deadline_ns = INT64_MAX;
   if (open_ > 0) deadline_ns = policy_.commit_deadline(oldest_ns_);
   if (sealer_ && !failed_) deadline_ns = std::min(deadline_ns, next_seal_ns_);
+  if (retention_ && !failed_) deadline_ns = std::min(deadline_ns, monotonic_ns() + Retention::kPollNs);
   return deadline_ns;
 }
 
@@ -235,6 +236,7 @@ void Writer::run() {
     } else if (sealer_ && !failed_ && monotonic_ns() >= next_seal_ns_) {
       seal_epoch();
     }
+    if (retention_ && !taken.stopping && !failed_ && retention_->due()) retention_turn();
     post_ready();
     if (taken.stopping && queue_.empty()) break;
   }
@@ -424,6 +426,26 @@ void Writer::commit_open() {
 
 void Writer::upkeep_wal() {
   if (store_) wal_.after_commit(*store_, queue_.queued_events() == 0, queue_.urgent_pending(), busy_since_ns_);
+}
+
+// Retention (retention.hpp): a step prepared off this thread (a durable segment, or a
+// removal record's fields) is applied here in its own transaction, between groups. A
+// removal is sealed at once: verify honours a removal record only once a seal covers it.
+void Writer::retention_turn() {
+  if (open_ > 0 || !waiting_.empty()) commit_open();
+  if (failed_ || !store_) return;
+  int64_t now = std::max(realtime_ns(), last_received_);
+  if (sealer_) now = std::max(now, sealer_->window_start());
+  auto r = timed([&] { return retention_->turn(*store_, own_stamp(now)); });
+  if (!r) {
+    fail_open(r.error(), "retention");
+    return;
+  }
+  last_received_ = now;
+  head_seq_ = store_->head_seq();
+  loss_.handed(store_->head_seq());
+  if (r.value() && sealer_) seal_epoch();
+  upkeep_wal();
 }
 
 void Writer::seal_epoch() {

@@ -60,6 +60,7 @@
 #include "latency_ring.hpp"
 #include "loss_ledger.hpp"
 #include "mailbox.hpp"
+#include "retention.hpp"
 #include "sealer.hpp"
 #include "store/store.hpp"
 #include "write_queue.hpp"
@@ -121,6 +122,9 @@ class Writer {
   // Closes the async handle; call once on_stopped has run.
   void close();
 
+  // Retention (retention.hpp): its prepared steps take the writer's turn between groups.
+  // Set before start(); `r` outlives the writer thread.
+  void set_retention(Retention* r) { retention_ = r; }
   bool over_limit() const { return queue_.over_limit(); }      // backpressure: pause reading
   bool below_resume() const { return queue_.below_resume(); }  // ... resume at this
   bool has_room(uint64_t events, uint64_t bytes) const { return queue_.has_room(events, bytes); }
@@ -145,6 +149,7 @@ class Writer {
   void commit_open();
   // Upkeep.
   void seal_epoch();
+  void retention_turn();
   void upkeep_wal();
   // Failure: everything open is lost; fail the waiters, reopen, fill the lost seqs.
   void fail_open(const store::StoreError& err, const char* what);
@@ -193,6 +198,7 @@ class Writer {
   // Writer's turn (turn_), after start().
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<Sealer> sealer_;  // null: no seals
+  Retention* retention_ = nullptr;  // null: no retention; owned by Daemon
   int64_t next_seal_ns_ = 0;        // monotonic deadline of the next seal
   std::string db_path_;
   WalKeeper wal_;

@@ -291,6 +291,57 @@ StoreResult<uint64_t> ensure_query_indexes(Store& store) {
   return n;
 }
 
+bool body_matches_query(const proto::QuerySpec& q, std::string_view body) {
+  msgpack_zone zone;
+  msgpack_zone_init(&zone, 2048);
+  msgpack_object o;
+  size_t off = 0;
+  bool ok = msgpack_unpack(body.data(), body.size(), &off, &zone, &o) == MSGPACK_UNPACK_SUCCESS &&
+            o.type == MSGPACK_OBJECT_MAP;
+  auto int_of = [&](std::string_view key, int64_t& v) {
+    const msgpack_object* x = get(o, key);
+    if (x == nullptr) return false;
+    if (x->type == MSGPACK_OBJECT_POSITIVE_INTEGER) v = static_cast<int64_t>(x->via.u64);
+    else if (x->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) v = x->via.i64;
+    else return false;
+    return true;
+  };
+  using proto::Column;
+  for (Column c : {Column::type, Column::actor, Column::action, Column::target, Column::comm}) {
+    if (!ok) break;
+    auto want = texts(q, c);
+    if (want.empty()) continue;
+    const msgpack_object* x = get(o, proto::column_name(c));
+    ok = x != nullptr && x->type == MSGPACK_OBJECT_STR && std::find(want.begin(), want.end(), sv(*x)) != want.end();
+  }
+  for (Column c : {Column::outcome, Column::uid, Column::pid, Column::gid}) {
+    if (!ok) break;
+    auto want = ints(q, c);
+    if (want.empty()) continue;
+    int64_t v = -1;
+    if (c == Column::outcome) {  // stored by name in the body, by number in the column
+      const msgpack_object* x = get(o, "outcome");
+      std::string_view name = x && x->type == MSGPACK_OBJECT_STR ? sv(*x) : "";
+      v = name == "success" ? 1 : name == "failure" ? 2 : name == "unknown" ? 0 : -1;
+    } else if (!int_of(proto::column_name(c), v)) {
+      ok = false;
+      break;
+    }
+    ok = std::find(want.begin(), want.end(), v) != want.end();
+  }
+  int64_t received = 0, severity = 0;
+  if (ok && (q.since || q.until)) ok = int_of("received", received) && (!q.since || received >= *q.since) &&
+                                       (!q.until || received < *q.until);
+  if (ok && q.severity) ok = int_of("severity", severity) && severity <= *q.severity;
+  msgpack_zone_destroy(&zone);
+  if (ok) {
+    BodyFilter bf(q);
+    if (bf.active()) ok = bf.matches(body);
+  }
+  return ok;
+}
+
+
 StoreResult<uint64_t> ensure_query_indexes_on(sqlite3* db) {
   auto present = index_present(db);
   if (!present) return Err{present.error()};
@@ -456,8 +507,8 @@ StoreResult<std::optional<std::pair<uint64_t, uint64_t>>> QueryEngine::time_boun
   return out;
 }
 
-StoreResult<QueryEngine::PageEnd> QueryEngine::page(const proto::QuerySpec& q, const RowFn& row) {
-  ReadTxn txn(db_, kept(&begin_, "BEGIN"), kept(&commit_, "COMMIT"));
+StoreResult<QueryEngine::PageEnd> QueryEngine::page_live(const proto::QuerySpec& q, const RowFn& row) {
+  ReadTxn txn(db_, kept(&begin_, "BEGIN"), kept(&commit_, "COMMIT"));  // joins page()'s snapshot
   if (txn.rc() != SQLITE_OK) return Err{make_error(db_, txn.rc(), "query")};
   return page_in_txn(q, row);
 }

@@ -27,6 +27,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -52,6 +53,10 @@ StoreResult<uint64_t> ensure_query_indexes_on(sqlite3* db);
 // nullopt when they agree (or when the file has no query index). O(n): for verify.
 StoreResult<std::optional<std::string>> check_query_indexes(Store& store);
 
+// Every filter of `q` (but the seq cursor) evaluated on a canonical body alone: how a page
+// filters archived records, which have no columns (archive_query.cpp).
+bool body_matches_query(const proto::QuerySpec& q, std::string_view body);
+
 class QueryEngine {
  public:
   // Called for each matching row, views valid only during the call. Returns false when
@@ -67,6 +72,8 @@ class QueryEngine {
   QueryEngine(const QueryEngine&) = delete;
   QueryEngine& operator=(const QueryEngine&) = delete;
 
+  // Records above the archive horizon come from the events table; the page goes on into
+  // the archive segments below it (read-only, every record once: archive_query.cpp).
   StoreResult<PageEnd> page(const proto::QuerySpec& q, const RowFn& row);
   StoreResult<proto::QueryPage> page(const proto::QuerySpec& q);  // collected
   // Events, types most first (from type_counts when present), db size.
@@ -80,6 +87,9 @@ class QueryEngine {
   StoreResult<PageEnd> page_in_txn(const proto::QuerySpec& q, const RowFn& row);
   sqlite3_stmt* kept(sqlite3_stmt** slot, const char* sql);
   StoreResult<uint64_t> newest_seq(const char* what);
+  StoreResult<PageEnd> page_live(const proto::QuerySpec& q, const RowFn& row);
+  // Records [lo, hi] of the segments below the horizon, in q's direction.
+  StoreResult<PageEnd> page_archive(const proto::QuerySpec& q, const RowFn& row, uint64_t lo, uint64_t hi);
 
   Store& store_;
   sqlite3* db_;
@@ -88,6 +98,8 @@ class QueryEngine {
   sqlite3_stmt* begin_ = nullptr;   // kept(): BEGIN, COMMIT, the newest seq
   sqlite3_stmt* commit_ = nullptr;
   sqlite3_stmt* head_ = nullptr;
+  // The last segment decoded: paging through an archive decodes each file once.
+  std::shared_ptr<const Segment> segment_;
 };
 
 }  // namespace cairn::store

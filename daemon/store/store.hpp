@@ -39,6 +39,8 @@ namespace cairn::store {
 
 using proto::Hash;
 
+struct Segment;  // archive.hpp
+
 // Hash of an empty log's head (no leaf yet): 32 zero bytes.
 inline constexpr Hash kGenesis{};
 
@@ -194,6 +196,35 @@ class Store {
   // Schema version of the open file (readers may open an older readable one).
   int schema_version() const { return schema_version_; }
 
+  // ---- retention (archive_store.cpp; segments in archive.hpp) ----
+  // Records 1..archived_through() are out of the events table (meta, 0 when none).
+  StoreResult<uint64_t> archived_through();
+  // The cairn.retention.removed record that removed the oldest records for good (meta
+  // 'removal_seq'; 0 when nothing was removed).
+  StoreResult<uint64_t> removal_seq();
+  // Readers: bodies of records [from, to] in seq order, and their range of `received`.
+  // Fails unless every one of them is in the events table.
+  StoreResult<Ok> bodies(uint64_t from, uint64_t to, std::vector<std::string>& out, int64_t& min_received,
+                         int64_t& max_received);
+  // Writer, no transaction open: moves records (archived_through(), through] out of the
+  // live tables in one transaction, once their segment is durable: the query index is
+  // adjusted, meta 'archived_through' raised, and the rows deleted with the append-only
+  // trigger dropped and re-created inside the same transaction (so no other statement
+  // ever sees the table deletable). The newest seal and the head always stay live.
+  StoreResult<Ok> archive_commit(uint64_t through);
+  // Writer, no transaction open: appends the removal record (type kRemovalType, canonical
+  // `fields`, removing records 1..last) and points meta 'removal_seq' at it and
+  // 'removed_through' at `last`, in one transaction. Returns its seq.
+  StoreResult<uint64_t> append_removal(std::string fields, uint64_t last, const proto::Trusted& trusted);
+  StoreResult<uint64_t> removed_through();
+  // The body of an archived record (at or below the horizon, above the removal horizon)
+  // from its segment; nullopt otherwise. Proofs and `cairn prove` read archived leaves
+  // and seals through this (one decoded segment is kept).
+  std::optional<std::string> archived_body(uint64_t seq);
+  // The seal records (seq, body) in [from, to] that are archived.
+  std::vector<std::pair<uint64_t, std::string>> archived_seals(uint64_t from, uint64_t to, size_t most = SIZE_MAX);
+  const std::string& path() const { return path_; }
+
   sqlite3* handle() { return db_; }  // for tests and benchmarks only
   // Writer: keep the query index tables (time_seq, type_counts; query_engine.hpp) in
   // step from now on. Called once they exist; a no-op if already attached. Reopening
@@ -243,6 +274,7 @@ class Store {
   struct Statements;
   std::unique_ptr<Statements> stmts_;
   std::unique_ptr<std::pair<void (*)(void*, int), void*>> hook_;  // wal hook target
+  std::shared_ptr<const Segment> segment_;  // archived_body's cache
 };
 
 }  // namespace cairn::store

@@ -36,7 +36,12 @@ StoreError missing(const std::string& what) {
 }  // namespace
 
 std::optional<Hash> Store::node(unsigned level, uint64_t index) {
-  if (level == 0) return hash_row(stmts_->leaf, static_cast<sqlite3_int64>(index + 1));
+  if (level == 0) {
+    auto h = hash_row(stmts_->leaf, static_cast<sqlite3_int64>(index + 1));
+    if (!h)  // an archived record: its leaf from its segment (retention, PROTOCOL.md §11)
+      if (auto b = archived_body(index + 1)) h = seal::leaf_hash(*b);
+    return h;
+  }
   return hash_row(stmts_->node, static_cast<sqlite3_int64>(seal::postorder(level, index)));
 }
 
@@ -71,6 +76,9 @@ StoreResult<std::optional<std::string>> Store::body_of(uint64_t seq) {
   StoreResult<std::optional<std::string>> res = out;
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) res = Err{make_error(db_, rc, "read record")};
   sqlite3_finalize(st);
+  if (res && !out) {
+    if (auto b = archived_body(seq)) res = std::optional<std::string>(std::move(*b));
+  }
   return res;
 }
 
@@ -95,11 +103,19 @@ StoreResult<std::vector<std::pair<uint64_t, std::string>>> seal_rows(sqlite3* db
 }  // namespace
 
 StoreResult<std::vector<std::pair<uint64_t, std::string>>> Store::seals(uint64_t from, uint64_t to) {
-  return seal_rows(db_, "SELECT seq, body FROM events WHERE type = ?3 AND seq >= ?1 AND seq <= ?2 ORDER BY seq",
-                   from, to);
+  auto live = seal_rows(db_, "SELECT seq, body FROM events WHERE type = ?3 AND seq >= ?1 AND seq <= ?2 ORDER BY seq",
+                        from, to);
+  if (!live) return live;
+  // Archived seals come first: they are all below every live record.
+  auto out = archived_seals(from, to);
+  if (out.empty()) return live;
+  for (auto& s : live.value()) out.push_back(std::move(s));
+  return out;
 }
 
 StoreResult<std::optional<std::pair<uint64_t, std::string>>> Store::seal_after(uint64_t seq) {
+  auto a = archived_seals(seq + 1, UINT64_MAX, 1);
+  if (!a.empty()) return std::optional(std::move(a.front()));
   auto r = seal_rows(db_, "SELECT seq, body FROM events WHERE type = ?3 AND seq > ?1 AND ?2 ORDER BY seq LIMIT 1",
                      seq, 1);
   if (!r) return Err{r.error()};

@@ -29,6 +29,10 @@
 //                off the end (tail deleted, -wal deleted, an older copy restored)
 //   key_file     the key file is missing or damaged
 //   format       a record that cannot be decoded, or an unknown cairn.* record
+//   archive      an archive segment missing, unreadable, altered or cut, or not where the
+//                horizon says (the records it should hold are named)
+//   retention    the removal record that meta names is missing or not one, or a later
+//                removal than the one the walk began after
 #include <msgpack.h>
 #include <sodium.h>
 
@@ -36,7 +40,10 @@
 #include <cstring>
 #include <map>
 
+#include <time.h>
+
 #include "../../seal/record.hpp"
+#include "archive.hpp"
 #include "query_engine.hpp"
 #include "store_internal.hpp"
 
@@ -278,6 +285,11 @@ class Walk {
   StoreResult<Ok> check_nodes(uint64_t from_pos, uint64_t to_pos);
   StoreResult<Ok> check_indexes(const IndexScan& scan);
   void check_key_file();
+  // Retention (PROTOCOL.md §11): where the walk begins, the archived records, removals.
+  StoreResult<Ok> setup_retention(Store& store, const std::vector<SegmentFile>& segs);
+  StoreResult<Ok> walk_archive(const std::vector<SegmentFile>& segs, uint64_t horizon, uint64_t* next);
+  void check_body(std::string_view body, uint64_t seq);
+  void check_removal(const msgpack_object& fields, uint64_t seq, int64_t received);
 
   sqlite3* db_;
   const VerifyOptions& opt_;
@@ -305,6 +317,11 @@ class Walk {
     bool done = false;
   };
   std::multimap<uint64_t, Saved> checkpoints_;  // by size
+
+  uint64_t removed_through_ = 0;  // records 1..this were removed for good (0: none)
+  uint64_t removal_seq_ = 0;      // the removal record that says so
+  uint64_t first_found_ = 0;      // chunk: the seq found where the chunk's first was expected
+  uint64_t pending_removal_ = 0;  // an unsealed removal record: its records are still walked
 
   IndexDigest digests_[4] = {{kIndexNames[0], kIndexCols[0]}, {kIndexNames[1], kIndexCols[1]},
                              {kIndexNames[2], kIndexCols[2]}, {kIndexNames[3], kIndexCols[3]}};
@@ -425,6 +442,7 @@ void Walk::check_system(std::string_view type, const msgpack_object& body, uint6
     max_received_ = INT64_MIN;
     return;
   }
+  if (type == kRemovalType) return check_removal(fields ? *fields : body, seq, received);
   fail("format", seq, "unknown record type '" + std::string(type) + "'");
 }
 
@@ -464,6 +482,257 @@ void Walk::check_record(sqlite3_stmt* st, uint64_t seq) {
     nodes_.emplace_back(seal::postorder(level, index), h);
   });
   check_checkpoints_at_size();
+}
+
+namespace {
+
+std::string utc_date(int64_t ns) {
+  time_t t = static_cast<time_t>(ns / 1'000'000'000);
+  struct tm tm {};
+  gmtime_r(&t, &tm);
+  char buf[40];
+  strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
+  return buf;
+}
+
+std::optional<uint64_t> u64_of(const msgpack_object* o) {
+  if (o == nullptr || o->type != MSGPACK_OBJECT_POSITIVE_INTEGER) return std::nullopt;
+  return o->via.u64;
+}
+
+std::optional<std::string_view> str_of(const msgpack_object* o) {
+  if (o == nullptr || o->type != MSGPACK_OBJECT_STR) return std::nullopt;
+  return std::string_view(o->via.str.ptr, o->via.str.size);
+}
+
+// A removal record's fields (PROTOCOL.md §11), decoded.
+struct Removal {
+  uint64_t first = 0, last = 0;
+  uint64_t previous = 0;       // the removal record before this one (0: none)
+  std::vector<Hash> frontier;  // the compact range of records 1..last, largest first
+  std::string seal_body;       // record `last`: the last removed seal
+  std::string reason;
+};
+
+std::optional<Removal> parse_removal(const msgpack_object& f) {
+  Removal r;
+  auto first = u64_of(map_get(f, "first"));
+  auto last = u64_of(map_get(f, "last"));
+  auto seal_b64 = str_of(map_get(f, "seal"));
+  auto reason = str_of(map_get(f, "reason"));
+  auto previous = u64_of(map_get(f, "previous"));
+  const msgpack_object* fr = map_get(f, "frontier");
+  if (!first || !last || !previous || !seal_b64 || !reason || fr == nullptr || fr->type != MSGPACK_OBJECT_ARRAY ||
+      *first == 0 || *first > *last)
+    return std::nullopt;
+  for (uint32_t i = 0; i < fr->via.array.size; ++i) {
+    Hash h;
+    auto s = str_of(&fr->via.array.ptr[i]);
+    if (!s || !seal::unb64_into(*s, h)) return std::nullopt;
+    r.frontier.push_back(h);
+  }
+  if (r.frontier.size() != static_cast<size_t>(__builtin_popcountll(*last))) return std::nullopt;
+  auto body = seal::unb64(*seal_b64);
+  if (!body) return std::nullopt;
+  r.first = *first;
+  r.last = *last;
+  r.previous = *previous;
+  r.seal_body = std::move(*body);
+  r.reason = std::string(*reason);
+  return r;
+}
+
+}  // namespace
+
+// The walk begins after the newest removal (meta 'removal_seq' names its record): the
+// tree from the compact range the record carries, the key chain from the last removed
+// seal. Whether the record is genuine is settled later in the walk: it is a leaf of the
+// tree, so a seal after it must cover it (checked at the end), and that seal's root is
+// computed from this compact range, so a forged range fails as `root`.
+StoreResult<Ok> Walk::setup_retention(Store& store, const std::vector<SegmentFile>& segs) {
+  auto rs = store.removal_seq();
+  if (!rs) return Err{rs.error()};
+  uint64_t r = rs.value();
+  auto newest = store.latest_seal();
+  if (!newest) return Err{newest.error()};
+  const uint64_t sealed_to = newest.value() ? newest.value()->first : 0;
+  for (;;) {
+  if (r == 0) return Ok{};
+  auto live = store.body_of(r);
+  if (!live) return Err{live.error()};
+  std::string body;
+  if (live.value()) {
+    body = std::move(*live.value());
+  } else {
+    for (const auto& f : segs) {
+      if (f.first > r || f.last < r) continue;
+      auto seg = read_segment(f.path);
+      if (!seg) {
+        fail("archive", f.first, seg.error());
+        return Ok{};
+      }
+      body = std::string(seg.value().body(r));
+      break;
+    }
+  }
+  if (body.empty()) {
+    fail("retention", r, "the removal record this database names is in neither the database nor an archive segment");
+    return Ok{};
+  }
+
+  msgpack_zone zone;
+  msgpack_zone_init(&zone, 1024);
+  msgpack_object obj;
+  size_t off = 0;
+  std::optional<Removal> rm;
+  const msgpack_object* type = nullptr;
+  const msgpack_object* received = nullptr;
+  if (msgpack_unpack(body.data(), body.size(), &off, &zone, &obj) == MSGPACK_UNPACK_SUCCESS &&
+      obj.type == MSGPACK_OBJECT_MAP) {
+    type = map_get(obj, "type");
+    received = map_get(obj, "received");
+    const msgpack_object* fields = map_get(obj, "fields");
+    if (fields && str_of(type) == kRemovalType) rm = parse_removal(*fields);
+  }
+  int64_t when = received && received->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? static_cast<int64_t>(received->via.u64) : 0;
+  msgpack_zone_destroy(&zone);
+  if (!rm) {
+    fail("retention", r, "the record this database names as its removal record is not a well-formed removal record");
+    return Ok{};
+  }
+  // Not sealed yet (cairnd stopped between the removal and the seal it makes right
+  // after): nothing attests the claim, so the walk begins after the removal before it
+  // and reads these records from their segments, which cairnd unlinks only once the
+  // removal is sealed.
+  if (sealed_to < r && pending_removal_ == 0 && rm->previous < r) {
+    pending_removal_ = r;
+    rep_.notes.push_back("the removal record at seq " + std::to_string(r) +
+                         " is not sealed yet: the records it names were checked from their segments");
+    r = rm->previous;
+    continue;
+  }
+  auto s = seal::parse_seal_body(rm->seal_body);
+  if (rm->last >= r || !s || s->size + 1 != rm->last) {
+    fail("retention", r, "the removal record's last removed seal is not record " + std::to_string(rm->last) +
+                             " of a log that goes on to seq " + std::to_string(r));
+    return Ok{};
+  }
+  size_t i = 0;
+  auto f = seal::Frontier::load(rm->last, [&](unsigned, uint64_t) { return std::optional<Hash>(rm->frontier[i++]); });
+  // The smallest subtree of an odd size is the last record itself: the seal it carries.
+  if (!f || ((rm->last & 1) && rm->frontier.back() != seal::leaf_hash(rm->seal_body))) {
+    fail("retention", r, "the removal record's compact range does not end with its seal's leaf");
+    return Ok{};
+  }
+  tree_ = std::move(*f);
+  checked_pos_ = seal::postorder(0, rm->last);
+  if (pk_ || opt_.key) {
+    pk_ = s->next_key;
+    epoch_ = s->epoch + 1;
+  }
+  prev_window_start_ = s->prev_time;
+  window_start_ = s->time;
+  window_first_seq_ = rm->last + 1;
+  rep_.epochs = s->epoch + 1;
+  rep_.sealed_seq = rm->last;
+  rep_.sealed_time = s->time;
+  removed_through_ = rm->last;
+  removal_seq_ = r;
+  rep_.notes.push_back("records 1.." + std::to_string(rm->last) + " removed by retention on " + utc_date(when) +
+                       " (removal record seq " + std::to_string(r) + ", " + rm->reason +
+                       "); seals after them are checked with the key the last removed seal named");
+  return Ok{};
+  }
+}
+
+// Records (removed_through_, horizon] from the segments, which must tile that range.
+StoreResult<Ok> Walk::walk_archive(const std::vector<SegmentFile>& segs, uint64_t horizon, uint64_t* next) {
+  size_t used = 0;
+  while (*next <= horizon && !hard_failed()) {
+    const SegmentFile* f = nullptr;
+    for (const auto& s : segs)
+      if (s.first <= *next && s.last >= *next) {
+        f = &s;
+        break;
+      }
+    if (f == nullptr) {
+      fail("archive", *next, "records " + std::to_string(*next) + ".." + std::to_string(horizon) +
+                                 " are archived, but no segment holds seq " + std::to_string(*next) +
+                                 " (deleted or renamed?)");
+      break;
+    }
+    // The horizon may sit inside the newest segment (its rows leave over several writer
+    // turns): records above it are read live, and a walk that saw the horizon rise goes
+    // on from the middle of that segment. Every record read is a leaf of the tree, so a
+    // segment overlapping another cannot change what the walk accepts.
+    const uint64_t from = *next, upto = std::min(f->last, horizon);
+    auto seg = read_segment(f->path);
+    if (!seg) {
+      fail("archive", f->first, seg.error());
+      break;
+    }
+    nodes_.clear();
+    for (uint64_t seq = from; seq <= upto && !hard_failed(); ++seq) {
+      check_body(seg.value().body(seq), seq);
+      if (hard_failed()) break;
+      rep_.head_seq = seq;
+      ++rep_.checked;
+    }
+    if (hard_failed()) break;
+    if (!nodes_.empty()) {
+      auto c = check_nodes(checked_pos_, nodes_.back().first);
+      if (!c) return c;
+      checked_pos_ = nodes_.back().first + 1;
+    }
+    *next = upto + 1;
+    ++used;
+  }
+  if (used > 0 && rep_.valid)
+    rep_.notes.push_back("records " + std::to_string(removed_through_ + 1) + ".." + std::to_string(horizon) +
+                         " read from " + std::to_string(used) + " archive segment(s)");
+  return Ok{};
+}
+
+// An archived record: only its body is left, so the checks are those a body allows
+// (its leaf is recomputed and the tree compared; there are no columns or index entries).
+void Walk::check_body(std::string_view body, uint64_t seq) {
+  Hash leaf = seal::leaf_hash(body);
+  size_t off = 0;
+  msgpack_object obj;
+  msgpack_zone_clear(&zone_);
+  if (msgpack_unpack(body.data(), body.size(), &off, &zone_, &obj) != MSGPACK_UNPACK_SUCCESS || off != body.size() ||
+      obj.type != MSGPACK_OBJECT_MAP)
+    return fail("format", seq, "archived body is not one msgpack map");
+  auto type = str_of(map_get(obj, "type"));
+  const msgpack_object* rcv = map_get(obj, "received");
+  if (!type || rcv == nullptr || rcv->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+    return fail("format", seq, "archived body has no type or received");
+  int64_t received = static_cast<int64_t>(rcv->via.u64);
+  if (type->substr(0, seal::kReservedPrefix.size()) == seal::kReservedPrefix) {
+    check_system(*type, obj, seq, received);
+    if (hard_failed()) return;
+  } else {
+    min_received_ = std::min(min_received_, received);
+    max_received_ = std::max(max_received_, received);
+  }
+  tree_.push(leaf, [&](unsigned level, uint64_t index, const Hash& h) {
+    nodes_.emplace_back(seal::postorder(level, index), h);
+  });
+  rep_.head_hash = leaf;
+  check_checkpoints_at_size();
+}
+
+void Walk::check_removal(const msgpack_object& fields, uint64_t seq, int64_t received) {
+  auto rm = parse_removal(fields);
+  if (!rm || rm->last >= seq) return fail("format", seq, "malformed removal record");
+  if (rm->last > removed_through_ && seq != pending_removal_)
+    return fail("retention", seq,
+                "this removal record removes records through " + std::to_string(rm->last) +
+                    " but the database says only " + std::to_string(removed_through_) +
+                    " were removed (its meta 'removal_seq' was altered)");
+  if (seq != removal_seq_ && rep_.notes.size() < 100)
+    rep_.notes.push_back("seq " + std::to_string(seq) + ": records " + std::to_string(rm->first) + ".." +
+                         std::to_string(rm->last) + " removed by retention on " + utc_date(received));
 }
 
 StoreResult<Ok> Walk::check_nodes(uint64_t from_pos, uint64_t to_pos) {
@@ -507,9 +776,16 @@ StoreResult<Ok> Walk::chunk(uint64_t from, uint64_t to, uint64_t* next) {
   sqlite3_bind_int64(st, 2, static_cast<sqlite3_int64>(to));
   sqlite3_bind_int64(st, 3, static_cast<sqlite3_int64>(opt_.chunk_rows));
   uint64_t expect = from;
+  first_found_ = 0;
   nodes_.clear();
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     uint64_t seq = static_cast<uint64_t>(sqlite3_column_int64(st, kSeq));
+    // The first row of a chunk missing may be the writer archiving it since the last
+    // chunk: the caller looks at the horizon again before calling it a gap.
+    if (seq != expect && expect == from) {
+      first_found_ = seq;
+      break;
+    }
     if (seq != expect) {
       fail("gap", seq, "expected seq " + std::to_string(expect) + (expect > 1 ? " after " + std::to_string(expect - 1) : "") +
                            " (a record was removed)");
@@ -612,14 +888,51 @@ StoreResult<Ok> Walk::run(Store& store) {
   if (store.schema_version() < 3) digests_[3].index = scan.seen[3].index = kV2IdemIndex;
   if (store.schema_version() >= 4) digests_[2].index = scan.seen[2].index = nullptr;
   msgpack_zone_init(&zone_, 4096);
+  // Retention: records up to the horizon are read from archive segments (after the
+  // newest removal), the rest from the events table, as one log.
   uint64_t next = 1;
   StoreResult<Ok> res = Ok{};
-  while (next <= end && !hard_failed()) {
+  auto horizon = store.archived_through();
+  auto segs = list_segments(archive_dir(store.path()));
+  if (!horizon) res = Err{horizon.error()};
+  else if (!segs) fail("archive", 0, segs.error());
+  else res = setup_retention(store, segs.value());
+  if (res && !hard_failed()) {
+    next = removed_through_ + 1;
+    res = walk_archive(segs.value(), horizon.value(), &next);
+  }
+  if (res && !hard_failed() && end > 0 && end < next)
+    fail("gap", end, "the newest live record is at or below the archive horizon " + std::to_string(next - 1));
+  while (res && next <= end && !hard_failed()) {
+    // cairnd may archive while a verify walks (each chunk is its own snapshot): records
+    // that left the table since are read from their segment, which was durable first.
+    if (horizon && next > 1) {
+      auto now = store.archived_through();
+      if (!now) {
+        res = Err{now.error()};
+        break;
+      }
+      if (now.value() >= next) {
+        auto fresh = list_segments(archive_dir(store.path()));
+        if (!fresh) {
+          fail("archive", next, fresh.error());
+          break;
+        }
+        res = walk_archive(fresh.value(), now.value(), &next);
+        continue;
+      }
+    }
     uint64_t before = next;
     res = chunk(next, end, &next);
     if (!res) break;
     if (next == before) {  // no row at `next`: the first record is missing, or the tail was cut mid-walk
-      if (rep_.valid) fail("gap", next, "expected seq " + std::to_string(next) + " (a record was removed)");
+      auto now = store.archived_through();
+      if (now && horizon && now.value() > horizon.value() && now.value() >= next) continue;  // archived meanwhile
+      if (rep_.valid && first_found_ > next)
+        fail("gap", first_found_, "expected seq " + std::to_string(next) +
+                                      (next > 1 ? " after " + std::to_string(next - 1) : "") + " (a record was removed)");
+      else if (rep_.valid)
+        fail("gap", next, "expected seq " + std::to_string(next) + " (a record was removed)");
       break;
     }
   }
@@ -646,11 +959,18 @@ StoreResult<Ok> Walk::run(Store& store) {
     sqlite3_finalize(st);
   }
   if (hard_failed()) return Ok{};
-  auto ix = check_indexes(scan);
-  if (!ix) return ix;
+  // Rows the walk digested and the writer archived before the index scan are in the
+  // walk's digests but no longer in the indexes: compare only when the horizon held.
+  auto h2 = store.archived_through();
+  if (h2 && horizon && h2.value() != horizon.value()) {
+    rep_.notes.push_back("records were archived during the walk: the indexes were not compared (run verify again)");
+  } else {
+    auto ix = check_indexes(scan);
+    if (!ix) return ix;
+  }
   if (!hard_failed()) {
-    // Its own snapshot, which may hold records appended since the walk began: the
-    // maintained figures change in the same transaction as the events they count.
+    // Its own snapshot, which may hold records appended or archived since the walk
+    // began: the maintained figures change in the same transaction as the events.
     auto qi = check_query_indexes(store);
     if (!qi) return Err{qi.error()};
     if (qi.value()) fail("index", 0, "query index: " + *qi.value());
@@ -661,10 +981,20 @@ StoreResult<Ok> Walk::run(Store& store) {
       rep_.checkpoints += 1;
       continue;
     }
+    if (size <= removed_through_) {  // its records are gone: nothing to recompute it from
+      rep_.notes.push_back("a saved checkpoint of size " + std::to_string(size) +
+                           " lies within the removed records and was not checked");
+      continue;
+    }
     fail("consistency", rep_.head_seq,
          "a saved checkpoint covers " + std::to_string(size) + " records but the log has only " +
              std::to_string(rep_.head_seq) + " (truncated or rolled back)");
   }
+  // A removal record is a claim cairnd makes; a seal after it is what makes it the log's.
+  if (removal_seq_ > 0 && removal_seq_ > rep_.sealed_seq)
+    fail("retention", removal_seq_,
+         "the removal record is not covered by a seal yet, so nothing tells it from a forgery "
+         "(cairnd seals right after a removal)");
   check_key_file();
   if (opt_.fresh_ns && rep_.epochs == 0) fail("stale", rep_.head_seq, "the log has no seal at all");
   if (opt_.fresh_ns && rep_.epochs > 0 && opt_.now_ns - rep_.sealed_time > *opt_.fresh_ns)
