@@ -1,6 +1,8 @@
 // event.cpp — event validation and the canonical body (PROTOCOL.md §3, §4).
 #include "event.hpp"
 
+#include <time.h>
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -360,6 +362,15 @@ std::string event_canonical_body(const Event& e, const Trusted& t, size_t* recei
   if (!t.exe.empty()) { pk.str("exe"); pk.str(t.exe); }
   if (!t.cgroup.empty()) { pk.str("cgroup"); pk.str(t.cgroup); }
   return out;
+}
+
+std::string utc_text(int64_t ns) {
+  time_t t = static_cast<time_t>(ns / 1'000'000'000);
+  struct tm tm {};
+  gmtime_r(&t, &tm);
+  char buf[40];
+  strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
+  return buf;
 }
 
 }  // namespace cairn::proto

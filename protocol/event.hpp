@@ -98,6 +98,9 @@ std::string text_for_display(std::string_view s, size_t max_shown = 64);
 // 00:00:04), else 0: cairnd's writer stamps the final time there when it appends.
 std::string event_canonical_body(const Event& event, const Trusted& trusted, size_t* received_at = nullptr);
 
+// "YYYY-MM-DD HH:MM:SS UTC" for ns since the Unix epoch (verify's notes, CLI reports).
+std::string utc_text(int64_t ns);
+
 // The critical set used by hybrid mode when none is configured.
 inline constexpr std::string_view kDefaultCriticalTypes[] = {
     "AuthFailure",           "TokenRevoked",      "PolicyViolation",

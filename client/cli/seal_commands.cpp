@@ -34,13 +34,7 @@ bool read_file(const std::string& path, std::string& out) {
 }
 
 std::string utc(int64_t ns) {
-  if (ns <= 0) return "-";
-  time_t t = static_cast<time_t>(ns / 1'000'000'000);
-  struct tm tm {};
-  gmtime_r(&t, &tm);
-  char buf[40];
-  strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
-  return buf;
+  return ns <= 0 ? "-" : proto::utc_text(ns);
 }
 
 // "30s", "15m", "2h", "1d", bare seconds.

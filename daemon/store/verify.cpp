@@ -486,15 +486,6 @@ void Walk::check_record(sqlite3_stmt* st, uint64_t seq) {
 
 namespace {
 
-std::string utc_date(int64_t ns) {
-  time_t t = static_cast<time_t>(ns / 1'000'000'000);
-  struct tm tm {};
-  gmtime_r(&t, &tm);
-  char buf[40];
-  strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
-  return buf;
-}
-
 std::optional<uint64_t> u64_of(const msgpack_object* o) {
   if (o == nullptr || o->type != MSGPACK_OBJECT_POSITIVE_INTEGER) return std::nullopt;
   return o->via.u64;
@@ -638,7 +629,7 @@ StoreResult<Ok> Walk::setup_retention(Store& store, const std::vector<SegmentFil
   rep_.sealed_time = s->time;
   removed_through_ = rm->last;
   removal_seq_ = r;
-  rep_.notes.push_back("records 1.." + std::to_string(rm->last) + " removed by retention on " + utc_date(when) +
+  rep_.notes.push_back("records 1.." + std::to_string(rm->last) + " removed by retention on " + proto::utc_text(when) +
                        " (removal record seq " + std::to_string(r) + ", " + rm->reason +
                        "); seals after them are checked with the key the last removed seal named");
   return Ok{};
@@ -732,7 +723,7 @@ void Walk::check_removal(const msgpack_object& fields, uint64_t seq, int64_t rec
                     " were removed (its meta 'removal_seq' was altered)");
   if (seq != removal_seq_ && rep_.notes.size() < 100)
     rep_.notes.push_back("seq " + std::to_string(seq) + ": records " + std::to_string(rm->first) + ".." +
-                         std::to_string(rm->last) + " removed by retention on " + utc_date(received));
+                         std::to_string(rm->last) + " removed by retention on " + proto::utc_text(received));
 }
 
 StoreResult<Ok> Walk::check_nodes(uint64_t from_pos, uint64_t to_pos) {
