@@ -658,6 +658,10 @@ void Session::complete_read(ReadResult& res) {
       st.events = res.info.events;
       st.by_type = std::move(res.info.by_type);
       st.db_bytes = res.info.db_bytes;
+      st.archived_through = res.info.archived_through;
+      st.removed_through = res.info.removed_through;
+      st.archive_segments = res.info.archive_segments;
+      st.archive_bytes = res.info.archive_bytes;
       server_.fill_stats(st);
       proto::encode_stats_reply(out, res.id, st, server_.config().limits.max_frame);
     } else {

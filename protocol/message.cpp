@@ -566,10 +566,10 @@ void encode_query_reply(std::string& out, uint64_t id, const QueryPage& page) {
 }
 
 void encode_stats_reply(std::string& out, uint64_t id, const Stats& s, uint32_t max_payload) {
-  // Everything but by_type fits in 1024 bytes (27 short keys, numbers, a flush mode and a
+  // Everything but by_type fits in 1152 bytes (31 short keys, numbers, a flush mode and a
   // disk action name, 13 histogram counts); by_type gets the rest, most frequent types
   // first, and says how many it left out.
-  constexpr size_t kFixed = 1024;
+  constexpr size_t kFixed = 1152;
   size_t room = max_payload > kFixed ? max_payload - kFixed : 0;
   size_t shown = 0, used = 5;  // the map header
   for (const auto& [t, n] : s.by_type) {
@@ -581,7 +581,7 @@ void encode_stats_reply(std::string& out, uint64_t id, const Stats& s, uint32_t 
   size_t omitted = s.by_type.size() - shown;
   size_t at = begin_frame(out);
   Packer pk(out);
-  pk.map(27 + (omitted > 0 ? 1 : 0));
+  pk.map(31 + (omitted > 0 ? 1 : 0));
   pk.str("id"); pk.u64(id);
   pk.str("ok"); pk.boolean(true);
   pk.str("events"); pk.u64(s.events);
@@ -614,6 +614,10 @@ void encode_stats_reply(std::string& out, uint64_t id, const Stats& s, uint32_t 
   pk.str("storage_full"); pk.boolean(s.storage_full);
   pk.str("disk_full_action"); pk.str(s.disk_full_action);
   pk.str("storage_full_refusals"); pk.u64(s.storage_full_refusals);
+  pk.str("archived_through"); pk.u64(s.archived_through);
+  pk.str("removed_through"); pk.u64(s.removed_through);
+  pk.str("archive_segments"); pk.u64(s.archive_segments);
+  pk.str("archive_bytes"); pk.u64(s.archive_bytes);
   finish_frame(out, at);
 }
 
@@ -875,6 +879,10 @@ Result<Stats, std::string> stats_from(const Reply& reply) {
     s.storage_full = f->via.boolean;
   s.disk_full_action = get_str(m, "disk_full_action");
   s.storage_full_refusals = u("storage_full_refusals");
+  s.archived_through = u("archived_through");
+  s.removed_through = u("removed_through");
+  s.archive_segments = u("archive_segments");
+  s.archive_bytes = u("archive_bytes");
   return s;
 }
 

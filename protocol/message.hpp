@@ -197,6 +197,11 @@ struct Stats {
   bool storage_full = false;
   std::string disk_full_action;
   uint64_t storage_full_refusals = 0;
+  // Retention (issue 14 part 1; 0 from a daemon that does not send them): records
+  // 1..archived_through are in archive segments, 1..removed_through removed for good;
+  // the segment files on disk and their bytes.
+  uint64_t archived_through = 0, removed_through = 0;
+  uint64_t archive_segments = 0, archive_bytes = 0;
 };
 
 // What `verify` found (PROTOCOL.md §8). `failure` names the class of the first

@@ -540,6 +540,10 @@ int cmd_stats(int argc, char** argv) {
     st.head_seq = s.value()->head_seq();
     st.by_type = r.value().by_type;
     st.db_bytes = r.value().db_bytes;
+    st.archived_through = r.value().archived_through;
+    st.removed_through = r.value().removed_through;
+    st.archive_segments = r.value().archive_segments;
+    st.archive_bytes = r.value().archive_bytes;
   } else {
     cairn_client* c = connect_or_report(args);
     if (c == nullptr) return failed(2);

@@ -68,6 +68,13 @@ void log_figures(Exposition& x, const proto::Stats& s) {
     x.sample("cairn_log_events_by_type", n, "{type=\"" + label_escape(type) + "\"}");
   x.single("cairn_head_seq", "gauge", "Sequence number of the newest record.", s.head_seq);
   x.single("cairn_database_bytes", "gauge", "Size of the database file and its WAL.", s.db_bytes);
+  x.single("cairn_archive_segments", "gauge", "Archive segment files beside the database (retention).",
+           s.archive_segments);
+  x.single("cairn_archive_bytes", "gauge", "Bytes of those archive segments.", s.archive_bytes);
+  x.single("cairn_archived_through_seq", "gauge",
+           "Records 1..this seq have left the live database for archive segments (0: none).", s.archived_through);
+  x.single("cairn_removed_through_seq", "gauge",
+           "Records 1..this seq were removed for good by a recorded retention rule (0: none).", s.removed_through);
 }
 
 }  // namespace

@@ -130,7 +130,11 @@ void print_stats(FILE* out, const proto::Stats& s, Output mode, bool from_file) 
     }
     if (from_file) {
       j += "},\"head_seq\":" + std::to_string(s.head_seq) +
-           ",\"db_bytes\":" + std::to_string(s.db_bytes) + "}";
+           ",\"db_bytes\":" + std::to_string(s.db_bytes) +
+           ",\"archived_through\":" + std::to_string(s.archived_through) +
+           ",\"removed_through\":" + std::to_string(s.removed_through) +
+           ",\"archive_segments\":" + std::to_string(s.archive_segments) +
+           ",\"archive_bytes\":" + std::to_string(s.archive_bytes) + "}";
       std::fprintf(out, "%s\n", j.c_str());
       return;
     }
@@ -156,13 +160,22 @@ void print_stats(FILE* out, const proto::Stats& s, Output mode, bool from_file) 
          ",\"disk_reserve_bytes\":" + std::to_string(s.disk_reserve_bytes) +
          ",\"storage_full\":" + (s.storage_full ? "true" : "false") + ",\"disk_full_action\":";
     json_escape(s.disk_full_action, j);
-    j += ",\"storage_full_refusals\":" + std::to_string(s.storage_full_refusals) + "}";
+    j += ",\"storage_full_refusals\":" + std::to_string(s.storage_full_refusals) +
+         ",\"archived_through\":" + std::to_string(s.archived_through) +
+         ",\"removed_through\":" + std::to_string(s.removed_through) +
+         ",\"archive_segments\":" + std::to_string(s.archive_segments) +
+         ",\"archive_bytes\":" + std::to_string(s.archive_bytes) + "}";
     std::fprintf(out, "%s\n", j.c_str());
     return;
   }
   std::fprintf(out, "events            %llu (head seq %llu)\n",
                static_cast<unsigned long long>(s.events), static_cast<unsigned long long>(s.head_seq));
   std::fprintf(out, "database          %.1f MiB\n", static_cast<double>(s.db_bytes) / (1 << 20));
+  if (s.archived_through > 0)
+    std::fprintf(out, "archive           %llu segments, %.1f MiB; seq 1..%llu archived, 1..%llu removed\n",
+                 static_cast<unsigned long long>(s.archive_segments), static_cast<double>(s.archive_bytes) / (1 << 20),
+                 static_cast<unsigned long long>(s.archived_through),
+                 static_cast<unsigned long long>(s.removed_through));
   if (!from_file) {
     std::fprintf(out, "flush mode        %s\n", s.flush_mode.c_str());
     std::fprintf(out, "queue             %llu events, %llu bytes\n",

@@ -11,6 +11,7 @@
 #include <variant>
 #include <vector>
 
+#include "archive.hpp"
 #include "store_internal.hpp"
 
 namespace cairn::store {
@@ -678,6 +679,19 @@ StoreResult<StoreInfo> QueryEngine::info() {
     struct stat sb {};
     if (stat(path, &sb) == 0) info.db_bytes += static_cast<uint64_t>(sb.st_size);
     if (stat((std::string(path) + "-wal").c_str(), &sb) == 0) info.db_bytes += static_cast<uint64_t>(sb.st_size);
+  }
+  // Retention figures. A segment removed between the listing and its stat is left out.
+  if (auto a = store_.archived_through(); a) info.archived_through = a.value();
+  if (auto r = store_.removed_through(); r) info.removed_through = r.value();
+  if (info.archived_through > 0) {
+    if (auto segs = list_segments(archive_dir(store_.path())); segs) {
+      for (const auto& f : segs.value()) {
+        struct stat sb {};
+        if (stat(f.path.c_str(), &sb) != 0) continue;
+        info.archive_segments += 1;
+        info.archive_bytes += static_cast<uint64_t>(sb.st_size);
+      }
+    }
   }
   return info;
 }

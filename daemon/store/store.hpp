@@ -101,6 +101,10 @@ struct StoreInfo {
   uint64_t events = 0;
   std::vector<std::pair<std::string, uint64_t>> by_type;  // most first
   uint64_t db_bytes = 0;                                  // main file + -wal
+  // Retention (PROTOCOL.md §11): records 1..archived_through are in archive segments,
+  // 1..removed_through gone for good; the segment files left and their bytes.
+  uint64_t archived_through = 0, removed_through = 0;
+  uint64_t archive_segments = 0, archive_bytes = 0;
 };
 
 class Store {

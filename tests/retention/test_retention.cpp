@@ -343,6 +343,30 @@ Test(retention, age_rules_move_and_remove_exactly_what_they_say, .timeout = 180)
   uint64_t removed = meta_u64(d.db(), "removed_through");
   uint64_t horizon = meta_u64(d.db(), "archived_through");
   cr_assert_geq(removed, last_old);
+  // stats and the Prometheus text report the same horizon and removal, and the segment
+  // files that are there.
+  {
+    uint64_t files = 0, bytes = 0;
+    for (const auto& s : read_archive(d.db())) {
+      struct stat sb {};
+      cr_assert_eq(stat((d.db() + ".archive/" + s.name).c_str(), &sb), 0);
+      files += 1;
+      bytes += static_cast<uint64_t>(sb.st_size);
+    }
+    Run js = run({cli_path(), "stats", "--db", d.db(), "-o", "json"});
+    cr_assert_eq(js.code, 0, "%s", js.out.c_str());
+    for (const std::string& kv : {"\"archived_through\":" + std::to_string(horizon),
+                                  "\"removed_through\":" + std::to_string(removed),
+                                  "\"archive_segments\":" + std::to_string(files),
+                                  "\"archive_bytes\":" + std::to_string(bytes)})
+      cr_assert(js.out.find(kv) != std::string::npos, "stats json lacks %s: %s", kv.c_str(), js.out.c_str());
+    Run pr = run({cli_path(), "stats", "--db", d.db(), "-o", "prometheus"});
+    cr_assert_eq(pr.code, 0, "%s", pr.out.c_str());
+    cr_assert(pr.out.find("\ncairn_removed_through_seq " + std::to_string(removed) + "\n") != std::string::npos, "%s",
+              pr.out.c_str());
+    cr_assert(pr.out.find("\ncairn_archive_segments " + std::to_string(files) + "\n") != std::string::npos, "%s",
+              pr.out.c_str());
+  }
   expect_messages(log, "new", 300);
   for (const auto& r : log) cr_assert(r.message.rfind("old ", 0) != 0, "a removed event is still kept: %s", r.message.c_str());
   // Nothing young was archived: every "new" event is live (it was < 2 s old at the stop).
