@@ -28,9 +28,6 @@ constexpr size_t kInitialRead = 16 * 1024;
 // One uv_buf_t carries an `unsigned` length: replies are handed over in pieces of at
 // most this (a reply batch past 4 GiB was truncated before; issue 11 item 3).
 constexpr size_t kMaxWriteBuf = size_t{1} << 30;
-// Replies up to this size are tried on the socket at once (start_write); a bigger one
-// (a query page) would be copied down after a short write, so it is queued whole.
-constexpr size_t kTryWriteMax = 64 * 1024;
 
 // What an append holds while it waits for the writer (issue 11 item 9): the request,
 // its body and every string the store still needs beside it (WriteRequest::cost, the
@@ -687,26 +684,6 @@ void Session::send_replies() {
 
 void Session::start_write() {
   if (write_in_flight_ || out_.empty() || state_ == State::closed) return;
-  auto* stream = reinterpret_cast<uv_stream_t*>(&pipe_);
-  // Try the socket first: a reply that fits in its buffer (the usual ack) is written
-  // now, with no write request, no callback in the next iteration and no epoll_ctl to
-  // re-arm the stream (libuv's drain after a queued write costs one: ~10 us per ack on
-  // the C=1 path, issue 15). Only when no whole frame waits in our buffer: those may be
-  // waiting for the budget this write frees, which on_write's read_frames() serves.
-  if (!whole_frame_buffered() && out_.size() <= kTryWriteMax) {
-    uv_buf_t b = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
-    int n = uv_try_write(stream, &b, 1);
-    if (n > 0) {
-      charge(-static_cast<int64_t>(n), 0);
-      last_active_ms_ = uv_now(server_.loop());
-      if (static_cast<size_t>(n) == out_.size()) {
-        out_.clear();
-        return;
-      }
-      out_.erase(0, static_cast<size_t>(n));
-    }
-    // UV_EAGAIN or a short write: the rest goes through uv_write; an error shows there.
-  }
   writing_.swap(out_);
   out_.clear();
   // uv_write copies the array of buffers; the bytes stay in writing_ until on_write.
@@ -715,7 +692,8 @@ void Session::start_write() {
     bufs.push_back(uv_buf_init(writing_.data() + off,
                                static_cast<unsigned>(std::min(kMaxWriteBuf, writing_.size() - off))));
   write_req_.data = this;
-  int rc = uv_write(&write_req_, stream, bufs.data(), static_cast<unsigned>(bufs.size()), &Session::on_write);
+  int rc = uv_write(&write_req_, reinterpret_cast<uv_stream_t*>(&pipe_), bufs.data(),
+                    static_cast<unsigned>(bufs.size()), &Session::on_write);
   if (rc < 0) {
     log_msg(LogLevel::info, "pid %u: write: %s; closing", peer_.pid, uv_strerror(rc));
     charge(-static_cast<int64_t>(writing_.size()), 0);
