@@ -652,13 +652,7 @@ void Session::complete_read(ReadResult& res) {
                           "reading the store failed: " + res.error);
     } else if (res.kind == ReadRequest::Kind::stats) {
       proto::Stats st;
-      st.events = res.info.events;
-      st.by_type = std::move(res.info.by_type);
-      st.db_bytes = res.info.db_bytes;
-      st.archived_through = res.info.archived_through;
-      st.removed_through = res.info.removed_through;
-      st.archive_segments = res.info.archive_segments;
-      st.archive_bytes = res.info.archive_bytes;
+      store::put_log_figures(std::move(res.info), st);
       server_.fill_stats(st);
       proto::encode_stats_reply(out, res.id, st, server_.config().limits.max_frame);
     } else {

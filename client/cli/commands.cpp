@@ -536,14 +536,8 @@ int cmd_stats(int argc, char** argv) {
       std::fprintf(stderr, "cairn stats: %s\n", r.error().message.c_str());
       return 2;
     }
-    st.events = r.value().events;
+    store::put_log_figures(std::move(r.value()), st);
     st.head_seq = s.value()->head_seq();
-    st.by_type = r.value().by_type;
-    st.db_bytes = r.value().db_bytes;
-    st.archived_through = r.value().archived_through;
-    st.removed_through = r.value().removed_through;
-    st.archive_segments = r.value().archive_segments;
-    st.archive_bytes = r.value().archive_bytes;
   } else {
     cairn_client* c = connect_or_report(args);
     if (c == nullptr) return failed(2);

@@ -107,6 +107,18 @@ struct StoreInfo {
   uint64_t archive_segments = 0, archive_bytes = 0;
 };
 
+// The log's figures in a stats reply: one place for the daemon's stats op and the CLI's
+// `cairn stats --db`, which report the same file figures.
+inline void put_log_figures(StoreInfo&& info, proto::Stats& st) {
+  st.events = info.events;
+  st.by_type = std::move(info.by_type);
+  st.db_bytes = info.db_bytes;
+  st.archived_through = info.archived_through;
+  st.removed_through = info.removed_through;
+  st.archive_segments = info.archive_segments;
+  st.archive_bytes = info.archive_bytes;
+}
+
 class Store {
  public:
   // Opens (and for writer, creates/migrates) the database at `path`. The writer sets
