@@ -34,7 +34,7 @@ std::string Daemon::status_line() const {
 }
 
 int Daemon::run() {
-  auto store = store::Store::open(config_.db_path, store::OpenMode::writer);
+  auto store = store::Store::open(config_.db_path, store::OpenMode::writer, {.combine_wal_writes = true});
   if (!store) {
     log_msg(LogLevel::err, "cannot open database %s: %s", config_.db_path.c_str(),
             store.error().message.c_str());

@@ -20,6 +20,7 @@
 #include <cstring>
 
 #include "store_internal.hpp"
+#include "wal_vfs.hpp"
 
 namespace cairn::store {
 namespace {
@@ -439,7 +440,8 @@ StoreResult<Ok> Store::connect(bool immutable) {
     name = immutable_uri(path_);
     flags |= SQLITE_OPEN_URI;
   }
-  int rc = sqlite3_open_v2(name.c_str(), &db_, flags, nullptr);
+  const char* vfs = mode_ == OpenMode::writer && options_.combine_wal_writes ? combining_wal_vfs() : nullptr;
+  int rc = sqlite3_open_v2(name.c_str(), &db_, flags, vfs);
   if (rc != SQLITE_OK) return Err{make_error(db_, rc, "open " + path_)};
   sqlite3_extended_result_codes(db_, 1);
   sqlite3_busy_timeout(db_, kBusyTimeoutMs);
@@ -453,10 +455,12 @@ StoreResult<Ok> Store::connect(bool immutable) {
   return check_version(layout.value(), path_);
 }
 
-StoreResult<std::unique_ptr<Store>> Store::open(const std::string& path, OpenMode mode) {
+StoreResult<std::unique_ptr<Store>> Store::open(const std::string& path, OpenMode mode,
+                                                const OpenOptions& options) {
   if (sodium_init() < 0) return Err{misuse("libsodium failed to initialise")};
   std::unique_ptr<Store> s(new Store());
   s->mode_ = mode;
+  s->options_ = options;
   s->path_ = path;
   s->stmts_ = std::make_unique<Statements>();
   if (mode != OpenMode::readonly) {

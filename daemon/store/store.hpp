@@ -67,6 +67,13 @@ enum class OpenMode {
   checkpointer,  // read-write beside the writer; only ever runs checkpoints
 };
 
+// How the writer role does its I/O. Readers ignore it.
+struct OpenOptions {
+  // Gather each commit's WAL frames into one write (wal_vfs.hpp). cairnd's writer sets
+  // it; tools and the bench's naive writer keep SQLite's own I/O.
+  bool combine_wal_writes = false;
+};
+
 struct AppendResult {
   uint64_t seq = 0;
   bool duplicate = false;  // idem key already stored by this uid: seq is the original's
@@ -124,7 +131,8 @@ class Store {
   // Opens (and for writer, creates/migrates) the database at `path`. The writer sets
   // journal_mode=WAL, synchronous=FULL, and loads the chain head, checking that the
   // newest row's hash is the one stored (a torn head is reported as corrupt).
-  static StoreResult<std::unique_ptr<Store>> open(const std::string& path, OpenMode mode);
+  static StoreResult<std::unique_ptr<Store>> open(const std::string& path, OpenMode mode,
+                                                  const OpenOptions& options = {});
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
@@ -268,6 +276,7 @@ class Store {
 
   sqlite3* db_ = nullptr;
   OpenMode mode_ = OpenMode::readonly;
+  OpenOptions options_;
   uint64_t mapped_ = 0;  // current mmap_size (map_reads)
   int schema_version_ = 0;
   std::string path_;

@@ -19,9 +19,9 @@
 //                           db_fsync_eio  N-th xSync of the main database file
 //                           kind@N-M fails the N-th to the M-th; a `+` after N
 //                           (fsync_eio@5+) fails every one from N on.
-//                           Counts are per process (fsync_eio leaves out cairnd's checkpoint
-//                           thread: see on_checkpoint_thread) and cover the main database and
-//                           -wal files only.
+//                           Counts are per process (fsync_eio, write_eio and write_enospc
+//                           leave out cairnd's checkpoint thread: see on_checkpoint_thread)
+//                           and cover the main database and -wal files only.
 //
 // Log order is real order: a write or truncation holds its file's lock shared from
 // logging it to finishing it, a sync holds it exclusively from logging to finishing. So
@@ -105,12 +105,16 @@ int id_of(sqlite3_file* f) { return reinterpret_cast<ShimFile*>(f)->file_id; }
 
 int x_close(sqlite3_file* f) { return R(f)->pMethods->xClose(R(f)); }
 int x_read(sqlite3_file* f, void* b, int n, sqlite3_int64 o) { return R(f)->pMethods->xRead(R(f), b, n, o); }
+bool on_checkpoint_thread();
 int x_write(sqlite3_file* f, const void* b, int n, sqlite3_int64 o) {
   const int id = id_of(f);
   if (id < 0) return R(f)->pMethods->xWrite(R(f), b, n, o);
-  int64_t k = ++g_writes;
-  if (hits(g_write_eio, k, "write_eio")) return SQLITE_IOERR_WRITE;
-  if (hits(g_write_enospc, k, "write_enospc")) return SQLITE_FULL;
+  // Like fsync_eio, write_eio/write_enospc leave out the checkpoint thread, whose
+  // page-by-page copies now outnumber the writer's writes (it gathers a commit's frames
+  // into one, daemon/store/wal_vfs.hpp): N names the same commit in every run.
+  int64_t k = on_checkpoint_thread() ? 0 : ++g_writes;
+  if (k > 0 && hits(g_write_eio, k, "write_eio")) return SQLITE_IOERR_WRITE;
+  if (k > 0 && hits(g_write_enospc, k, "write_enospc")) return SQLITE_FULL;
   if (id == cairn::crash::kFileDb && hits(g_db_write_eio, ++g_db_writes, "db_write_eio"))
     return SQLITE_IOERR_WRITE;
   std::shared_lock lk(g_file_mu[id]);
