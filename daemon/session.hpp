@@ -135,6 +135,7 @@ class Session {
   void input_broken();  // framing lost: discard input, answer what is pending, close
   void report_drained();
   bool whole_frame_buffered() const;
+  bool try_write_now();
   bool input_exhausted() const;
   void maybe_finish();
   void charge(int64_t held_delta, int64_t write_delta);
