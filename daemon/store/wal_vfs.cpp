@@ -194,30 +194,6 @@ int x_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* f, int flags, int*
   return rc;
 }
 
-// Everything but xOpen is the wrapped VFS's own.
-int x_delete(sqlite3_vfs*, const char* name, int sync_dir) { return g_base->xDelete(g_base, name, sync_dir); }
-int x_access(sqlite3_vfs*, const char* name, int flags, int* out) { return g_base->xAccess(g_base, name, flags, out); }
-int x_full_pathname(sqlite3_vfs*, const char* name, int n, char* out) {
-  return g_base->xFullPathname(g_base, name, n, out);
-}
-void* x_dl_open(sqlite3_vfs*, const char* name) { return g_base->xDlOpen(g_base, name); }
-void x_dl_error(sqlite3_vfs*, int n, char* msg) { g_base->xDlError(g_base, n, msg); }
-void (*x_dl_sym(sqlite3_vfs*, void* h, const char* sym))(void) { return g_base->xDlSym(g_base, h, sym); }
-void x_dl_close(sqlite3_vfs*, void* h) { g_base->xDlClose(g_base, h); }
-int x_randomness(sqlite3_vfs*, int n, char* out) { return g_base->xRandomness(g_base, n, out); }
-int x_sleep(sqlite3_vfs*, int us) { return g_base->xSleep(g_base, us); }
-int x_current_time(sqlite3_vfs*, double* out) { return g_base->xCurrentTime(g_base, out); }
-int x_get_last_error(sqlite3_vfs*, int n, char* out) {
-  return g_base->xGetLastError != nullptr ? g_base->xGetLastError(g_base, n, out) : 0;
-}
-int x_current_time_int64(sqlite3_vfs*, sqlite3_int64* out) {
-  if (g_base->iVersion >= 2 && g_base->xCurrentTimeInt64 != nullptr) return g_base->xCurrentTimeInt64(g_base, out);
-  double d = 0;
-  int rc = g_base->xCurrentTime(g_base, &d);
-  *out = static_cast<sqlite3_int64>(d * 86400000.0);
-  return rc;
-}
-
 }  // namespace
 
 const char* combining_wal_vfs() {
@@ -226,24 +202,13 @@ const char* combining_wal_vfs() {
   std::call_once(once, [] {
     g_base = sqlite3_vfs_find(nullptr);
     if (g_base == nullptr) return;
-    g_vfs = sqlite3_vfs{};
-    g_vfs.iVersion = 2;
+    // Everything but xOpen (and the size of a file) is the wrapped VFS's own: its
+    // other methods take the VFS pointer but read nothing from it but pAppData, copied.
+    g_vfs = *g_base;
+    g_vfs.pNext = nullptr;
     g_vfs.szOsFile = static_cast<int>(sizeof(File)) + g_base->szOsFile;
-    g_vfs.mxPathname = g_base->mxPathname;
     g_vfs.zName = "cairn-wal";
     g_vfs.xOpen = x_open;
-    g_vfs.xDelete = x_delete;
-    g_vfs.xAccess = x_access;
-    g_vfs.xFullPathname = x_full_pathname;
-    g_vfs.xDlOpen = x_dl_open;
-    g_vfs.xDlError = x_dl_error;
-    g_vfs.xDlSym = x_dl_sym;
-    g_vfs.xDlClose = x_dl_close;
-    g_vfs.xRandomness = x_randomness;
-    g_vfs.xSleep = x_sleep;
-    g_vfs.xCurrentTime = x_current_time;
-    g_vfs.xGetLastError = x_get_last_error;
-    g_vfs.xCurrentTimeInt64 = x_current_time_int64;
     ok = sqlite3_vfs_register(&g_vfs, 0) == SQLITE_OK;
   });
   return ok ? g_vfs.zName : nullptr;
