@@ -451,10 +451,10 @@ QueryEngine::QueryEngine(Store& store) : store_(store), db_(store.handle()) {}
 
 QueryEngine::~QueryEngine() {
   for (auto& [k, st] : cache_) sqlite3_finalize(st);
-  for (sqlite3_stmt* st : {begin_, commit_, head_}) sqlite3_finalize(st);  // accepts nullptr
+  for (sqlite3_stmt* st : {begin_, commit_, head_, meta_}) sqlite3_finalize(st);  // accepts nullptr
 }
 
-// The three statements every page may run, compiled once and kept outside cache_ (its
+// The statements every page may run, compiled once and kept outside cache_ (its
 // clearing must not finalize one that a page holds). nullptr after a failed prepare: the
 // caller then compiles per use.
 sqlite3_stmt* QueryEngine::kept(sqlite3_stmt** slot, const char* sql) {

@@ -87,6 +87,8 @@ class QueryEngine {
   StoreResult<PageEnd> page_in_txn(const proto::QuerySpec& q, const RowFn& row);
   sqlite3_stmt* kept(sqlite3_stmt** slot, const char* sql);
   StoreResult<uint64_t> newest_seq(const char* what);
+  // A number kept in `meta` (the archive horizon), through meta_.
+  StoreResult<uint64_t> meta_seq(const char* key);
   StoreResult<PageEnd> page_live(const proto::QuerySpec& q, const RowFn& row);
   // Records [lo, hi] of the segments below the horizon, in q's direction.
   StoreResult<PageEnd> page_archive(const proto::QuerySpec& q, const RowFn& row, uint64_t lo, uint64_t hi);
@@ -98,6 +100,7 @@ class QueryEngine {
   sqlite3_stmt* begin_ = nullptr;   // kept(): BEGIN, COMMIT, the newest seq
   sqlite3_stmt* commit_ = nullptr;
   sqlite3_stmt* head_ = nullptr;
+  sqlite3_stmt* meta_ = nullptr;    // kept(): a meta value by key
   // The last segment decoded: paging through an archive decodes each file once.
   std::shared_ptr<const Segment> segment_;
 };
