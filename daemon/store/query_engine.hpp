@@ -29,6 +29,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <unordered_map>
 #include <string>
 #include <string_view>
 
@@ -84,9 +85,14 @@ class QueryEngine {
  private:
   sqlite3_stmt* statement(const std::string& sql, int* rc);
   StoreResult<std::optional<std::pair<uint64_t, uint64_t>>> time_bounds(const proto::QuerySpec& q);
-  StoreResult<PageEnd> page_in_txn(const proto::QuerySpec& q, const RowFn& row);
+  // may_walk: a common type may walk seq first (walk_span); false for the index part.
+  StoreResult<PageEnd> page_in_txn(const proto::QuerySpec& q, const RowFn& row, bool may_walk);
+  uint64_t walk_span(const proto::QuerySpec& q);
+  double type_share(const std::string& type);
   sqlite3_stmt* kept(sqlite3_stmt** slot, const char* sql);
   StoreResult<uint64_t> newest_seq(const char* what);
+  // A number kept in `meta` (the archive horizon), through meta_.
+  StoreResult<uint64_t> meta_seq(const char* key);
   StoreResult<PageEnd> page_live(const proto::QuerySpec& q, const RowFn& row);
   // Records [lo, hi] of the segments below the horizon, in q's direction.
   StoreResult<PageEnd> page_archive(const proto::QuerySpec& q, const RowFn& row, uint64_t lo, uint64_t hi);
@@ -98,6 +104,10 @@ class QueryEngine {
   sqlite3_stmt* begin_ = nullptr;   // kept(): BEGIN, COMMIT, the newest seq
   sqlite3_stmt* commit_ = nullptr;
   sqlite3_stmt* head_ = nullptr;
+  sqlite3_stmt* meta_ = nullptr;    // kept(): a meta value by key
+  sqlite3_stmt* type_n_ = nullptr;  // kept(): one type's count in type_counts
+  std::unordered_map<std::string, double> shares_;  // type_share(), bounded
+  uint32_t share_lookups_ = 0;
   // The last segment decoded: paging through an archive decodes each file once.
   std::shared_ptr<const Segment> segment_;
 };

@@ -164,6 +164,46 @@ Test(store_engine, a_filter_no_index_serves_is_bounded_per_page_and_resumes_by_c
   cr_assert_geq(pages, n / 64, "every page was bounded");
 }
 
+Test(store_engine, a_common_type_pages_the_same_where_it_is_locally_rare) {
+  // Type A is half of the log, so its pages walk seq before the type index
+  // (query_engine.cpp, walk_span), but the newest 400 events hold no A and the middle
+  // 400 only every other one: walks there come up short and the index finishes the
+  // page. Every page must still be full (all but the last) and the rows exactly A's.
+  TempDb t;
+  auto s = open_store(t.path);
+  cr_assert(ensure_query_indexes(*s).ok());
+  const int n = 1200;
+  auto is_a = [](int i) { return i < 400 || (i < 800 && i % 2 == 0); };
+  cr_assert(s->begin().ok());
+  for (int i = 0; i < n; ++i) {
+    proto::Event e = event(is_a(i) ? "A" : "B", "u");
+    proto::Trusted tr = trusted(static_cast<int64_t>(i) * 1'000'000'000);
+    cr_assert(s->append(e, tr, proto::event_canonical_body(e, tr)).ok());
+  }
+  cr_assert(s->commit().ok());
+  QueryEngine e(*s);
+  for (bool oldest : {false, true}) {
+    for (uint32_t limit : {1u, 10u, 50u, 333u}) {
+      proto::QuerySpec q;
+      q.type = "A";
+      q.limit = limit;
+      q.oldest_first = oldest;
+      std::vector<uint64_t> got;
+      for (int pages = 0;; ++pages) {
+        cr_assert_lt(pages, n, "the walk never ended");
+        auto p = e.page(q);
+        cr_assert(p.ok(), "page: %s", p.ok() ? "" : p.error().message.c_str());
+        for (const auto& ev : p.value().events) got.push_back(ev.seq);
+        if (!p.value().next) break;
+        cr_assert_eq(p.value().events.size(), limit, "a page before the last is full (limit %u, %s first)", limit,
+                     oldest ? "oldest" : "newest");
+        q.after = p.value().next;
+      }
+      cr_assert(got == expect(n, is_a, !oldest), "A's rows, limit %u, %s first", limit, oldest ? "oldest" : "newest");
+    }
+  }
+}
+
 Test(store_engine, counts_and_windows_come_from_the_query_index_built_in_place) {
   TempDb t;
   auto s = open_store(t.path);
