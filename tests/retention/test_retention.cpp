@@ -64,13 +64,24 @@ Run run(const std::vector<std::string>& argv, const std::string& in_path = "") {
 }
 
 // Sends n events "<tag> <i>" of type `type` through the CLI (one connection, acked).
-void send_events(TestDaemon& d, const std::string& type, const std::string& tag, int n) {
+// `noise`: a field of 16 pseudo-random hex digits per event, so that the archive's size
+// does not hang on how well zstd squeezes everything else (ids, libcairn's idem keys).
+void send_events(TestDaemon& d, const std::string& type, const std::string& tag, int n, bool noise = false) {
   std::string path = d.dir() + "/events.ndjson";
   {
     std::ofstream f(path, std::ios::trunc);
-    for (int i = 0; i < n; ++i)
+    uint64_t x = std::hash<std::string>{}(tag) | 1;
+    for (int i = 0; i < n; ++i) {
       f << "{\"type\":\"" << type << "\",\"actor\":\"u" << (i % 7) << "\",\"message\":\"" << tag << " " << i
-        << "\",\"fields\":{\"host\":\"web-" << (i % 3) << "\",\"bytes\":" << (i * 37) << "}}\n";
+        << "\",\"fields\":{\"host\":\"web-" << (i % 3) << "\",\"bytes\":" << (i * 37);
+      if (noise) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;  // xorshift64
+        char hex[17];
+        std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(x));
+        f << ",\"nonce\":\"" << hex << "\"";
+      }
+      f << "}}\n";
+    }
   }
   Run r = run({cli_path(), "send", "--socket", d.socket(), "--stdin"}, path);
   cr_assert_eq(r.code, 0, "cairn send failed: %s", r.out.c_str());
@@ -767,7 +778,7 @@ Test(retention, size_rules_bring_live_and_archive_under_their_caps, .timeout = 2
   TestDaemon d;
   cr_assert(d.start({{"--seal-interval", "100ms", "--retention-check", "100ms", "--segment-events", "2000",
                       "--max-live-mb", "6", "--max-archive-mb", "1"}}));
-  for (int i = 0; i < 6; ++i) send_events(d, "app.s", "s" + std::to_string(i), 10000);
+  for (int i = 0; i < 6; ++i) send_events(d, "app.s", "s" + std::to_string(i), 10000, /*noise=*/true);
   cr_assert(wait_meta(d.db(), "removed_through", 1), "nothing removed within 60 s");
   // Quiescence: the live database under its cap (so no more archive steps) and the
   // segments under theirs (a step just applied may exceed it until the next check).
