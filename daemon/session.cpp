@@ -709,9 +709,14 @@ void Session::start_write() {
 // 15). Only for an open connection that is reading and holds no whole frame: then
 // nothing waits for the budget this write frees (on_write's read_frames() is what serves
 // a connection paused on its budget, on the writer's queue or on the disk, and what
-// finishes a closing or draining one). Returns true when every byte went out.
+// finishes a closing or draining one). And only when no other request of this
+// connection is in flight: a client with a window of requests gets its replies in
+// batches, and a write in flight is what gathers the next batch (writing every batch at
+// once cost 25% of C=64 throughput: more writes, more client wake-ups). Returns true when
+// every byte went out.
 bool Session::try_write_now() {
-  if (state_ != State::open || !reading_ || paused_on_writer_ || paused_on_disk_ || whole_frame_buffered())
+  if (state_ != State::open || !reading_ || !slots_.empty() || paused_on_writer_ || paused_on_disk_ ||
+      whole_frame_buffered())
     return false;
   uv_buf_t b = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
   int n = uv_try_write(reinterpret_cast<uv_stream_t*>(&pipe_), &b, 1);
