@@ -389,6 +389,13 @@ void Reader::execute(Worker& w, Job& job, std::unique_ptr<store::Store>& store,
       if (buf.capacity() > kMaxScratch) std::string().swap(buf);
       break;
     }
+    case ReadRequest::Kind::subscribe:
+      if (auto err = subscription_page(w.scratch, job.reqs.front(), out[first], *store, *engine)) {
+        ok = false;
+        fail_all(*err);
+      }
+      if (w.scratch.capacity() > kMaxScratch) std::string().swap(w.scratch);
+      break;
     case ReadRequest::Kind::stats: {
       // stats and verify read the whole index or chain: through a map, every page
       // would stay resident (and counted in our RSS) long after. Plain reads.
