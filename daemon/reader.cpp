@@ -144,6 +144,7 @@ bool Reader::submit(ReadRequest req) {
 
 void Reader::cancel_session(const Session* session) {
   std::vector<ReadRequest> out;
+  cancelled_.push_back(session);
   {
     std::lock_guard lk(mu_);
     auto take = [&](auto& c) {
@@ -177,6 +178,7 @@ void Reader::cancel_session(const Session* session) {
     }
   }
   if (!out.empty()) post_cancelled(out);
+  else if (started_ && !stopped_) mailbox_.wake();  // so cancelled_ is cleared by the next batch
 }
 
 void Reader::cancel_all() {
@@ -227,11 +229,16 @@ void Reader::on_mail(std::vector<ReadResult>& results) {
   // A waiting query that found nothing is parked, not answered (unless its wait is over
   // or we are stopping: then the empty page it carries is the answer).
   std::vector<ReadResult> answered;
+  std::vector<const Session*> dropped;  // cancelled before this batch was taken
+  dropped.swap(cancelled_);
   for (auto& r : results) {
     if (r.park && !r.cancelled && r.ok) {
       ReadRequest req = std::move(*r.park);
       r.park.reset();
-      if (!stopping_ && !cancel_all_ && uv_now(loop_) < req.wait_until_ms) {
+      if (std::find(dropped.begin(), dropped.end(), req.session) != dropped.end()) {
+        r.cancelled = true;
+        r.frame.clear();
+      } else if (!stopping_ && !cancel_all_ && uv_now(loop_) < req.wait_until_ms) {
         park(std::move(req), std::move(r));
         continue;
       }

@@ -144,6 +144,12 @@ class Reader {
     ReadResult empty;  // the answer if its wait ends: the empty page
   };
   std::vector<Parked> parked_;  // loop thread only
+  // Sessions cancel_session() was called for since the last batch of results began: a
+  // waiting query of theirs that was in the mailbox then (neither queued, running nor
+  // parked, so not cancelled) is answered cancelled instead of parked. Without this a
+  // subscription page (which waits with no end) could park for a closed session, and
+  // hold its close until the next event. Loop thread; kept for one batch only.
+  std::vector<const Session*> cancelled_;
   uint64_t acked_seq_ = 0;      // newest seq events_committed() reported (loop)
   uv_timer_t wait_timer_{};
   bool timer_running_ = false;

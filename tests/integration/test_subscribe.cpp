@@ -46,7 +46,7 @@ std::optional<Page> read_page(RawClient& c, int timeout_ms = 20'000) {
   pg.id = r.value().id;
   pg.error = r.value().error_name;
   pg.field = r.value().field;
-  if (!pg.ok) return pg;
+  if (!pg.ok || proto::map_get(d.value().root(), "events") == nullptr) return pg;  // an error, a pong
   auto q = proto::query_page_from(r.value());
   cr_assert(q, "not a page");
   pg.next = q.value().next;
