@@ -481,6 +481,7 @@ int query_main(int argc, char** argv) {
     fo.after = *f.after;
     fo.cursor_file = cursor_file;
     fo.out = out->f();
+    if (cursor_file && shown > 0) (void)write_cursor_file(*cursor_file, *f.after);  // the backlog's
     return follow_subscribe(fo, *printer);
   }
   // A file can only be polled.
