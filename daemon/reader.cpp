@@ -239,7 +239,8 @@ void Reader::on_mail(std::vector<ReadResult>& results) {
         r.cancelled = true;
         r.frame.clear();
       } else if (!stopping_ && !cancel_all_ && uv_now(loop_) < req.wait_until_ms) {
-        park(std::move(req), std::move(r));
+        if (missed_ack(req)) resubmit(std::move(req));  // `r`, its empty page, is not sent
+        else park(std::move(req), std::move(r));
         continue;
       }
     }

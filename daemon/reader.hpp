@@ -66,6 +66,7 @@ struct ReadRequest {
   // subscribe: answer even an empty page (the first, which confirms the subscription and
   // gives its cursor); later pages with nothing new park instead.
   bool announce = false;
+  bool rechecked = false;  // parking: already run again once for an ack it missed
   proto::VerifyArgs verify;  // verify: key, saved checkpoints, freshness
 };
 
@@ -134,6 +135,10 @@ class Reader {
   // thread's, see Worker). Returns the store's error, if any.
   std::optional<std::string> subscription_page(std::string& scratch, const ReadRequest& req, ReadResult& res,
                                                store::Store& store, store::QueryEngine& engine);
+  // A waiting page about to park whose cursor is below an ack that came while it ran
+  // (its snapshot was taken just before that commit): true, once, to run it again now
+  // rather than at the next tick (reader_subscribe.cpp).
+  bool missed_ack(ReadRequest& req) const;
   void on_mail(std::vector<ReadResult>& results);
   void post_cancelled(std::vector<ReadRequest>& reqs);
   void park(ReadRequest req, ReadResult empty);  // loop

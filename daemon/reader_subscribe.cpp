@@ -62,4 +62,15 @@ std::optional<std::string> Reader::subscription_page(std::string& scratch, const
   return std::nullopt;
 }
 
+// In immediate mode an ack follows its commit, so a page whose cursor is below the newest
+// ack but found nothing ran on a snapshot taken before that commit: events_committed()
+// found it running, not parked, and would not wake it. Run it again at once instead of
+// up to 25 ms later (the tick). Only once: in batched mode an ack may precede its commit,
+// and the tick (not a loop of reruns) covers that.
+bool Reader::missed_ack(ReadRequest& req) const {
+  if (req.rechecked || req.spec.after.value_or(0) >= acked_seq_) return false;
+  req.rechecked = true;
+  return true;
+}
+
 }  // namespace cairn::daemon
