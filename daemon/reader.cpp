@@ -143,6 +143,7 @@ bool Reader::submit(ReadRequest req) {
 
 void Reader::cancel_session(const Session* session) {
   std::vector<ReadRequest> out;
+  cancelled_.push_back(session);
   {
     std::lock_guard lk(mu_);
     auto take = [&](auto& c) {
@@ -176,6 +177,7 @@ void Reader::cancel_session(const Session* session) {
     }
   }
   if (!out.empty()) post_cancelled(out);
+  else if (started_ && !stopped_) mailbox_.wake();  // so cancelled_ is cleared by the next batch
 }
 
 void Reader::cancel_all() {
@@ -226,12 +228,18 @@ void Reader::on_mail(std::vector<ReadResult>& results) {
   // A waiting query that found nothing is parked, not answered (unless its wait is over
   // or we are stopping: then the empty page it carries is the answer).
   std::vector<ReadResult> answered;
+  std::vector<const Session*> dropped;  // cancelled before this batch was taken
+  dropped.swap(cancelled_);
   for (auto& r : results) {
     if (r.park && !r.cancelled && r.ok) {
       ReadRequest req = std::move(*r.park);
       r.park.reset();
-      if (!stopping_ && !cancel_all_ && uv_now(loop_) < req.wait_until_ms) {
-        park(std::move(req), std::move(r));
+      if (std::find(dropped.begin(), dropped.end(), req.session) != dropped.end()) {
+        r.cancelled = true;
+        r.frame.clear();
+      } else if (!stopping_ && !cancel_all_ && uv_now(loop_) < req.wait_until_ms) {
+        if (missed_ack(req)) resubmit(std::move(req));  // `r`, its empty page, is not sent
+        else park(std::move(req), std::move(r));
         continue;
       }
     }
@@ -388,6 +396,13 @@ void Reader::execute(Worker& w, Job& job, std::unique_ptr<store::Store>& store,
       }
       break;
     }
+    case ReadRequest::Kind::subscribe:
+      if (auto err = subscription_page(w.scratch, job.reqs.front(), out[first], *store, *engine)) {
+        ok = false;
+        fail_all(*err);
+      }
+      if (w.scratch.capacity() > kMaxScratch) std::string().swap(w.scratch);
+      break;
     case ReadRequest::Kind::stats: {
       // stats and verify read the whole index or chain: through a map, every page
       // would stay resident (and counted in our RSS) long after. Plain reads.

@@ -19,6 +19,11 @@
 //            parked query's cursor is below the newest acked seq, the 25 ms tick runs it
 //            again. At most one parked request per slot a session
 //            has in flight, so max_inflight bounds them per connection.
+//   subscribe one page of a subscription (PROTOCOL.md §6.8, reader_subscribe.cpp): a
+//            waiting query with no end. One that finds nothing new parks like `wait`
+//            (holding no thread) until events_committed() passes its cursor; the
+//            session submits the next page only once the last one was written, so a
+//            subscription holds at most one page here or in its socket.
 //   cancel   a request whose session closed, or any request when the daemon shuts down,
 //            is taken off the queue unrun and answered `cancelled`; one already running is
 //            interrupted (SQLite progress handler) when asked to. Cancelled results always
@@ -50,7 +55,7 @@ namespace cairn::daemon {
 class Session;
 
 struct ReadRequest {
-  enum class Kind : uint8_t { query, stats, verify };
+  enum class Kind : uint8_t { query, stats, verify, subscribe };
   Kind kind = Kind::query;
   Session* session = nullptr;  // borrowed: a session outlives its requests in flight
   uint64_t slot = 0;
@@ -58,6 +63,10 @@ struct ReadRequest {
   uint32_t uid = 0;  // the peer's: the queue is fair between uids
   uint64_t wait_until_ms = 0;  // parked query: when its wait ends (uv_now), 0: not yet parked
   proto::QuerySpec spec;
+  // subscribe: answer even an empty page (the first, which confirms the subscription and
+  // gives its cursor); later pages with nothing new park instead.
+  bool announce = false;
+  bool rechecked = false;  // parking: already run again once for an ack it missed
   proto::VerifyArgs verify;  // verify: key, saved checkpoints, freshness
 };
 
@@ -72,6 +81,7 @@ struct ReadResult {
   std::string frame;  // query/verify: the reply, encoded on the reader thread
   store::StoreInfo info;  // stats: the loop adds live figures and encodes
   std::optional<ReadRequest> park;  // a waiting query that found nothing: park it (loop)
+  uint64_t cursor = 0;  // subscribe: the page's `next`, the next page's `after`
 };
 
 class Reader {
@@ -121,6 +131,14 @@ class Reader {
   bool next_job(Worker& w, Job& job);  // under mu_
   void execute(Worker& w, Job& job, std::unique_ptr<store::Store>& store,
                std::unique_ptr<store::QueryEngine>& engine, std::vector<ReadResult>& out);
+  // One subscription page (reader_subscribe.cpp), encoded in `scratch` first (the
+  // thread's, see Worker). Returns the store's error, if any.
+  std::optional<std::string> subscription_page(std::string& scratch, const ReadRequest& req, ReadResult& res,
+                                               store::Store& store, store::QueryEngine& engine);
+  // A waiting page about to park whose cursor is below an ack that came while it ran
+  // (its snapshot was taken just before that commit): true, once, to run it again now
+  // rather than at the next tick (reader_subscribe.cpp).
+  bool missed_ack(ReadRequest& req) const;
   void on_mail(std::vector<ReadResult>& results);
   void post_cancelled(std::vector<ReadRequest>& reqs);
   void park(ReadRequest req, ReadResult empty);  // loop
@@ -131,6 +149,12 @@ class Reader {
     ReadResult empty;  // the answer if its wait ends: the empty page
   };
   std::vector<Parked> parked_;  // loop thread only
+  // Sessions cancel_session() was called for since the last batch of results began: a
+  // waiting query of theirs that was in the mailbox then (neither queued, running nor
+  // parked, so not cancelled) is answered cancelled instead of parked. Without this a
+  // subscription page (which waits with no end) could park for a closed session, and
+  // hold its close until the next event. Loop thread; kept for one batch only.
+  std::vector<const Session*> cancelled_;
   uint64_t acked_seq_ = 0;      // newest seq events_committed() reported (loop)
   uv_timer_t wait_timer_{};
   bool timer_running_ = false;

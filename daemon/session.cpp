@@ -365,6 +365,7 @@ bool Session::may_query() const {
 
 void Session::dispatch(std::span<const uint8_t> payload) {
   request_bytes_ = payload.size();
+  if (sub_.state != Subscription::State::none) return refuse_while_subscribed(payload);
   auto decoded = proto::Decoded::parse(payload, kMaxRequestDepth);
   if (!decoded) {
     reply_error(0, proto::ErrorCode::malformed, decoded.error());
@@ -420,6 +421,9 @@ void Session::dispatch(std::span<const uint8_t> payload) {
     case proto::Op::stats:
     case proto::Op::verify:
       dispatch_read(req);
+      return;
+    case proto::Op::subscribe:
+      start_subscription(req);  // session_subscribe.cpp
       return;
   }
   reply_error(req.id, proto::ErrorCode::internal, "unhandled op");
@@ -644,6 +648,7 @@ void Session::complete_write(const WriteResult& res) {
 }
 
 void Session::complete_read(ReadResult& res) {
+  if (res.kind == ReadRequest::Kind::subscribe) return complete_subscription_page(res);
   if (state_ != State::closed) {
     std::string out;
     if (res.cancelled) {
@@ -747,6 +752,7 @@ void Session::on_write(uv_write_t* req, int status) noexcept {
   // Budget freed: frames held back in the buffer may be served now (read_frames also
   // starts the next write and resumes reading).
   s->read_frames();
+  s->subscription_written();
 }
 
 // ---- lifecycle ----
@@ -826,6 +832,7 @@ void Session::report_drained() {
 
 void Session::close_after_flush() {
   if (state_ == State::open || state_ == State::draining) state_ = State::closing;
+  end_subscription();  // its parked page would hold the close forever
   update_reading();
   maybe_finish();
 }

@@ -27,6 +27,9 @@
 //             answered, then the reply's size) plus replies not yet written. Charged to
 //             the Server's books per uid; released at the last unref at the latest.
 //   state     open -> draining -> closing -> closed (State below); it only moves forward.
+//   subscription  a `subscribe` request (PROTOCOL.md §6.8, session_subscribe.cpp): its
+//             pages are sent one at a time, the next asked of the Reader only once the
+//             last was written; the connection takes no other request meanwhile.
 //   refs      what keeps the memory alive: the libuv handle until its close callback,
 //             and each writer/reader request in flight. unref() frees at zero, so a
 //             WriteResult or ReadResult never points at freed memory.
@@ -143,6 +146,14 @@ class Session {
   bool writer_has_room(size_t payload);  // else waits for the writer (issue 11 item 9)
   bool held_for_disk(std::span<const uint8_t> payload);  // pushback: leave it unread
   void note_partial();  // starts or stops the slow-frame clock
+
+  // Subscription (session_subscribe.cpp).
+  void start_subscription(const proto::Request& req);
+  void submit_subscription_page();
+  void complete_subscription_page(ReadResult& res);
+  void subscription_written();  // on_write: the last page is out, run the next
+  void refuse_while_subscribed(std::span<const uint8_t> payload);
+  void end_subscription();  // no more pages; the one at the Reader is cancelled
   void grow_read_buffer();
   bool may_query() const;
   bool accepting_input() const { return state_ == State::open || state_ == State::draining; }
@@ -191,6 +202,21 @@ class Session {
   uint64_t last_active_ms_ = 0;    // last byte read or reply written
   uint64_t partial_since_ms_ = 0;  // reading, with an incomplete frame buffered; 0: not
   uint64_t write_since_ms_ = 0;    // the in-flight write began (or last progressed)
+
+  // At most one per connection; it lives until the connection closes.
+  struct Subscription {
+    enum class State : uint8_t {
+      none,     // no subscribe on this connection
+      running,  // a page is at the Reader (queued, running or parked)
+      writing,  // the last page is filled: the next runs once it has been written
+      ended,    // no more pages (an error was sent, or the connection is closing)
+    };
+    State state = State::none;
+    uint64_t id = 0;                // the subscribe request's id, on every page
+    proto::QuerySpec spec;          // its filters
+    std::optional<uint64_t> cursor; // the last page's `next` (none yet: the head)
+  };
+  Subscription sub_;
 };
 
 }  // namespace cairn::daemon

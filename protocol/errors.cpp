@@ -8,7 +8,7 @@
 namespace cairn::proto {
 namespace {
 
-constexpr std::array<std::pair<ErrorCode, std::string_view>, 14> kNames{{
+constexpr std::array<std::pair<ErrorCode, std::string_view>, 15> kNames{{
     {ErrorCode::frame_too_large, "frame_too_large"},
     {ErrorCode::malformed, "malformed"},
     {ErrorCode::invalid_field, "invalid_field"},
@@ -23,6 +23,7 @@ constexpr std::array<std::pair<ErrorCode, std::string_view>, 14> kNames{{
     {ErrorCode::idem_conflict, "idem_conflict"},
     {ErrorCode::rate_limited, "rate_limited"},
     {ErrorCode::storage_full, "storage_full"},
+    {ErrorCode::subscribed, "subscribed"},
 }};
 
 }  // namespace

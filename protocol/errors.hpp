@@ -29,6 +29,8 @@ enum class ErrorCode {
   storage_full,         // the database's filesystem is below cairnd's disk reserve
                         // (disk-reserve) or full; the append was NOT stored; the message
                         // names the free and reserved bytes; retry once space is freed
+  subscribed,           // a request on a connection that holds a subscription (which
+                        // takes no other request); the connection is closed
 };
 
 std::string_view error_code_name(ErrorCode code);

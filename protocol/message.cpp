@@ -17,9 +17,9 @@ using detail::str_of;
 
 namespace {
 
-constexpr std::array<std::pair<Op, std::string_view>, 7> kOps{{
+constexpr std::array<std::pair<Op, std::string_view>, 8> kOps{{
     {Op::hello, "hello"}, {Op::append, "append"}, {Op::flush, "flush"}, {Op::query, "query"},
-    {Op::stats, "stats"}, {Op::verify, "verify"}, {Op::ping, "ping"},
+    {Op::stats, "stats"}, {Op::verify, "verify"}, {Op::ping, "ping"}, {Op::subscribe, "subscribe"},
 }};
 
 Violation bad(std::string field, const char* rule, const std::string& what) {
@@ -405,6 +405,21 @@ Result<QuerySpec, Violation> query_from(const Request& req, const Limits& limits
   return q;
 }
 
+Result<QuerySpec, Violation> subscribe_from(const Request& req, const Limits& limits) {
+  // `order` and `wait` are checked here first, so their errors name what subscribe
+  // allows, not what query does.
+  if (const msgpack_object* v = map_get(*req.map, "order")) {
+    if (v->type != MSGPACK_OBJECT_STR || str_of(*v) != "oldest")
+      return Err{bad("order", "range", "subscribe always walks oldest first: \"oldest\" or absent")};
+  }
+  if (map_get(*req.map, "wait") != nullptr)
+    return Err{bad("wait", "unknown_key", "not used by subscribe (a subscription waits by itself)")};
+  auto q = query_from(req, limits);
+  if (!q) return q;
+  q.value().oldest_first = true;
+  return q;
+}
+
 // ---- replies (daemon side) ----
 
 namespace {
@@ -777,6 +792,19 @@ void encode_query(std::string& out, uint64_t id, const QuerySpec& q) {
   Packer pk(out);
   pk.map(2 + query_entries(q));
   pk.str("op"); pk.str("query");
+  pk.str("id"); pk.u64(id);
+  pack_query_entries(pk, q);
+  finish_frame(out, at);
+}
+
+void encode_subscribe(std::string& out, uint64_t id, const QuerySpec& spec) {
+  QuerySpec q = spec;
+  q.oldest_first = false;  // implied; "order" is not sent
+  q.wait_ms.reset();
+  size_t at = begin_frame(out);
+  Packer pk(out);
+  pk.map(2 + query_entries(q));
+  pk.str("op"); pk.str("subscribe");
   pk.str("id"); pk.u64(id);
   pack_query_entries(pk, q);
   finish_frame(out, at);

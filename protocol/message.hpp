@@ -27,7 +27,7 @@ namespace cairn::proto {
 
 inline constexpr uint32_t kProtocolVersion = 1;
 
-enum class Op { hello, append, flush, query, stats, verify, ping };
+enum class Op { hello, append, flush, query, stats, verify, ping, subscribe };
 std::string_view op_name(Op op);
 std::optional<Op> op_from_name(std::string_view s);
 
@@ -134,6 +134,10 @@ inline constexpr uint32_t kMaxQueryLimit = 1000;
 inline constexpr uint32_t kMaxQueryWaitMs = 60000;
 inline constexpr uint64_t kMaxScan = 100000;
 Result<QuerySpec, Violation> query_from(const Request& req, const Limits& limits);
+// `subscribe` (PROTOCOL.md §6.8): the query filters, `after` and `limit` of §6.4; always
+// oldest first (`order` may only say "oldest"); no `wait` (a subscription waits by
+// itself). `after` absent: start at the head (the daemon resolves it).
+Result<QuerySpec, Violation> subscribe_from(const Request& req, const Limits& limits);
 
 // Verify arguments (PROTOCOL.md §8): all optional.
 struct VerifyArgs {
@@ -290,6 +294,9 @@ void encode_hello(std::string& out, uint64_t id, uint32_t version, std::string_v
 void encode_append(std::string& out, uint64_t id, const EventView& event);
 void encode_simple(std::string& out, uint64_t id, Op op);  // flush, stats, verify, ping
 void encode_query(std::string& out, uint64_t id, const QuerySpec& spec);
+// A `subscribe` frame with the filters, `after` and `limit` of `spec` (its order and
+// wait are not sent: a subscription is always oldest first and waits by itself).
+void encode_subscribe(std::string& out, uint64_t id, const QuerySpec& spec);
 // Just the query's arguments as a msgpack map (no frame, op or id), for cairn_request.
 void encode_query_args(std::string& out, const QuerySpec& spec);
 

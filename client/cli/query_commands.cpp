@@ -26,6 +26,7 @@
 #include "../../daemon/store/query_engine.hpp"
 #include "../../daemon/store/store.hpp"
 #include "args.hpp"
+#include "follow.hpp"
 #include "json.hpp"
 #include "render.hpp"
 #include "when.hpp"
@@ -420,6 +421,16 @@ int query_main(int argc, char** argv) {
   uint64_t shown = 0, newest = 0;
   std::optional<uint64_t> next;
   std::vector<proto::StoredEvent> backlog;  // -f: printed oldest first
+  uint64_t head_before = 0;
+  if (follow && !q.after) {
+    // The log's end before the backlog is read: if the (filtered) backlog is empty,
+    // following starts here, so an event stored while the backlog was read is not lost.
+    proto::QuerySpec head;
+    head.limit = 1;
+    auto p = src.fetch(head, "query");
+    if (!p) return 2;
+    if (!p->events.empty()) head_before = p->events.front().seq;
+  }
   // The page loop; for -f the backlog is read newest first, then printed in order.
   while (shown < want) {
     q.limit = static_cast<uint32_t>(std::min<uint64_t>(count ? proto::kMaxQueryLimit : want - shown,
@@ -456,21 +467,24 @@ int query_main(int argc, char** argv) {
   // Follow: oldest first from the newest seq seen, page after page. The cursor is the
   // newest seq shown, so a reconnect (or a restart of cairnd) resumes exactly there.
   std::fflush(out->f());
-  if (newest == 0 && !q.after) {
-    // An empty (filtered) backlog: start at the log's current end.
-    proto::QuerySpec head;
-    head.limit = 1;
-    auto p = src.fetch(head, "query");
-    if (!p) return 2;
-    if (!p->events.empty()) newest = p->events.front().seq;
-  }
+  if (newest == 0 && !q.after) newest = head_before;  // an empty (filtered) backlog
   proto::QuerySpec f = q;
   f.oldest_first = true;
   f.limit = proto::kMaxQueryLimit;
-  // cairnd holds the request until an event past the cursor is committed: no polling,
-  // and a new event is shown as soon as it is stored. A file can only be polled.
-  if (!src.is_file()) f.wait_ms = 30000;
   f.after = std::max(newest, q.oldest_first && q.after ? *q.after : 0);
+  if (!src.is_file()) {
+    // cairnd pushes each new event once it is stored (subscribe): no polling. The cursor
+    // is sent explicitly, so an event stored since the backlog was read is not missed.
+    FollowOptions fo;
+    fo.socket = socket_path(args);
+    fo.filters = f;
+    fo.after = *f.after;
+    fo.cursor_file = cursor_file;
+    fo.out = out->f();
+    if (cursor_file && shown > 0) (void)write_cursor_file(*cursor_file, *f.after);  // the backlog's
+    return follow_subscribe(fo, *printer);
+  }
+  // A file can only be polled.
   for (;;) {
     auto page = src.fetch(f, "query");
     if (!page) return 2;

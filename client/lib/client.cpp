@@ -746,8 +746,10 @@ int cairn_request(cairn_client* c, const char* op, const void* args_map, size_t 
     return CAIRN_E_INVALID_ARG;
   *reply = nullptr;
   *reply_len = 0;
-  if (!proto::op_from_name(op) || std::strcmp(op, "append") == 0 || std::strcmp(op, "hello") == 0)
-    return CAIRN_E_INVALID_ARG;  // appends go through cairn_append (idem, resend rules)
+  if (!proto::op_from_name(op) || std::strcmp(op, "append") == 0 || std::strcmp(op, "hello") == 0 ||
+      std::strcmp(op, "subscribe") == 0)
+    return CAIRN_E_INVALID_ARG;  // appends go through cairn_append (idem, resend rules);
+                                 // a subscription's stream of replies is not one reply
   std::lock_guard lk(c->mu);
   c->begin_call();
   uint64_t id = c->next_id++;

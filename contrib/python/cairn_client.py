@@ -310,7 +310,8 @@ class Client:
         """One page (PROTOCOL.md §6.4): {"events": [...], "next": seq or None}. Filters:
         type, actor, action, target, comm (str or list of str), outcome (name or list),
         uid, pid, gid (int or list), severity, since, until (ns), fields ({path: str or
-        list}), text, order ("newest" | "oldest"), after, limit, scan, wait (ms)."""
+        list}), text, order ("newest" | "oldest"), after, limit, scan, wait (ms). To be sent each new
+        event as it is stored, use subscribe()."""
         return self.call("query", **filters)
 
     def events(self, page_size=100, **filters):
@@ -344,6 +345,47 @@ class Client:
                 after = e["seq"]
             if page.get("next") is not None:
                 after = max(after, page["next"])
+
+    def subscribe(self, after=None, **filters):
+        """Every matching event stored after seq `after` (default: from now), oldest
+        first, forever, pushed by cairnd (PROTOCOL.md §6.8): one `subscribe` request,
+        then only reading, so an event is yielded as soon as it is stored. It runs on a
+        connection of its own (a subscribing connection takes no other request; this
+        Client stays usable). After a loss (cairnd restarting) it reconnects like any
+        call and subscribes again after the last seq yielded: nothing is lost or
+        repeated. Filters as for query (type, actor, outcome, uid, fields={...}, text
+        ...). A generator: closing it closes its connection."""
+        sub = Client(self.path, self.client_name + "-subscribe", timeout=None,
+                     reconnect_timeout=self.reconnect_timeout)
+        try:
+            while True:
+                try:
+                    args = dict(filters)
+                    if after is not None:
+                        args["after"] = after
+                    reply = sub._request("subscribe", args, None)
+                    while True:
+                        for e in reply["events"]:
+                            if after is not None and e["seq"] <= after:
+                                continue   # never twice, whatever a daemon sends
+                            yield e
+                            after = e["seq"]
+                        nxt = reply.get("next")
+                        if nxt is not None and (after is None or nxt > after):
+                            after = nxt
+                        reply = sub._read_reply(None)
+                        if not reply.get("ok"):
+                            if reply.get("error") in ("shutting_down", "overloaded"):
+                                raise _Lost("cairnd: %s" % reply.get("message"), code=reply["error"])
+                            raise CairnError(reply)
+                except _Lost:
+                    pass
+                except OSError:
+                    pass
+                sub.close()
+                sub._run(None, None, None)   # reconnects with backoff, as every call does
+        finally:
+            sub.close()
 
     # ---- connection and retries
 

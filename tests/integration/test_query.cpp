@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/inotify.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -188,4 +189,66 @@ Test(query, filters_output_modes_counts_and_cursors) {
   cr_assert(at != std::string::npos, "%s", page.c_str());
   std::string cursor = page.substr(at + 14, page.find('\n', at) - at - 14);
   cr_assert_eq(count_lines(n({"-o", "cat", "--after", cursor, "--all"})), 7u);
+}
+
+namespace {
+
+std::string file_text(const std::string& path) {
+  std::string s;
+  if (FILE* f = std::fopen(path.c_str(), "r")) {
+    char buf[256];
+    size_t n = std::fread(buf, 1, sizeof buf, f);
+    s.assign(buf, n);
+    std::fclose(f);
+  }
+  return s;
+}
+
+// Waits until `path` (in `dir`) holds `want`: woken by inotify when a file is renamed
+// into `dir` (how the CLI replaces a cursor file), bounded by the deadline.
+bool wait_file(const std::string& dir, const std::string& path, const std::string& want, int timeout_ms) {
+  int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  cr_assert_geq(fd, 0);
+  cr_assert_geq(inotify_add_watch(fd, dir.c_str(), IN_MOVED_TO | IN_CLOSE_WRITE), 0);
+  int64_t end = now_ms() + timeout_ms;
+  bool ok = false;
+  while (!(ok = file_text(path) == want)) {
+    int left = static_cast<int>(end - now_ms());
+    if (left <= 0) break;
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, left) > 0) {
+      char buf[4096];
+      while (read(fd, buf, sizeof buf) > 0) {
+      }
+    }
+  }
+  close(fd);
+  return ok;
+}
+
+}  // namespace
+
+// -f with --cursor-file: starts after the saved cursor, shows pushed events, and keeps the
+// file at the newest seq shown, so the next run resumes there.
+Test(query, follow_with_a_cursor_file_resumes_after_it_and_keeps_it_current) {
+  TestDaemon d;
+  cr_assert(d.start(), "cairnd did not start");
+  send(d, 0);
+  std::string cf = d.dir() + "/cursor";
+  cli_out(d, {"-t", "Follow", "--cursor-file", cf});  // saves the cursor: m0's seq
+  send(d, 1);
+  {
+    Follower f({cli_path(), "query", "-f", "-t", "Follow", "-o", "json", "--cursor-file", cf, "--socket", d.socket()});
+    cr_assert(f.wait_lines(1, 20000), "after the cursor: %s", f.got.c_str());
+    send(d, 2);
+    cr_assert(f.wait_lines(2, 20000), "pushed: %s", f.got.c_str());
+    cr_assert(messages(f.got) == std::vector<std::string>({"m1", "m2"}), "%s", f.got.c_str());
+    // The file is rewritten just after the line is printed: wait for it (inotify).
+    size_t at = f.got.rfind("{\"seq\":");
+    std::string m2 = f.got.substr(at + 7, f.got.find(',', at) - at - 7) + "\n";
+    cr_assert(wait_file(d.dir(), cf, m2, 20000), "the cursor file holds m2's seq %s", m2.c_str());
+  }
+  send(d, 3);
+  // The file was rewritten with m2's seq: a plain run shows only what came after.
+  cr_assert_eq(cli_out(d, {"-o", "cat", "--cursor-file", cf}), "m3\n");
 }

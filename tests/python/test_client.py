@@ -131,6 +131,35 @@ class ClientTests(unittest.TestCase):
             types = [e["event"]["type"] for e in c.events() if not e["event"]["type"].startswith("cairn.")]
         self.assertEqual(sorted(types), ["After", "Before"])
 
+    def test_subscribe_pushes_matching_events_once_in_order_across_a_restart(self):
+        with Client(self.d.sock, timeout=60, reconnect_timeout=30) as c:
+            start = c.append({"type": "Old"})["seq"]
+            sub = c.subscribe(after=start, type="Sub")
+            try:
+                acked = [c.append({"type": "Sub", "actor": "a0"})["seq"]]
+                got = [next(sub)["seq"]]
+                # Pushed: the subscription is running; these go in after it started.
+                c.append({"type": "Other"})
+                acked.append(c.append({"type": "Sub", "actor": "a1"})["seq"])
+                got.append(next(sub)["seq"])
+                c.ping()   # the Client itself stays usable: the subscription has its own connection
+                self.d.stop()
+                self.d.start()
+                acked.append(c.append({"type": "Sub", "actor": "a2"})["seq"])
+                ev = next(sub)
+                got.append(ev["seq"])
+                self.assertEqual(ev["event"]["actor"], "a2")
+            finally:
+                sub.close()
+        self.assertEqual(got, acked)
+
+    def test_subscribe_with_a_bad_argument_raises_the_named_error(self):
+        with Client(self.d.sock, timeout=10) as c:
+            with self.assertRaises(CairnError) as cm:
+                next(c.subscribe(order="newest"))
+            self.assertEqual(cm.exception.code, "invalid_field")
+            self.assertEqual(cm.exception.field, "order")
+
     def test_without_reconnect_a_lost_daemon_is_an_error_at_once(self):
         c = Client(self.d.sock, timeout=10, reconnect_timeout=0)
         self.d.stop()

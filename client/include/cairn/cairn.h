@@ -180,7 +180,10 @@ int cairn_flush(cairn_client *c, uint64_t *durable_seq);
 int cairn_ping(cairn_client *c);
 
 /* Any op with extra arguments as an encoded msgpack map (or NULL); *reply receives the
- * whole reply map (msgpack), freed with cairn_free. Used by tools for query/stats/verify. */
+ * whole reply map (msgpack), freed with cairn_free. Used by tools for query/stats/verify.
+ * Not for append/hello (CAIRN_E_INVALID_ARG), nor subscribe: its answer is a stream of
+ * pages on a connection that takes no other request (PROTOCOL.md §6.8); `cairn query -f`
+ * speaks it on a socket of its own. */
 int cairn_request(cairn_client *c, const char *op, const void *args_map, size_t args_len, void **reply,
                   size_t *reply_len);
 void cairn_free(void *p);
