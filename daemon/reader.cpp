@@ -397,11 +397,10 @@ void Reader::execute(Worker& w, Job& job, std::unique_ptr<store::Store>& store,
       break;
     }
     case ReadRequest::Kind::subscribe:
-      if (auto err = subscription_page(w.scratch, job.reqs.front(), out[first], *store, *engine)) {
+      if (auto err = subscription_page(w.reply_hint, job.reqs.front(), out[first], *store, *engine)) {
         ok = false;
         fail_all(*err);
       }
-      if (w.scratch.capacity() > kMaxScratch) std::string().swap(w.scratch);
       break;
     case ReadRequest::Kind::stats: {
       // stats and verify read the whole index or chain: through a map, every page

@@ -131,9 +131,9 @@ class Reader {
   bool next_job(Worker& w, Job& job);  // under mu_
   void execute(Worker& w, Job& job, std::unique_ptr<store::Store>& store,
                std::unique_ptr<store::QueryEngine>& engine, std::vector<ReadResult>& out);
-  // One subscription page (reader_subscribe.cpp), encoded in `scratch` first (the
-  // thread's, see Worker). Returns the store's error, if any.
-  std::optional<std::string> subscription_page(std::string& scratch, const ReadRequest& req, ReadResult& res,
+  // One subscription page (reader_subscribe.cpp), encoded straight into res.frame and
+  // reserved from the thread's `reply_hint` (see Worker). Returns the store's error, if any.
+  std::optional<std::string> subscription_page(size_t& reply_hint, const ReadRequest& req, ReadResult& res,
                                                store::Store& store, store::QueryEngine& engine);
   // A waiting page about to park whose cursor is below an ack that came while it ran
   // (its snapshot was taken just before that commit): true, once, to run it again now

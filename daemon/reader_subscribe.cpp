@@ -11,9 +11,11 @@
 // so a subscriber never sees an event that a crash could take back.
 #include "reader.hpp"
 
+#include <algorithm>
+
 namespace cairn::daemon {
 
-std::optional<std::string> Reader::subscription_page(std::string& scratch, const ReadRequest& req,
+std::optional<std::string> Reader::subscription_page(size_t& reply_hint, const ReadRequest& req,
                                                      ReadResult& res, store::Store& store,
                                                      store::QueryEngine& engine) {
   store.map_reads(mmap_bytes_);
@@ -34,8 +36,12 @@ std::optional<std::string> Reader::subscription_page(std::string& scratch, const
   if (!spec.after) spec.after = top;  // no `after`: only events stored from now on
   const uint64_t from = *spec.after;
 
-  scratch.clear();
-  proto::QueryReplyBuilder reply(scratch, req.id);
+  // Encoded straight into the frame the session sends, reserved as a query page is
+  // (reader.cpp's Worker::reply_hint).
+  std::string& buf = res.frame;
+  buf.clear();
+  buf.reserve(std::min<size_t>(reply_hint + reply_hint / 8, size_t{max_reply_} + 64));
+  proto::QueryReplyBuilder reply(buf, req.id);
   uint64_t last = from;
   auto end = engine.page(spec, [&](uint64_t seq, std::string_view hash, std::string_view body) {
     if (reply.count() > 0 && !reply.fits(body.size(), max_reply_)) return false;
@@ -49,7 +55,8 @@ std::optional<std::string> Reader::subscription_page(std::string& scratch, const
   const uint64_t cursor = end.value().next ? std::max(*end.value().next, last) : std::max(last, top);
   const uint64_t scanned = end.value().scanned;
   reply.finish(cursor, reply.room_for_scanned(max_reply_) ? scanned : 0);
-  res.frame.assign(scratch);
+  reply_hint = buf.size();
+  if (buf.capacity() > buf.size() + buf.size() / 4 + 4096) buf.shrink_to_fit();
   res.ok = true;
   res.cursor = cursor;
   if (reply.count() == 0 && !end.value().next && !req.announce) {

@@ -718,10 +718,11 @@ void Session::start_write() {
 // connection is in flight: a client with a window of requests gets its replies in
 // batches, and a write in flight is what gathers the next batch (writing every batch at
 // once cost 25% of C=64 throughput: more writes, more client wake-ups). Returns true when
-// every byte went out.
+// every byte went out. Never on a subscribing connection: its next page runs from
+// on_write (subscription_written).
 bool Session::try_write_now() {
   if (state_ != State::open || !reading_ || !slots_.empty() || paused_on_writer_ || paused_on_disk_ ||
-      whole_frame_buffered())
+      sub_.state != Subscription::State::none || whole_frame_buffered())
     return false;
   uv_buf_t b = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
   int n = uv_try_write(reinterpret_cast<uv_stream_t*>(&pipe_), &b, 1);
