@@ -239,6 +239,15 @@ Test(subscribe, bad_arguments_are_named_errors_and_the_connection_goes_on) {
   cr_assert(pong && pong->ok && pong->id == 8);
 }
 
+// True when a shared object whose path contains `name` is mapped into process `pid`.
+static bool maps_contain(pid_t pid, const char* name) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/maps");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.find(name) != std::string::npos) return true;
+  return false;
+}
+
 Test(subscribe, a_subscriber_that_stops_reading_holds_bounded_memory_and_then_gets_every_event_once) {
   TestDaemon d;
   DaemonOptions opts;
@@ -267,9 +276,13 @@ Test(subscribe, a_subscriber_that_stops_reading_holds_bounded_memory_and_then_ge
                static_cast<unsigned long long>(base_rss), static_cast<unsigned long long>(hwm),
                static_cast<unsigned long long>(base_anon), static_cast<unsigned long long>(anon));
   // Had cairnd queued the pages for this subscriber, its heap would hold ~47 MB of them.
-  // It holds one page (at most max_frame) and what the appends themselves cost.
-  cr_assert_lt(anon, base_anon + 16 * 1024, "heap grew by %llu KiB while the subscriber did not read",
-               static_cast<unsigned long long>(anon - base_anon));
+  // It holds one page (at most max_frame) and what the appends themselves cost. Not
+  // measurable when ./dev test runs this against the ThreadSanitizer cairnd: its shadow
+  // memory (several bytes per byte the daemon touches) is anonymous RSS too (+43 MB for
+  // the same +6 MB of heap); the plain and ASan runs check the bound, this one the order.
+  if (!maps_contain(d.pid(), "libtsan"))
+    cr_assert_lt(anon, base_anon + 16 * 1024, "heap grew by %llu KiB while the subscriber did not read",
+                 static_cast<unsigned long long>(anon - base_anon));
   std::vector<uint64_t> want;
   for (int i = 0; i < kEvents; ++i)
     if (i % 7 != 3) want.push_back(seqs[static_cast<size_t>(i)]);
