@@ -787,27 +787,28 @@ void pack_query_entries(Packer& pk, const QuerySpec& q) {
 
 }  // namespace
 
-void encode_query(std::string& out, uint64_t id, const QuerySpec& q) {
+namespace {
+
+// A request map with `op` (query or subscribe), `id` and the query's entries.
+void encode_query_op(std::string& out, const char* op, uint64_t id, const QuerySpec& q) {
   size_t at = begin_frame(out);
   Packer pk(out);
   pk.map(2 + query_entries(q));
-  pk.str("op"); pk.str("query");
+  pk.str("op"); pk.str(op);
   pk.str("id"); pk.u64(id);
   pack_query_entries(pk, q);
   finish_frame(out, at);
 }
 
+}  // namespace
+
+void encode_query(std::string& out, uint64_t id, const QuerySpec& q) { encode_query_op(out, "query", id, q); }
+
 void encode_subscribe(std::string& out, uint64_t id, const QuerySpec& spec) {
   QuerySpec q = spec;
   q.oldest_first = false;  // implied; "order" is not sent
   q.wait_ms.reset();
-  size_t at = begin_frame(out);
-  Packer pk(out);
-  pk.map(2 + query_entries(q));
-  pk.str("op"); pk.str("subscribe");
-  pk.str("id"); pk.u64(id);
-  pack_query_entries(pk, q);
-  finish_frame(out, at);
+  encode_query_op(out, "subscribe", id, q);
 }
 
 void encode_query_args(std::string& out, const QuerySpec& q) {

@@ -28,15 +28,6 @@ void pause_ms(int ms) {
   }
 }
 
-bool write_cursor(const std::string& path, uint64_t seq) {
-  std::string tmp = path + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "w");
-  if (f == nullptr) return false;
-  bool ok = std::fprintf(f, "%llu\n", static_cast<unsigned long long>(seq)) > 0;
-  ok = std::fclose(f) == 0 && ok;
-  return ok && std::rename(tmp.c_str(), path.c_str()) == 0;
-}
-
 // What one connection ended with.
 enum class Session { lost, fatal };
 
@@ -95,7 +86,7 @@ Session run_once(client::Connection& c, const FollowOptions& opt, uint64_t& afte
       after = e.seq;
     }
     std::fflush(opt.out);
-    if (opt.cursor_file && newest > 0 && !page.value().events.empty()) (void)write_cursor(*opt.cursor_file, newest);
+    if (opt.cursor_file && newest > 0 && !page.value().events.empty()) (void)write_cursor_file(*opt.cursor_file, newest);
     // `next` may be past the last event (rows that did not match): start there next time.
     if (page.value().next && *page.value().next > after) after = *page.value().next;
   }

@@ -27,4 +27,8 @@ struct FollowOptions {
 // out (printed): 2.
 int follow_subscribe(const FollowOptions& opt, EventPrinter& printer);
 
+// Writes `seq` to `path` through a temporary file and a rename, so a reader never sees a
+// half-written cursor (query_commands.cpp). False on any failure.
+bool write_cursor_file(const std::string& path, uint64_t seq);
+
 }  // namespace cairn::cli

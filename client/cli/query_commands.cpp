@@ -279,15 +279,6 @@ Result<std::optional<uint64_t>, std::string> read_cursor_file(const std::string&
   return std::optional<uint64_t>(std::strtoull(s.c_str(), nullptr, 10));
 }
 
-bool write_cursor_file(const std::string& path, uint64_t seq) {
-  std::string tmp = path + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "w");
-  if (f == nullptr) return false;
-  bool ok = std::fprintf(f, "%llu\n", static_cast<unsigned long long>(seq)) > 0;
-  ok = std::fclose(f) == 0 && ok;
-  return ok && std::rename(tmp.c_str(), path.c_str()) == 0;
-}
-
 // Output through a pager on a terminal ($PAGER, else less -FRSX), else stdout.
 class Out {
  public:
@@ -308,6 +299,16 @@ class Out {
 };
 
 }  // namespace
+
+bool write_cursor_file(const std::string& path, uint64_t seq) {
+  std::string tmp = path + ".tmp";
+  FILE* f = std::fopen(tmp.c_str(), "w");
+  if (f == nullptr) return false;
+  bool ok = std::fprintf(f, "%llu\n", static_cast<unsigned long long>(seq)) > 0;
+  ok = std::fclose(f) == 0 && ok;
+  return ok && std::rename(tmp.c_str(), path.c_str()) == 0;
+}
+
 
 Result<Ok, std::string> add_match(proto::QuerySpec& q, const std::string& name, const std::string& value) {
   if (value.empty()) return Err{std::string("empty value")};
