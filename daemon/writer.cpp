@@ -455,6 +455,7 @@ void Writer::seal_epoch() {
   // After an ENOSPC the seal waits for space (the epoch just runs longer): a seal that
   // fails counts toward giving up, and a full disk is no reason to stop cairnd.
   if (disk_ && disk_->writes_blocked()) return;
+  store_->request_index_flush();  // the seal's commit brings the query index up to date
   auto r = timed([&] { return sealer_->seal(*store_); });
   if (!r) {
     fail_open(r.error(), "seal");

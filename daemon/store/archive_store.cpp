@@ -164,7 +164,10 @@ StoreResult<Ok> Store::archive_commit(uint64_t through) {
   auto r = begin();
   if (!r) return r;
   if (idx.value()) {
-    r = run(db_,
+    // The counts of the records moved out come off the tables: they must count them first.
+    r = flush_index();
+    if (r)
+      r = run(db_,
             "UPDATE type_counts SET n = n - x.c FROM (SELECT type, COUNT(*) AS c FROM events "
             "WHERE seq > ?1 AND seq <= ?2 GROUP BY type) AS x WHERE type_counts.type = x.type",
             horizon, through, "archive: type counts");

@@ -21,10 +21,12 @@ namespace {
 constexpr size_t kMaxCached = 64;  // distinct filter shapes kept compiled per connection
 constexpr sqlite3_int64 kMaxI64 = std::numeric_limits<sqlite3_int64>::max();
 
-// The writer keeps both tables in step, inside the transaction that appends the records
-// (Store::note_index / flush_index: one upsert per distinct type and bucket per commit;
-// schema 3 used a trigger, two upserts per record). Anything else that appends records
-// (sqlite3 by hand) leaves them behind: cairn verify compares them with the events.
+// The writer keeps both tables in step inside transactions that append records
+// (Store::note_index / flush_index: one upsert per distinct type and bucket, once every
+// Store::kIndexTailMax records; schema 4 did it every commit, schema 3 by a trigger, two
+// upserts per record), up to meta.index_through; readers count the records past it.
+// Anything else that appends records (sqlite3 by hand) leaves them in the tail, where
+// readers count them too; cairn verify compares the tables with the events they cover.
 constexpr const char* kIndexSchema = R"sql(
 CREATE TABLE IF NOT EXISTS time_seq (
   bucket INTEGER PRIMARY KEY,  -- received >> 30
@@ -285,6 +287,15 @@ bool index_served(const proto::QuerySpec& q) {
 
 }  // namespace
 
+StoreResult<uint64_t> query_index_through(sqlite3* db) {
+  auto v = scalar(db,
+                  "SELECT IFNULL((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'index_through'), "
+                  "(SELECT IFNULL(MAX(seq), 0) FROM events))",
+                  "read index_through");
+  if (!v) return Err{v.error()};
+  return static_cast<uint64_t>(v.value());
+}
+
 StoreResult<uint64_t> ensure_query_indexes(Store& store) {
   auto n = ensure_query_indexes_on(store.handle());
   if (!n) return n;
@@ -353,7 +364,12 @@ StoreResult<uint64_t> ensure_query_indexes_on(sqlite3* db) {
   // One table without the other (someone dropped one) cannot be trusted: rebuild both.
   r = exec(db, "DROP TABLE IF EXISTS time_seq; DROP TABLE IF EXISTS type_counts;", "create query index");
   if (r) r = exec(db, kIndexSchema, "create query index");
+  // Filled from every record: the tables count up to the head.
   if (r) r = exec(db, kBackfill, "fill query index");
+  if (r)
+    r = exec(db,
+             "INSERT OR REPLACE INTO meta(key, value) SELECT 'index_through', IFNULL(MAX(seq), 0) FROM events",
+             "fill query index");
   StoreResult<int64_t> n = int64_t{0};
   if (r) n = scalar(db, "SELECT IFNULL(SUM(n), 0) FROM type_counts", "fill query index");
   if (r && !n) r = Err{n.error()};
@@ -421,11 +437,21 @@ StoreResult<std::optional<std::string>> check_query_indexes(Store& store) {
   auto present = index_present(db);
   if (!present) return Err{present.error()};
   if (!present.value()) return std::optional<std::string>();
+  auto through = query_index_through(db);
+  if (!through) return Err{through.error()};
+  auto head = scalar(db, "SELECT IFNULL(MAX(seq), 0) FROM events", "check query index");
+  if (!head) return Err{head.error()};
+  if (through.value() > static_cast<uint64_t>(head.value()))
+    return std::optional<std::string>("meta.index_through says the query index counts records up to seq " +
+                                      std::to_string(through.value()) + ", the log ends at seq " +
+                                      std::to_string(head.value()));
+  // The tables count the records up to index_through; readers count the rest themselves.
+  const std::string upto = " WHERE seq <= " + std::to_string(through.value());
   // Each aggregate is computed once (the type index gives the types in order; the
   // buckets need one pass over the received index) and merged with the table in C++.
   auto types = compare(
       db, "SELECT type, n FROM type_counts ORDER BY type",
-      "SELECT type, COUNT(*) FROM events GROUP BY type ORDER BY type", true,
+      ("SELECT type, COUNT(*) FROM events" + upto + " GROUP BY type ORDER BY type").c_str(), true,
       [](const Rows* kept, const Rows* truth) {
         std::string type = (kept ? kept : truth)->text(0);
         std::string says = kept ? std::to_string(kept->num(1)) : "no";
@@ -436,7 +462,7 @@ StoreResult<std::optional<std::string>> check_query_indexes(Store& store) {
   if (!types || types.value()) return types;
   return compare(
       db, "SELECT bucket, lo, hi FROM time_seq ORDER BY bucket",
-      "SELECT received >> 30 AS b, MIN(seq), MAX(seq) FROM events GROUP BY b ORDER BY b", false,
+      ("SELECT received >> 30 AS b, MIN(seq), MAX(seq) FROM events" + upto + " GROUP BY b ORDER BY b").c_str(), false,
       [](const Rows* kept, const Rows* truth) {
         auto range = [](const Rows* r) {
           return r ? "seqs " + std::to_string(r->num(1)) + ".." + std::to_string(r->num(2)) : std::string("none");
@@ -504,6 +530,24 @@ StoreResult<std::optional<std::pair<uint64_t, uint64_t>>> QueryEngine::time_boun
   if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
     out = std::pair<uint64_t, uint64_t>{static_cast<uint64_t>(sqlite3_column_int64(st, 0)),
                                         static_cast<uint64_t>(sqlite3_column_int64(st, 1))};
+  sqlite3_reset(st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Err{make_error(db_, rc, "time window")};
+  // The tail (records past index_through) is in no bucket yet: if any of it was received
+  // in the window, the range runs on to the head (the page filters on received).
+  auto through = query_index_through(db_);
+  if (!through) return Err{through.error()};
+  st = statement("SELECT MIN(received), MAX(received), MAX(seq) FROM events WHERE seq > ?1", &rc);
+  if (st == nullptr) return Err{make_error(db_, rc, "time window")};
+  sqlite3_bind_int64(st, 1, static_cast<sqlite3_int64>(through.value()));
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+    int64_t first = sqlite3_column_int64(st, 0), last = sqlite3_column_int64(st, 1);
+    auto head = static_cast<uint64_t>(sqlite3_column_int64(st, 2));
+    if ((!q.since || last >= *q.since) && (!q.until || first < *q.until)) {
+      if (out->first > out->second) out->first = through.value() + 1;  // no bucket in the window
+      out->second = head;
+    }
+  }
   sqlite3_reset(st);
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Err{make_error(db_, rc, "time window")};
   return out;
@@ -741,6 +785,28 @@ StoreResult<StoreInfo> QueryEngine::info() {
   }
   sqlite3_reset(st);
   if (rc != SQLITE_DONE) return Err{make_error(db_, rc, "info")};
+  // The tail's types, counted from the records themselves.
+  auto through = query_index_through(db_);
+  if (!through) return Err{through.error()};
+  st = statement("SELECT type, COUNT(*) FROM events WHERE seq > ?1 GROUP BY type", &rc);
+  if (st == nullptr) return Err{make_error(db_, rc, "info")};
+  sqlite3_bind_int64(st, 1, static_cast<sqlite3_int64>(through.value()));
+  bool tail = false;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    const unsigned char* t = sqlite3_column_text(st, 0);
+    std::string type = t ? reinterpret_cast<const char*>(t) : "";
+    auto n = static_cast<uint64_t>(sqlite3_column_int64(st, 1));
+    auto it = std::find_if(info.by_type.begin(), info.by_type.end(), [&](const auto& p) { return p.first == type; });
+    if (it == info.by_type.end()) info.by_type.emplace_back(std::move(type), n);
+    else it->second += n;
+    tail = true;
+  }
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE) return Err{make_error(db_, rc, "info")};
+  if (tail)
+    std::stable_sort(info.by_type.begin(), info.by_type.end(), [](const auto& a, const auto& b) {
+      return a.second != b.second ? a.second > b.second : a.first < b.first;
+    });
   if (const char* path = sqlite3_db_filename(db_, "main"); path && *path) {
     struct stat sb {};
     if (stat(path, &sb) == 0) info.db_bytes += static_cast<uint64_t>(sb.st_size);

@@ -7,9 +7,14 @@
 //                B-tree reads; the page then walks that range only. Exact even when the
 //                clock steps back: a bucket's [lo, hi] holds every seq received in it.
 //   type_counts  events per type, so stats is O(number of types), not a scan.
-//   query index  both tables, kept by the writer inside the transaction that appends
-//                the records (Store::flush_index, once per commit: a rolled-back append
-//                leaves no count behind).
+//   query index  both tables, written by the writer inside a transaction that appends
+//                records (Store::flush_index: a rolled-back append leaves no count
+//                behind), once every Store::kIndexTailMax records rather than per commit
+//                (schema 5). They count the records up to meta.index_through.
+//   tail         the records past index_through (fewer than kIndexTailMax from cairnd):
+//                every reader counts them from `events` itself (stats adds their types,
+//                a time window that reaches them walks them), so answers are exact at
+//                every commit.
 //   scan span    a filter no index serves (action, target, comm, outcome, uid/pid/gid,
 //                severity, several types or actors, fields, text) walks seq; one page
 //                walks at most QuerySpec::scan seqs (<= proto::kMaxScan), then ends with
@@ -49,8 +54,14 @@ StoreResult<uint64_t> ensure_query_indexes(Store& store);
 // database without opening it as the writer).
 StoreResult<uint64_t> ensure_query_indexes_on(sqlite3* db);
 
+// The highest seq the query index counts (meta.index_through; a file from before schema 5
+// has no such row, and its tables count every record: the head). Read in the caller's
+// snapshot.
+StoreResult<uint64_t> query_index_through(sqlite3* db);
+
 // Compares the query index with the events table in one read snapshot: every type's
-// count and every bucket's [lo, hi]. Returns a description of the first difference, or
+// count and every bucket's [lo, hi] over the records up to index_through, and
+// index_through against the head. Returns a description of the first difference, or
 // nullopt when they agree (or when the file has no query index). O(n): for verify.
 StoreResult<std::optional<std::string>> check_query_indexes(Store& store);
 

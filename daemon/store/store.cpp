@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "query_engine.hpp"
 #include "store_internal.hpp"
 #include "wal_vfs.hpp"
 
@@ -37,7 +38,13 @@ namespace {
 // IS NOT NULL: most events carry no key), and the query index tables are kept by the
 // writer once per commit instead of by a trigger per record. The writer converts a
 // version 3 file in place (migrate_v3: drops two indexes and the trigger, seconds).
-constexpr int kSchemaVersion = 4;
+// 5: the query index tables are written once every Store::kIndexTailMax records, not in
+// every commit (two fewer pages per commit for a lone event, issue 15): they count the
+// records up to meta.index_through, and readers count the records past it (the tail,
+// at most a few hundred) from `events`. Version 4 files convert by setting
+// index_through to the head (their tables count every record); a version 4 build
+// refuses a version 5 file, so no writer that ignores index_through touches one.
+constexpr int kSchemaVersion = 5;
 constexpr int kOldestReadableVersion = 2;
 constexpr int kBusyTimeoutMs = 5000;
 
@@ -225,6 +232,14 @@ StoreResult<Ok> migrate_v3(sqlite3* db) {
               "migrate to schema 4");
 }
 
+// Schema 4 -> 5: the tables of a version 4 file count every record.
+StoreResult<Ok> migrate_v4(sqlite3* db) {
+  return exec(db,
+              "INSERT OR REPLACE INTO meta(key, value) SELECT 'index_through', IFNULL(MAX(seq), 0) FROM events;"
+              "UPDATE meta SET value = 5 WHERE key = 'schema_version';",
+              "migrate to schema 5");
+}
+
 // Writer setup. The version is checked before anything is written, so a database of
 // another version (or another program) is refused untouched.
 StoreResult<Ok> setup_writer(sqlite3* db, const std::string& path) {
@@ -256,6 +271,8 @@ StoreResult<Ok> setup_writer(sqlite3* db, const std::string& path) {
   if (!r) return r;
   if (layout.value().version == "2") r = migrate_v2(db);
   if (r && (layout.value().version == "2" || layout.value().version == "3")) r = migrate_v3(db);
+  if (r && (layout.value().version == "2" || layout.value().version == "3" || layout.value().version == "4"))
+    r = migrate_v4(db);
   // For an existing database this only re-creates what is missing (an index or a
   // trigger someone dropped); existing objects and rows are left alone.
   if (r) r = exec(db, events_table_sql("events").c_str(), "create schema");
@@ -263,7 +280,7 @@ StoreResult<Ok> setup_writer(sqlite3* db, const std::string& path) {
   if (r && layout.value().empty) {
     std::string meta = "INSERT INTO meta(key, value) VALUES ('schema_version', " +
                        std::to_string(kSchemaVersion) + "), ('created', " +
-                       std::to_string(now_ns()) + ")";
+                       std::to_string(now_ns()) + "), ('index_through', 0)";
     r = exec(db, meta.c_str(), "create schema");
   }
   if (r) r = exec(db, "COMMIT", "create schema");
@@ -411,7 +428,7 @@ void bind_opt_text(sqlite3_stmt* st, int i, const std::optional<std::string>& s)
 }  // namespace
 
 Store::Statements::~Statements() {
-  for (sqlite3_stmt* s : {insert, insert_node, add_type, add_bucket, node, leaf, begin, commit, rollback,
+  for (sqlite3_stmt* s : {insert, insert_node, add_type, add_bucket, set_through, node, leaf, begin, commit, rollback,
                           find_idem, head, count, by_type})
     sqlite3_finalize(s);
   for (auto& [k, s] : query) sqlite3_finalize(s);
@@ -560,45 +577,101 @@ StoreResult<Ok> Store::attach_query_index() {
                                "DO UPDATE SET lo = MIN(lo, excluded.lo), hi = MAX(hi, excluded.hi)",
                                &rc)) == nullptr)
     return Err{make_error(db_, rc, "prepare query index")};
+  if (st.set_through == nullptr &&
+      (st.set_through = prepare(db_, "INSERT OR REPLACE INTO meta(key, value) VALUES ('index_through', ?1)", &rc)) ==
+          nullptr)
+    return Err{make_error(db_, rc, "prepare query index")};
+  return load_index_tail();
+}
+
+StoreResult<Ok> Store::load_index_tail() {
+  index_pending_.clear();
+  index_delta_.clear();
+  index_flushed_in_txn_ = false;
+  auto through = query_index_through(db_);
+  if (!through) return Err{through.error()};
+  sqlite3_stmt* st = nullptr;
+  int rc = sqlite3_prepare_v2(db_, "SELECT type, received, seq FROM events WHERE seq > ?1 ORDER BY seq", -1, &st,
+                              nullptr);
+  if (rc != SQLITE_OK) return Err{make_error(db_, rc, "read query index tail")};
+  sqlite3_bind_int64(st, 1, static_cast<sqlite3_int64>(through.value()));
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    const unsigned char* t = sqlite3_column_text(st, 0);
+    auto seq = static_cast<uint64_t>(sqlite3_column_int64(st, 2));
+    index_pending_.add(t ? std::string_view(reinterpret_cast<const char*>(t),
+                                            static_cast<size_t>(sqlite3_column_bytes(st, 0)))
+                         : std::string_view(),
+                       1, sqlite3_column_int64(st, 1) >> kTimeBucketShift, seq, seq);
+  }
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) return Err{make_error(db_, rc, "read query index tail")};
   return Ok{};
+}
+
+void Store::IndexDelta::add(std::string_view type, int64_t n, int64_t bucket, uint64_t lo, uint64_t hi) {
+  auto t = std::find_if(types.begin(), types.end(), [&](const auto& p) { return p.first == type; });
+  if (t == types.end()) types.emplace_back(std::string(type), n);
+  else t->second += n;
+  auto b = std::find_if(buckets.begin(), buckets.end(), [&](const auto& x) { return x.bucket == bucket; });
+  if (b == buckets.end()) buckets.push_back({bucket, lo, hi});
+  else {
+    b->lo = std::min(b->lo, lo);
+    b->hi = std::max(b->hi, hi);
+  }
+  records += static_cast<uint64_t>(n);
+}
+
+void Store::IndexDelta::merge(const IndexDelta& o) {
+  for (const auto& [type, n] : o.types) {
+    auto t = std::find_if(types.begin(), types.end(), [&](const auto& p) { return p.first == type; });
+    if (t == types.end()) types.emplace_back(type, n);
+    else t->second += n;
+  }
+  for (const auto& x : o.buckets) {
+    auto b = std::find_if(buckets.begin(), buckets.end(), [&](const auto& y) { return y.bucket == x.bucket; });
+    if (b == buckets.end()) buckets.push_back(x);
+    else {
+      b->lo = std::min(b->lo, x.lo);
+      b->hi = std::max(b->hi, x.hi);
+    }
+  }
+  records += o.records;
 }
 
 // received >> 30: buckets of ~1.07 s (query_engine.cpp's time_seq).
 void Store::note_index(std::string_view type, int64_t received, uint64_t seq) {
   if (stmts_->add_type == nullptr) return;
-  auto& d = index_delta_;
-  auto t = std::find_if(d.types.begin(), d.types.end(), [&](const auto& p) { return p.first == type; });
-  if (t == d.types.end()) d.types.emplace_back(std::string(type), 1);
-  else t->second += 1;
-  int64_t bucket = received >> 30;
-  auto b = std::find_if(d.buckets.begin(), d.buckets.end(), [&](const auto& x) { return x.bucket == bucket; });
-  if (b == d.buckets.end()) d.buckets.push_back({bucket, seq, seq});
-  else {
-    b->lo = std::min(b->lo, seq);
-    b->hi = std::max(b->hi, seq);
-  }
+  index_delta_.add(type, 1, received >> kTimeBucketShift, seq, seq);
 }
 
 StoreResult<Ok> Store::flush_index() {
-  auto& d = index_delta_;
+  if (stmts_->add_type == nullptr) return Ok{};
+  // index_pending_ once per transaction: a second flush in it (retention, then the
+  // commit) writes only what was appended since the first.
+  IndexDelta all;
+  if (!index_flushed_in_txn_) all = index_pending_;
+  all.merge(index_delta_);
   auto step = [&](sqlite3_stmt* st) -> StoreResult<Ok> {
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) return Err{make_error(db_, rc, "update query index")};
     return Ok{};
   };
-  for (const auto& [type, n] : d.types) {
+  for (const auto& [type, n] : all.types) {
     sqlite3_bind_text(stmts_->add_type, 1, type.data(), static_cast<int>(type.size()), SQLITE_STATIC);
     sqlite3_bind_int64(stmts_->add_type, 2, n);
     if (auto r = step(stmts_->add_type); !r) return r;
   }
-  for (const auto& b : d.buckets) {
+  for (const auto& b : all.buckets) {
     sqlite3_bind_int64(stmts_->add_bucket, 1, b.bucket);
     sqlite3_bind_int64(stmts_->add_bucket, 2, static_cast<sqlite3_int64>(b.lo));
     sqlite3_bind_int64(stmts_->add_bucket, 3, static_cast<sqlite3_int64>(b.hi));
     if (auto r = step(stmts_->add_bucket); !r) return r;
   }
-  d.clear();
+  sqlite3_bind_int64(stmts_->set_through, 1, static_cast<sqlite3_int64>(head_seq_));
+  if (auto r = step(stmts_->set_through); !r) return r;
+  index_delta_.clear();
+  index_flushed_in_txn_ = true;
   return Ok{};
 }
 
@@ -720,6 +793,7 @@ StoreResult<Ok> Store::begin() {
   sqlite3_reset(st);
   if (rc != SQLITE_DONE) return Err{make_error(db_, rc, "begin")};
   index_delta_.clear();  // whatever a failed transaction counted is gone with it
+  index_flushed_in_txn_ = false;
   return Ok{};
 }
 
@@ -797,9 +871,12 @@ StoreResult<uint64_t> Store::append_record(std::string_view type, std::string fi
 
 StoreResult<Ok> Store::commit() {
   if (!in_transaction()) return Err{misuse("commit outside a transaction")};
-  if (auto ix = flush_index(); !ix) {
-    rollback();
-    return ix;
+  bool flush = index_flush_requested_ || index_tail() >= kIndexTailMax;
+  if (flush) {
+    if (auto ix = flush_index(); !ix) {
+      rollback();
+      return ix;
+    }
   }
   sqlite3_stmt* st = stmts_->commit;
   int rc = sqlite3_step(st);
@@ -811,11 +888,19 @@ StoreResult<Ok> Store::commit() {
     rollback();
     return Err{err};
   }
+  // Committed: what the tables do not count yet is what this transaction appended after
+  // its flush (nothing, when the flush was at its end), or all of it on top of before.
+  if (index_flushed_in_txn_) index_pending_ = std::move(index_delta_);
+  else index_pending_.merge(index_delta_);
+  index_delta_.clear();
+  index_flushed_in_txn_ = false;
+  if (flush) index_flush_requested_ = false;
   return Ok{};
 }
 
 void Store::rollback() {
   index_delta_.clear();
+  index_flushed_in_txn_ = false;  // index_pending_ was never written: it stays pending
   if (in_transaction()) {
     sqlite3_stmt* st = stmts_->rollback;
     sqlite3_step(st);

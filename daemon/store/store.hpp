@@ -252,8 +252,17 @@ class Store {
   sqlite3* handle() { return db_; }  // for tests and benchmarks only
   // Writer: keep the query index tables (time_seq, type_counts; query_engine.hpp) in
   // step from now on. Called once they exist; a no-op if already attached. Reopening
-  // attaches again by itself when the tables are there.
+  // attaches again by itself when the tables are there. The tables are written once
+  // every kIndexTailMax records (schema 5), not in every commit: the records past
+  // meta.index_through (the tail) are read from `events` by every reader, and the
+  // writer counts them again from the file whenever it opens it.
   StoreResult<Ok> attach_query_index();
+  // Writer: the next commit writes the query index tables whatever the tail's length
+  // (cairnd asks before a seal and at a clean stop: an idle log's tables are current).
+  void request_index_flush() { index_flush_requested_ = true; }
+  // Records the index tables do not count yet (this transaction's included).
+  uint64_t index_tail() const { return (index_flushed_in_txn_ ? 0 : index_pending_.records) + index_delta_.records; }
+  static constexpr uint64_t kIndexTailMax = 256;
 
  private:
   Store() = default;
@@ -269,10 +278,16 @@ class Store {
                                                  std::string* body);
   // Inserts the interior nodes the new leaf completes (append paths).
   StoreResult<Ok> add_leaf(const Hash& leaf);
-  // The query index's share of the open transaction: counted per append, written once
-  // per commit (one upsert per distinct type and time bucket, not two per record).
+  // The query index's share of each append: counted in memory (index_delta_ for the open
+  // transaction, index_pending_ for committed records the tables do not count yet) and
+  // written as one upsert per distinct type and time bucket when the tail reaches
+  // kIndexTailMax, or on request, or before retention moves records out.
   void note_index(std::string_view type, int64_t received, uint64_t seq);
+  // Inside a write transaction: writes what is counted and not written, and moves
+  // meta.index_through to the head.
   StoreResult<Ok> flush_index();
+  // Writer, after an open: counts the tail (records past index_through) from the file.
+  StoreResult<Ok> load_index_tail();
 
   sqlite3* db_ = nullptr;
   OpenMode mode_ = OpenMode::readonly;
@@ -291,11 +306,19 @@ class Store {
       uint64_t lo, hi;
     };
     std::vector<Bucket> buckets;
+    uint64_t records = 0;
+    void add(std::string_view type, int64_t n, int64_t bucket, uint64_t lo, uint64_t hi);
+    void merge(const IndexDelta& o);
     void clear() {
       types.clear();
       buckets.clear();
+      records = 0;
     }
-  } index_delta_;
+  };
+  IndexDelta index_delta_;    // appends of the open transaction
+  IndexDelta index_pending_;  // committed, not yet in the tables
+  bool index_flushed_in_txn_ = false;  // the open transaction wrote index_pending_
+  bool index_flush_requested_ = false;
   struct Statements;
   std::unique_ptr<Statements> stmts_;
   std::unique_ptr<std::pair<void (*)(void*, int), void*>> hook_;  // wal hook target

@@ -26,6 +26,7 @@ struct Store::Statements {
   sqlite3_stmt* insert_node = nullptr;  // writer
   sqlite3_stmt* add_type = nullptr;     // writer, when the query index tables exist
   sqlite3_stmt* add_bucket = nullptr;   // writer, likewise
+  sqlite3_stmt* set_through = nullptr;  // writer, likewise (meta.index_through)
   sqlite3_stmt* count = nullptr;      // info(), built on first use
   sqlite3_stmt* by_type = nullptr;    // info(), built on first use
   std::map<unsigned, sqlite3_stmt*> query;         // by filter mask, built on first use

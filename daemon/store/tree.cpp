@@ -134,12 +134,13 @@ StoreResult<std::optional<std::pair<uint64_t, std::string>>> Store::latest_seal(
 StoreResult<std::optional<int64_t>> Store::min_received() {
   // Through time_seq: the oldest bucket's seq range holds the oldest record (schema 4
   // has no index on received, and a full scan of a big log at start-up takes seconds).
+  // With no bucket yet, every record is in the tail (schema 5): fewer than a few hundred.
   // A file without the query index is scanned.
   sqlite3_stmt* st = nullptr;
   int rc = sqlite3_prepare_v2(db_,
                               "SELECT MIN(received) FROM events WHERE seq BETWEEN "
-                              "(SELECT lo FROM time_seq ORDER BY bucket LIMIT 1) AND "
-                              "(SELECT hi FROM time_seq ORDER BY bucket LIMIT 1)",
+                              "IFNULL((SELECT lo FROM time_seq ORDER BY bucket LIMIT 1), 0) AND "
+                              "IFNULL((SELECT hi FROM time_seq ORDER BY bucket LIMIT 1), 9223372036854775807)",
                               -1, &st, nullptr);
   if (rc != SQLITE_OK) rc = sqlite3_prepare_v2(db_, "SELECT MIN(received) FROM events", -1, &st, nullptr);
   if (rc != SQLITE_OK) return Err{make_error(db_, rc, "read oldest record")};

@@ -12,7 +12,8 @@
 //   hidden_row   a column stored with another SQLite type than the schema's (queries
 //                would not find it), or an index that does not hold every row once
 //   index        the query index (time_seq, type_counts: query_engine.hpp) disagrees
-//                with the events: not part of the signed log, but `cairn stats` and time
+//                with the events up to meta.index_through, or index_through is past
+//                the head: not part of the signed log, but `cairn stats` and time
 //                windows would report what it says
 //   tree         a stored interior node differs from the one recomputed
 //   root         a seal's root is not the root of the records before it

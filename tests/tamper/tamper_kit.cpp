@@ -311,7 +311,8 @@ void rebuild(sqlite3* db, const std::vector<Rec>& recs) {
   // the deleted ones too).
   exec(db, "DELETE FROM time_seq; DELETE FROM type_counts;"
            "INSERT INTO time_seq (bucket, lo, hi) SELECT received >> 30, MIN(seq), MAX(seq) FROM events GROUP BY 1;"
-           "INSERT INTO type_counts (type, n) SELECT type, COUNT(*) FROM events GROUP BY type;");
+           "INSERT INTO type_counts (type, n) SELECT type, COUNT(*) FROM events GROUP BY type;"
+           "INSERT OR REPLACE INTO meta(key, value) SELECT 'index_through', IFNULL(MAX(seq), 0) FROM events;");
   exec(db, "COMMIT");
 }
 

@@ -20,7 +20,7 @@ Test(store_chain, open_creates_the_schema_in_wal_mode_with_synchronous_full) {
   auto s = open_store(t.path);
   cr_assert_eq(sql_text(s->handle(), "PRAGMA journal_mode"), "wal");
   cr_assert_eq(sql_text(s->handle(), "PRAGMA synchronous"), "2", "2 is FULL");
-  cr_assert_eq(sql_text(s->handle(), "SELECT value FROM meta WHERE key='schema_version'"), "4");
+  cr_assert_eq(sql_text(s->handle(), "SELECT value FROM meta WHERE key='schema_version'"), "5");
   cr_assert_eq(sql_text(s->handle(), "SELECT count(*) FROM meta WHERE key='genesis'"), "0",
                "version 2 has no chain genesis");
   cr_assert_neq(sql_text(s->handle(), "SELECT value FROM meta WHERE key='created'"), "");
@@ -279,7 +279,7 @@ Test(store_chain, a_version_2_database_is_converted_to_per_uid_idem_keys) {
     hashes_before = sql_text(r->handle(), "SELECT group_concat(hex(hash)) FROM events");
   }
   auto s = open_store(t.path);
-  cr_assert_eq(sql_text(s->handle(), "SELECT value FROM meta WHERE key='schema_version'"), "4",
+  cr_assert_eq(sql_text(s->handle(), "SELECT value FROM meta WHERE key='schema_version'"), "5",
                "converted through 3 to 4");
   cr_assert_eq(sql_text(s->handle(), "SELECT count(*) FROM sqlite_schema WHERE name='events_received'"), "0");
   cr_assert_eq(sql_text(s->handle(), "SELECT group_concat(hex(hash)) FROM events"), hashes_before);
