@@ -258,11 +258,8 @@ Test(store_engine, a_database_without_the_query_index_still_answers_windows_and_
 
 namespace {
 int64_t meta_through(Store& s) {
-  sqlite3_stmt* st = nullptr;
-  sqlite3_prepare_v2(s.handle(), "SELECT value FROM meta WHERE key = 'index_through'", -1, &st, nullptr);
-  int64_t v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-  sqlite3_finalize(st);
-  return v;
+  std::string v = sql_text(s.handle(), "SELECT IFNULL((SELECT value FROM meta WHERE key = 'index_through'), -1)");
+  return std::stoll(v);
 }
 
 // Types counted from the events themselves, most first: what stats must say.
