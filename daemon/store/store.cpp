@@ -622,10 +622,10 @@ void Store::IndexDelta::add(std::string_view type, int64_t n, int64_t bucket, ui
 }
 
 void Store::IndexDelta::merge(const IndexDelta& o) {
-  for (const auto& [type, n] : o.types) {
-    auto t = std::find_if(types.begin(), types.end(), [&](const auto& p) { return p.first == type; });
-    if (t == types.end()) types.emplace_back(type, n);
-    else t->second += n;
+  for (const auto& x : o.types) {  // not a structured binding: clang 14 cannot capture one
+    auto t = std::find_if(types.begin(), types.end(), [&](const auto& p) { return p.first == x.first; });
+    if (t == types.end()) types.push_back(x);
+    else t->second += x.second;
   }
   for (const auto& x : o.buckets) {
     auto b = std::find_if(buckets.begin(), buckets.end(), [&](const auto& y) { return y.bucket == x.bucket; });
