@@ -785,10 +785,12 @@ StoreResult<StoreInfo> QueryEngine::info() {
   }
   sqlite3_reset(st);
   if (rc != SQLITE_DONE) return Err{make_error(db_, rc, "info")};
-  // The tail's types, counted from the records themselves.
+  // The tail's types, counted from the records themselves. NOT INDEXED: GROUP BY type
+  // would otherwise walk the whole type index to skip all but the tail (49 ms on 1M
+  // records); the seq range reads only the tail's rows.
   auto through = query_index_through(db_);
   if (!through) return Err{through.error()};
-  st = statement("SELECT type, COUNT(*) FROM events WHERE seq > ?1 GROUP BY type", &rc);
+  st = statement("SELECT type, COUNT(*) FROM events NOT INDEXED WHERE seq > ?1 GROUP BY type", &rc);
   if (st == nullptr) return Err{make_error(db_, rc, "info")};
   sqlite3_bind_int64(st, 1, static_cast<sqlite3_int64>(through.value()));
   bool tail = false;
