@@ -601,47 +601,44 @@ StoreResult<Ok> Store::load_index_tail() {
     index_pending_.add(t ? std::string_view(reinterpret_cast<const char*>(t),
                                             static_cast<size_t>(sqlite3_column_bytes(st, 0)))
                          : std::string_view(),
-                       1, sqlite3_column_int64(st, 1) >> kTimeBucketShift, seq, seq);
+                       sqlite3_column_int64(st, 1) >> kTimeBucketShift, seq);
   }
   sqlite3_finalize(st);
   if (rc != SQLITE_DONE) return Err{make_error(db_, rc, "read query index tail")};
   return Ok{};
 }
 
-void Store::IndexDelta::add(std::string_view type, int64_t n, int64_t bucket, uint64_t lo, uint64_t hi) {
+void Store::IndexDelta::add_type(std::string_view type, int64_t n) {
   auto t = std::find_if(types.begin(), types.end(), [&](const auto& p) { return p.first == type; });
   if (t == types.end()) types.emplace_back(std::string(type), n);
   else t->second += n;
+}
+
+void Store::IndexDelta::add_bucket(int64_t bucket, uint64_t lo, uint64_t hi) {
   auto b = std::find_if(buckets.begin(), buckets.end(), [&](const auto& x) { return x.bucket == bucket; });
   if (b == buckets.end()) buckets.push_back({bucket, lo, hi});
   else {
     b->lo = std::min(b->lo, lo);
     b->hi = std::max(b->hi, hi);
   }
-  records += static_cast<uint64_t>(n);
+}
+
+void Store::IndexDelta::add(std::string_view type, int64_t bucket, uint64_t seq) {
+  add_type(type, 1);
+  add_bucket(bucket, seq, seq);
+  records += 1;
 }
 
 void Store::IndexDelta::merge(const IndexDelta& o) {
-  for (const auto& x : o.types) {  // not a structured binding: clang 14 cannot capture one
-    auto t = std::find_if(types.begin(), types.end(), [&](const auto& p) { return p.first == x.first; });
-    if (t == types.end()) types.push_back(x);
-    else t->second += x.second;
-  }
-  for (const auto& x : o.buckets) {
-    auto b = std::find_if(buckets.begin(), buckets.end(), [&](const auto& y) { return y.bucket == x.bucket; });
-    if (b == buckets.end()) buckets.push_back(x);
-    else {
-      b->lo = std::min(b->lo, x.lo);
-      b->hi = std::max(b->hi, x.hi);
-    }
-  }
+  for (const auto& t : o.types) add_type(t.first, t.second);
+  for (const auto& b : o.buckets) add_bucket(b.bucket, b.lo, b.hi);
   records += o.records;
 }
 
 // received >> 30: buckets of ~1.07 s (query_engine.cpp's time_seq).
 void Store::note_index(std::string_view type, int64_t received, uint64_t seq) {
   if (stmts_->add_type == nullptr) return;
-  index_delta_.add(type, 1, received >> kTimeBucketShift, seq, seq);
+  index_delta_.add(type, received >> kTimeBucketShift, seq);
 }
 
 StoreResult<Ok> Store::flush_index() {

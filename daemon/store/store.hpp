@@ -307,8 +307,10 @@ class Store {
     };
     std::vector<Bucket> buckets;
     uint64_t records = 0;
-    void add(std::string_view type, int64_t n, int64_t bucket, uint64_t lo, uint64_t hi);
+    void add(std::string_view type, int64_t bucket, uint64_t seq);  // one record
     void merge(const IndexDelta& o);
+    void add_type(std::string_view type, int64_t n);
+    void add_bucket(int64_t bucket, uint64_t lo, uint64_t hi);
     void clear() {
       types.clear();
       buckets.clear();
